@@ -1,0 +1,123 @@
+//! `cue bench`: measured figures for the README, run in release builds.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Subcommand;
+
+use crate::volume::{Volume, study::load_parallel};
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Time loading volumes into canonical float32 (the viewer's load path) and report the
+    /// peak memory. Defaults to the four BraTS sample sequences in ../shared/data.
+    Load {
+        /// Files to load; default: t1n, t1c, t2w, t2f of ../shared/data/cases/brats-sample.
+        files: Vec<PathBuf>,
+        /// Timed repetitions; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+        /// Load one file after another on one thread only (no parallel run).
+        #[arg(long)]
+        sequential: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Load { files, repeat, sequential, json } => load(files, repeat.max(1), sequential, json),
+    }
+}
+
+/// The shared test data folder beside the repository, or `$CUE_SHARED_DATA`.
+pub fn shared_data_dir() -> PathBuf {
+    std::env::var_os("CUE_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
+}
+
+#[derive(Debug, serde::Serialize)]
+struct LoadReport {
+    files: Vec<String>,
+    float32_bytes: u64,
+    sequential_median_s: f64,
+    parallel_median_s: Option<f64>,
+    baseline_rss_bytes: u64,
+    peak_rss_bytes: u64,
+}
+
+fn load(files: Vec<PathBuf>, repeat: usize, sequential_only: bool, json: bool) -> anyhow::Result<()> {
+    let files = if files.is_empty() {
+        let dir = shared_data_dir().join("cases/brats-sample");
+        ["t1n", "t1c", "t2w", "t2f"].iter().map(|s| dir.join(format!("{s}.nii.gz"))).collect()
+    } else {
+        files
+    };
+    let baseline_rss_bytes = memory_status("VmRSS").unwrap_or(0);
+    let mut float32_bytes = 0;
+    let mut sequential = Vec::new();
+    for _ in 0..repeat {
+        let start = Instant::now();
+        float32_bytes = 0;
+        for f in &files {
+            let v = Volume::read_canonical(f, 0)?;
+            float32_bytes += (v.voxel_count() * 4) as u64;
+        }
+        sequential.push(start.elapsed().as_secs_f64());
+    }
+    // Peak of loading one volume at a time, before the parallel runs raise it.
+    let peak_rss_bytes = memory_status("VmHWM").unwrap_or(0);
+    let parallel = if sequential_only {
+        None
+    } else {
+        let mut times = Vec::new();
+        for _ in 0..repeat {
+            let start = Instant::now();
+            let volumes = load_parallel(files.iter().map(PathBuf::as_path).collect())?;
+            times.push(start.elapsed().as_secs_f64());
+            drop(volumes);
+        }
+        Some(median(&mut times))
+    };
+    let report = LoadReport {
+        files: files.iter().map(|f| f.display().to_string()).collect(),
+        float32_bytes,
+        sequential_median_s: median(&mut sequential),
+        parallel_median_s: parallel,
+        baseline_rss_bytes,
+        peak_rss_bytes,
+    };
+    if json {
+        println!("{}", serde_json::to_string(&report).context("cannot encode the report")?);
+    } else {
+        println!("files                 {}", report.files.len());
+        println!("float32 size          {:.1} MiB", report.float32_bytes as f64 / 1048576.0);
+        println!("sequential (median)   {:.3} s", report.sequential_median_s);
+        if let Some(p) = report.parallel_median_s {
+            println!("parallel (median)     {p:.3} s");
+        }
+        println!(
+            "peak RSS, one at a time  {:.1} MiB (baseline {:.1} MiB)",
+            report.peak_rss_bytes as f64 / 1048576.0,
+            report.baseline_rss_bytes as f64 / 1048576.0
+        );
+    }
+    Ok(())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// A `/proc/self/status` memory field in bytes (Linux only).
+fn memory_status(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

@@ -1,0 +1,89 @@
+//! The command line: `cue` opens the app; subcommands inspect and convert files.
+
+mod bench;
+mod info;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// CUE: multi-sequence MRI viewer with CLIP-guided anomaly maps.
+///
+/// Without a subcommand, opens the desktop app. Logging goes to stderr, filtered by RUST_LOG
+/// (for example RUST_LOG=cue=debug).
+#[derive(Debug, Parser)]
+#[command(name = "cue", version, about, long_about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a NIfTI file's header: format, shape, datatype, voxel size, affine, axis codes.
+    ///
+    /// Reads the whole file to check its data are complete, so a truncated file fails here.
+    Info {
+        /// A .nii, .nii.gz, .hdr or .img file.
+        file: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a volume re-oriented to closest-canonical RAS+ (axis permutation and flips, no
+    /// resampling), as float32 with scaling applied and the updated affine (sform and qform
+    /// code 1). Writes .nii.gz when OUT ends in .gz.
+    Canonical {
+        /// The input file.
+        input: PathBuf,
+        /// The output file.
+        output: PathBuf,
+        /// Which 3-D volume of a 4-D file (0 is the first).
+        #[arg(long, default_value_t = 0)]
+        volume: usize,
+    },
+    /// Benchmarks (release builds only give meaningful figures).
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
+}
+
+/// Parses the command line and runs it; errors print as one line on stderr.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => crate::app::run(),
+        Some(Command::Info { file, json }) => info::run(&file, json),
+        Some(Command::Canonical { input, output, volume }) => canonical(&input, &output, volume),
+        Some(Command::Bench { what }) => bench::run(what),
+    }
+}
+
+fn canonical(input: &std::path::Path, output: &std::path::Path, volume_index: usize) -> anyhow::Result<()> {
+    use crate::volume::{Volume, VoxelData, WriteOptions, write_nifti1};
+    let volume = Volume::read_canonical(input, volume_index)?;
+    tracing::info!(from = %volume.source.header.world_from_voxel().map(|a| a.axcodes()).unwrap_or_default(), shape = ?volume.shape, "re-oriented to RAS");
+    let options = WriteOptions { descrip: format!("CUE canonical of volume {volume_index}"), ..Default::default() };
+    let shape = volume.shape;
+    write_nifti1(output, &shape, &VoxelData::F32(volume.data), &volume.world_from_voxel, &options)?;
+    Ok(())
+}

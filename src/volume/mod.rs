@@ -1,0 +1,27 @@
+//! The volume layer: NIfTI reading and writing, orientation, studies and slices.
+//!
+//! Nothing here knows about the UI or the model; everything else builds on it.
+
+pub mod affine;
+pub mod datatype;
+pub mod error;
+pub mod header;
+pub mod read;
+pub mod slice;
+pub mod source;
+pub mod study;
+#[allow(clippy::module_inception)]
+pub mod volume;
+pub mod window;
+pub mod write;
+
+pub use affine::{Affine, AxisOrientation};
+pub use datatype::{DataType, Endianness, VoxelData};
+pub use error::{Problem, VolumeError};
+pub use header::{NiftiFormat, NiftiHeader, Rescale};
+pub use read::{NiftiImage, OpenImage};
+pub use slice::{DisplayConvention, EdgeLabels, Slice, SliceAxes, View, extract_slice, slice_count};
+pub use study::{Sequence, SequenceKind, Study};
+pub use volume::{Volume, VolumeSource};
+pub use window::WindowLevel;
+pub use write::{WriteOptions, write_nifti1};

@@ -1,0 +1,192 @@
+//! [`Volume`]: one 3-D scalar volume in `f32`, with its place in the world, and its
+//! re-orientation to the closest canonical RAS+ voxel order.
+
+use std::path::{Path, PathBuf};
+
+use super::affine::{Affine, AxisOrientation};
+use super::error::Result;
+use super::header::NiftiHeader;
+use super::read::OpenImage;
+
+/// One 3-D volume of intensities.
+///
+/// `data[i + nx * (j + ny * k)]` is voxel (i, j, k), the NIfTI storage order.
+#[derive(Clone, Debug)]
+pub struct Volume {
+    /// Intensities after `scl_slope`/`scl_inter`; colours as luminance.
+    pub data: Vec<f32>,
+    /// (nx, ny, nz).
+    pub shape: [usize; 3],
+    /// Voxel indices to RAS+ millimetres.
+    pub world_from_voxel: Affine,
+    /// Where it came from.
+    pub source: VolumeSource,
+}
+
+/// The file a [`Volume`] was read from and how it was re-arranged since.
+#[derive(Clone, Debug)]
+pub struct VolumeSource {
+    /// The file (the header file of a pair).
+    pub path: PathBuf,
+    /// The header as read.
+    pub header: NiftiHeader,
+    /// Which 3-D volume of a 4-D file this is (0 for 3-D files).
+    pub volume_index: usize,
+    /// `world_from_voxel` of the file's own voxel grid.
+    pub file_world_from_voxel: Affine,
+    /// Voxel indices of this volume to voxel indices of the file's grid.
+    pub file_voxel_from_voxel: Affine,
+}
+
+impl Volume {
+    /// Reads volume `volume_index` (0 for the first) of a file, in the file's voxel order.
+    pub fn read(path: &Path, volume_index: usize) -> Result<Self> {
+        let image = OpenImage::open(path)?;
+        let header_path = image.header_path.clone();
+        let (header, data) = image.read_volume_f32(volume_index)?;
+        let world_from_voxel = header
+            .world_from_voxel()
+            .map_err(|p| super::error::VolumeError::invalid(p, &header_path))?;
+        Ok(Self {
+            data,
+            shape: header.spatial_shape(),
+            world_from_voxel,
+            source: VolumeSource {
+                path: header_path,
+                header,
+                volume_index,
+                file_world_from_voxel: world_from_voxel,
+                file_voxel_from_voxel: Affine::identity(),
+            },
+        })
+    }
+
+    /// Reads volume `volume_index` of a file and re-orients it to closest canonical RAS+.
+    pub fn read_canonical(path: &Path, volume_index: usize) -> Result<Self> {
+        Ok(Self::read(path, volume_index)?.into_canonical())
+    }
+
+    /// Number of voxels.
+    pub fn voxel_count(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Index into `data` of voxel (i, j, k).
+    #[inline]
+    pub fn index(&self, [i, j, k]: [usize; 3]) -> usize {
+        i + self.shape[0] * (j + self.shape[1] * k)
+    }
+
+    /// The value at voxel (i, j, k), `None` outside the volume.
+    pub fn value(&self, ijk: [usize; 3]) -> Option<f32> {
+        if (0..3).all(|a| ijk[a] < self.shape[a]) { self.data.get(self.index(ijk)).copied() } else { None }
+    }
+
+    /// Size of a voxel along each axis in millimetres.
+    pub fn voxel_size_mm(&self) -> [f64; 3] {
+        self.world_from_voxel.column_norms()
+    }
+
+    /// Axis codes of the voxel order, `RAS` once canonical.
+    pub fn axcodes(&self) -> String {
+        self.world_from_voxel.axcodes()
+    }
+
+    /// Re-orders the voxels so that i, j and k run closest to R, A and S, by axis permutation
+    /// and flips only (no resampling), updating `world_from_voxel` to match. Oblique and
+    /// sheared affines keep their exact transform; only the voxel order changes.
+    pub fn into_canonical(self) -> Self {
+        let orientations = self.world_from_voxel.axis_orientations();
+        let identity = orientations.iter().enumerate().all(|(i, o)| o.world_axis == i && !o.flipped);
+        if identity {
+            return self;
+        }
+        let (data, shape, voxel_from_canonical) = reorient(&self.data, self.shape, &orientations);
+        Self {
+            data,
+            shape,
+            world_from_voxel: self.world_from_voxel.then_after(&voxel_from_canonical),
+            source: VolumeSource {
+                file_voxel_from_voxel: self.source.file_voxel_from_voxel.then_after(&voxel_from_canonical),
+                ..self.source
+            },
+        }
+    }
+}
+
+/// Permutes and flips a volume so that input axis `a` lands on output axis
+/// `orientations[a].world_axis`, reversed when flipped. Returns the new data, its shape and
+/// the transform from new voxel indices to old ones.
+pub fn reorient<T: Copy + Default>(
+    data: &[T],
+    shape: [usize; 3],
+    orientations: &[AxisOrientation; 3],
+) -> (Vec<T>, [usize; 3], Affine) {
+    let mut out_shape = [1usize; 3];
+    for (a, o) in orientations.iter().enumerate() {
+        out_shape[o.world_axis] = shape[a];
+    }
+    let out_strides = [1, out_shape[0], out_shape[0] * out_shape[1]];
+    // For each input axis: where index 0 lands and the step per index in the output.
+    let mut start = 0isize;
+    let mut step = [0isize; 3];
+    for (a, o) in orientations.iter().enumerate() {
+        let stride = out_strides[o.world_axis] as isize;
+        if o.flipped {
+            start += (shape[a] as isize - 1) * stride;
+            step[a] = -stride;
+        } else {
+            step[a] = stride;
+        }
+    }
+    let mut out = vec![T::default(); data.len()];
+    let mut src = 0usize;
+    for k in 0..shape[2] {
+        let base_k = start + k as isize * step[2];
+        for j in 0..shape[1] {
+            let mut dst = base_k + j as isize * step[1];
+            for value in &data[src..src + shape[0]] {
+                out[dst as usize] = *value;
+                dst += step[0];
+            }
+            src += shape[0];
+        }
+    }
+    let mut rows = [[0.0; 4]; 3];
+    for (a, o) in orientations.iter().enumerate() {
+        if o.flipped {
+            rows[a][o.world_axis] = -1.0;
+            rows[a][3] = shape[a] as f64 - 1.0;
+        } else {
+            rows[a][o.world_axis] = 1.0;
+        }
+    }
+    (out, out_shape, Affine::from_rows(rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reorient_permutes_and_flips() {
+        // Shape (2, 3, 1): i along -y (P), j along +x (R).
+        let data: Vec<u32> = (0..6).collect();
+        let o = [
+            AxisOrientation { world_axis: 1, flipped: true },
+            AxisOrientation { world_axis: 0, flipped: false },
+            AxisOrientation { world_axis: 2, flipped: false },
+        ];
+        let (out, shape, voxel_from_canonical) = reorient(&data, [2, 3, 1], &o);
+        assert_eq!(shape, [3, 2, 1]);
+        for i in 0..2 {
+            for j in 0..3 {
+                let old = data[i + 2 * j];
+                let (x, y) = (j, 1 - i);
+                assert_eq!(out[x + 3 * y], old, "voxel ({i}, {j})");
+                let back = voxel_from_canonical.apply([x as f64, y as f64, 0.0]);
+                assert_eq!(back, [i as f64, j as f64, 0.0]);
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Writing NIfTI-1 files (`.nii`, or `.nii.gz` when the name ends in `.gz`), atomically:
+//! the data go to a temporary file beside the target, which is renamed into place only once
+//! complete, so a failed or interrupted export never leaves a half-written file.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+use super::affine::Affine;
+use super::datatype::{Endianness, VoxelData};
+use super::error::{Problem, Result, VolumeError};
+use super::header::{NiftiFormat, NiftiHeader, Rescale};
+
+/// Header fields of a written file beyond shape, data and affine.
+#[derive(Clone, Debug)]
+pub struct WriteOptions {
+    /// `sform_code` and `qform_code` (1 = scanner anatomical, 2 = aligned to another file).
+    pub xform_code: i32,
+    /// Scaling stored in `scl_slope`/`scl_inter`; `None` writes slope 1, intercept 0.
+    pub rescale: Option<Rescale>,
+    /// Spacing of dimensions 4 to 7 (time in seconds, ...), `pixdim[4..]`.
+    pub extra_zooms: Vec<f64>,
+    /// `descrip`, at most 79 bytes are kept.
+    pub descrip: String,
+    /// `intent_code`.
+    pub intent_code: i32,
+    /// `intent_name`.
+    pub intent_name: String,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        Self {
+            xform_code: 1,
+            rescale: None,
+            extra_zooms: Vec::new(),
+            descrip: format!("CUE {}", env!("CARGO_PKG_VERSION")),
+            intent_code: 0,
+            intent_name: String::new(),
+        }
+    }
+}
+
+/// Writes `data` with `shape` (first index fastest) as a little-endian NIfTI-1 file whose
+/// sform is `world_from_voxel` exactly (to f32 precision) and whose qform is its closest
+/// rigid-plus-scale approximation.
+pub fn write_nifti1(
+    path: &Path,
+    shape: &[usize],
+    data: &VoxelData,
+    world_from_voxel: &Affine,
+    options: &WriteOptions,
+) -> Result<()> {
+    let problem = |p: Problem| VolumeError::invalid(p, path);
+    if shape.is_empty() || shape.len() > 7 {
+        return Err(problem(Problem::Unwritable(format!("{} dimensions (1 to 7 allowed)", shape.len()))));
+    }
+    let voxel_count: usize = shape.iter().product();
+    if voxel_count != data.len() {
+        return Err(problem(Problem::Unwritable(format!(
+            "shape {shape:?} holds {voxel_count} voxels, the data {}",
+            data.len()
+        ))));
+    }
+    let header = header_for(shape, data, world_from_voxel, options);
+    let header_bytes = header.to_nifti1_bytes().map_err(problem)?;
+    let gzip = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    let temporary = temporary_path(path);
+    let result = write_to(&temporary, gzip, &header_bytes, data);
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(e);
+    }
+    std::fs::rename(&temporary, path).map_err(|e| {
+        let _ = std::fs::remove_file(&temporary);
+        VolumeError::io("move the finished file into place", e, path)
+    })
+}
+
+fn header_for(shape: &[usize], data: &VoxelData, world_from_voxel: &Affine, options: &WriteOptions) -> NiftiHeader {
+    let datatype = data.datatype();
+    let qform = world_from_voxel.to_qform();
+    let mut dim = [1i64; 8];
+    dim[0] = shape.len() as i64;
+    for (i, &d) in shape.iter().enumerate() {
+        dim[i + 1] = d as i64;
+    }
+    let mut pixdim = [1.0f64; 8];
+    pixdim[0] = qform.qfac;
+    pixdim[1..4].copy_from_slice(&qform.voxel_size_mm);
+    for (i, z) in options.extra_zooms.iter().take(4).enumerate() {
+        pixdim[4 + i] = *z;
+    }
+    let rows = world_from_voxel.to_rows();
+    let rescale = options.rescale.unwrap_or(Rescale { slope: 1.0, intercept: 0.0 });
+    NiftiHeader {
+        format: NiftiFormat::Nifti1,
+        endianness: Endianness::Little,
+        single_file: true,
+        dim,
+        intent_p: [0.0; 3],
+        intent_code: options.intent_code,
+        intent_name: options.intent_name.clone(),
+        datatype_code: i32::from(datatype.code()),
+        bitpix: datatype.bytes_per_voxel().unwrap_or(1) as i32 * 8,
+        pixdim,
+        vox_offset: 352.0,
+        scl_slope: rescale.slope,
+        scl_inter: rescale.intercept,
+        cal_max: 0.0,
+        cal_min: 0.0,
+        slice_duration: 0.0,
+        toffset: 0.0,
+        slice_start: 0,
+        slice_end: 0,
+        slice_code: 0,
+        // Millimetres and seconds.
+        xyzt_units: 2 | 8,
+        dim_info: 0,
+        descrip: options.descrip.clone(),
+        aux_file: String::new(),
+        qform_code: options.xform_code,
+        sform_code: options.xform_code,
+        quatern_b: qform.quatern_bcd[0],
+        quatern_c: qform.quatern_bcd[1],
+        quatern_d: qform.quatern_bcd[2],
+        qoffset_x: qform.offset[0],
+        qoffset_y: qform.offset[1],
+        qoffset_z: qform.offset[2],
+        srow_x: rows[0],
+        srow_y: rows[1],
+        srow_z: rows[2],
+    }
+}
+
+fn temporary_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+}
+
+fn write_to(temporary: &Path, gzip: bool, header: &[u8], data: &VoxelData) -> Result<()> {
+    let io = |e| VolumeError::io("write", e, temporary);
+    let file = File::create(temporary).map_err(io)?;
+    let mut out: Box<dyn Write> = if gzip {
+        Box::new(GzEncoder::new(BufWriter::new(file), Compression::new(6)))
+    } else {
+        Box::new(BufWriter::new(file))
+    };
+    out.write_all(header).map_err(io)?;
+    // Empty extension flag: no extensions follow.
+    out.write_all(&[0u8; 4]).map_err(io)?;
+    out.write_all(&data.to_le_bytes()).map_err(io)?;
+    out.flush().map_err(io)?;
+    drop(out);
+    // Make the data durable before the rename makes the file visible.
+    File::open(temporary).and_then(|f| f.sync_all()).map_err(io)
+}
