@@ -3,6 +3,7 @@
 //! Layers, with dependencies pointing one way: [`volume`] (NIfTI, orientation, studies) is
 //! the base; [`app`] is the desktop window; [`cli`] is the command line over all of them.
 
+#[cfg(feature = "gui")]
 pub mod app;
 pub mod cli;
 pub mod volume;

@@ -57,10 +57,22 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", one_line(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and those of its causes that its message does not already include, on one line.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+    }
+    message.replace('\n', " ")
 }
 
 fn init_logging() {
@@ -71,7 +83,10 @@ fn init_logging() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        #[cfg(feature = "gui")]
         None => crate::app::run(),
+        #[cfg(not(feature = "gui"))]
+        None => anyhow::bail!("this build of cue has no desktop app (built without the `gui` feature); see --help"),
         Some(Command::Info { file, json }) => info::run(&file, json),
         Some(Command::Canonical { input, output, volume }) => canonical(&input, &output, volume),
         Some(Command::Bench { what }) => bench::run(what),

@@ -356,6 +356,8 @@ impl VoxelData {
     }
 
     /// Intensities as `f32` (colours as luminance), before any scaling.
+    // One macro arm serves every type, f32 included.
+    #[allow(clippy::unnecessary_cast)]
     pub fn to_f32(&self) -> Vec<f32> {
         for_each_scalar!(self,
             v => v.iter().map(|&x| x as f32).collect(),

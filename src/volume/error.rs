@@ -70,9 +70,9 @@ pub enum VolumeError {
         path: PathBuf,
     },
     /// A NIfTI header without its image file (an `.hdr` without `.img`).
-    #[error("image file of this NIfTI pair not found (looked for {looked_for}): {}", path.display())]
+    #[error("image file of this NIfTI pair not found ({looked_for} does not exist): {}", path.display())]
     MissingImageFile {
-        /// The names tried, comma separated.
+        /// The file that was looked for.
         looked_for: String,
         /// The header file.
         path: PathBuf,

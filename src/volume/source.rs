@@ -106,7 +106,7 @@ fn stem_and_ext(path: &Path) -> Option<(String, &'static str, bool)> {
 /// For a path ending in `.img`, the header that goes with it; otherwise the path itself.
 pub fn header_path_for(path: &Path) -> PathBuf {
     if let Some((stem, "img", _)) = stem_and_ext(path) {
-        for candidate in [format!("{stem}.hdr"), format!("{stem}.hdr.gz"), format!("{stem}.HDR")] {
+        for candidate in [format!("{stem}.hdr"), format!("{stem}.hdr.gz"), format!("{stem}.HDR"), format!("{stem}.HDR.gz")] {
             let p = path.with_file_name(candidate);
             if p.exists() {
                 return p;
@@ -116,18 +116,24 @@ pub fn header_path_for(path: &Path) -> PathBuf {
     path.to_path_buf()
 }
 
-/// The image file of a NIfTI pair whose header is `header_path`.
+/// The image file of a NIfTI pair whose header is `header_path`: `.hdr` pairs with `.img`,
+/// `.hdr.gz` with `.img.gz` (as nibabel, a compressed image does not stand in for a plain one).
 pub fn image_path_for(header_path: &Path) -> Result<PathBuf> {
-    let stem = match stem_and_ext(header_path) {
-        Some((stem, _, _)) => stem,
-        None => header_path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned(),
+    let file_name = header_path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let (stem, gz) = match stem_and_ext(header_path) {
+        Some((stem, _, gz)) => (stem, gz),
+        None => (header_path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned(), false),
     };
-    let candidates = [format!("{stem}.img"), format!("{stem}.img.gz"), format!("{stem}.IMG")];
-    for candidate in &candidates {
-        let p = header_path.with_file_name(candidate);
-        if p.is_file() {
-            return Ok(p);
-        }
+    let upper = file_name.contains(".HDR");
+    let ext = match (upper, gz) {
+        (false, false) => "img",
+        (false, true) => "img.gz",
+        (true, false) => "IMG",
+        (true, true) => "IMG.gz",
+    };
+    let candidate = header_path.with_file_name(format!("{stem}.{ext}"));
+    if candidate.is_file() {
+        return Ok(candidate);
     }
-    Err(VolumeError::MissingImageFile { looked_for: candidates.join(", "), path: header_path.to_path_buf() })
+    Err(VolumeError::MissingImageFile { looked_for: candidate.display().to_string(), path: header_path.to_path_buf() })
 }

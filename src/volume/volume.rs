@@ -47,18 +47,29 @@ impl Volume {
         let world_from_voxel = header
             .world_from_voxel()
             .map_err(|p| super::error::VolumeError::invalid(p, &header_path))?;
-        Ok(Self {
+        let mut volume = Self::from_parts(data, header, world_from_voxel);
+        volume.source.path = header_path;
+        volume.source.volume_index = volume_index;
+        Ok(volume)
+    }
+
+    /// A volume of the file's first three dimensions from its voxels and header.
+    ///
+    /// `data` must hold `header.voxels_per_volume()` values.
+    pub fn from_parts(data: Vec<f32>, header: NiftiHeader, world_from_voxel: Affine) -> Self {
+        debug_assert_eq!(data.len(), header.voxels_per_volume());
+        Self {
             data,
             shape: header.spatial_shape(),
             world_from_voxel,
             source: VolumeSource {
-                path: header_path,
+                path: PathBuf::new(),
                 header,
-                volume_index,
+                volume_index: 0,
                 file_world_from_voxel: world_from_voxel,
                 file_voxel_from_voxel: Affine::identity(),
             },
-        })
+        }
     }
 
     /// Reads volume `volume_index` of a file and re-orients it to closest canonical RAS+.

@@ -69,7 +69,7 @@ pub fn write_nifti1(
     let header_bytes = header.to_nifti1_bytes().map_err(problem)?;
     let gzip = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
     let temporary = temporary_path(path);
-    let result = write_to(&temporary, gzip, &header_bytes, data);
+    let result = write_to(&temporary, gzip, &header_bytes, data).map_err(|e| VolumeError::io("write", e, path));
     if let Err(e) = result {
         let _ = std::fs::remove_file(&temporary);
         return Err(e);
@@ -141,20 +141,23 @@ fn temporary_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
 }
 
-fn write_to(temporary: &Path, gzip: bool, header: &[u8], data: &VoxelData) -> Result<()> {
-    let io = |e| VolumeError::io("write", e, temporary);
-    let file = File::create(temporary).map_err(io)?;
-    let mut out: Box<dyn Write> = if gzip {
-        Box::new(GzEncoder::new(BufWriter::new(file), Compression::new(6)))
-    } else {
-        Box::new(BufWriter::new(file))
+fn write_to(temporary: &Path, gzip: bool, header: &[u8], data: &VoxelData) -> std::io::Result<()> {
+    let file = BufWriter::new(File::create(temporary)?);
+    let body = |out: &mut dyn Write| -> std::io::Result<()> {
+        out.write_all(header)?;
+        // Empty extension flag: no extensions follow.
+        out.write_all(&[0u8; 4])?;
+        out.write_all(&data.to_le_bytes())
     };
-    out.write_all(header).map_err(io)?;
-    // Empty extension flag: no extensions follow.
-    out.write_all(&[0u8; 4]).map_err(io)?;
-    out.write_all(&data.to_le_bytes()).map_err(io)?;
-    out.flush().map_err(io)?;
-    drop(out);
+    let file = if gzip {
+        let mut encoder = GzEncoder::new(file, Compression::new(6));
+        body(&mut encoder)?;
+        encoder.finish()?
+    } else {
+        let mut file = file;
+        body(&mut file)?;
+        file
+    };
     // Make the data durable before the rename makes the file visible.
-    File::open(temporary).and_then(|f| f.sync_all()).map_err(io)
+    file.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()
 }

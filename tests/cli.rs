@@ -1,0 +1,134 @@
+//! The `cue` command line: JSON output, canonical conversion, one-line errors, memory.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{close, shared_data};
+use serde_json::Value;
+
+fn cue(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cue")).args(args).output().expect("run cue")
+}
+
+fn json_of(output: &Output) -> Value {
+    assert!(output.status.success(), "cue failed: {}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("one JSON object")
+}
+
+#[test]
+fn help_documents_every_subcommand() {
+    let output = cue(&["--help"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    for sub in ["info", "canonical", "bench"] {
+        assert!(text.contains(sub), "--help lacks {sub}:\n{text}");
+    }
+}
+
+#[test]
+fn info_json_reports_the_header() {
+    let Some(data) = shared_data("cue info") else { return };
+    let file = data.join("nifti-corpus/nibabel/example_nifti2.nii.gz");
+    let info = json_of(&cue(&["info", "--json", file.to_str().unwrap()]));
+    assert_eq!(info["format"], "nifti2");
+    assert_eq!(info["shape"], serde_json::json!([32, 20, 12, 2]));
+    assert_eq!(info["datatype"], "int16");
+    for key in ["voxel_size_mm", "affine", "axcodes", "sform_code", "qform_code"] {
+        assert!(!info[key].is_null(), "missing {key}");
+    }
+    assert_eq!(info["affine"].as_array().unwrap().len(), 4);
+    let be = json_of(&cue(&["info", "--json", data.join("nifti-corpus/nibabel/anatomical.nii").to_str().unwrap()]));
+    assert_eq!(be["endianness"], "big");
+    assert_eq!(be["axcodes"], "LAS");
+    let rgb = json_of(&cue(&["info", "--json", data.join("nifti-corpus/niivue/ct_perfusion.nii.gz").to_str().unwrap()]));
+    assert_eq!(rgb["datatype"], "rgb24");
+}
+
+#[test]
+fn canonical_writes_ras_float32_with_the_updated_affine() {
+    let Some(data) = shared_data("cue canonical") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = data.join("nifti-corpus/niivue/nifti_space_PSL.nii.gz");
+    let output = dir.path().join("canonical.nii.gz");
+    let run = cue(&["canonical", input.to_str().unwrap(), output.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let info = json_of(&cue(&["info", "--json", output.to_str().unwrap()]));
+    assert_eq!(info["axcodes"], "RAS");
+    assert_eq!(info["datatype"], "float32");
+    assert_eq!(info["sform_code"], 1);
+    assert_eq!(info["qform_code"], 1);
+    // The same world position as nibabel's canonical image of the RAS file.
+    let expected_text = std::fs::read_to_string(data.join("nifti-corpus/expected.json")).unwrap();
+    let entries: Vec<Value> = serde_json::from_str(&expected_text.replace("NaN", "null")).unwrap();
+    let entry = entries.iter().find(|e| e["file"] == "niivue/nifti_space_PSL.nii.gz").unwrap();
+    assert_eq!(info["shape"], entry["canonical_shape"]);
+    for r in 0..4 {
+        for c in 0..4 {
+            let (a, e) = (info["affine"][r][c].as_f64().unwrap(), entry["canonical_affine"][r][c].as_f64().unwrap());
+            assert!(close(a, e, 1e-4), "affine[{r}][{c}] {a} vs {e}");
+        }
+    }
+}
+
+/// Each bad input: non-zero exit, exactly one line on stderr, naming the problem and the file.
+#[test]
+fn bad_inputs_give_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_nifti = dir.path().join("notes.nii");
+    std::fs::write(&not_nifti, b"this is not an image at all, just text that is long enough").unwrap();
+    let truncated = dir.path().join("truncated.nii");
+    let mut cases: Vec<(Vec<String>, String, &str)> = vec![
+        (vec!["info".into(), "/no/such/file.nii".into()], "/no/such/file.nii".into(), "No such file"),
+        (vec!["info".into(), not_nifti.display().to_string()], not_nifti.display().to_string(), "not a NIfTI file"),
+        (
+            vec!["canonical".into(), not_nifti.display().to_string(), dir.path().join("o.nii").display().to_string()],
+            not_nifti.display().to_string(),
+            "not a NIfTI file",
+        ),
+    ];
+    if let Some(data) = shared_data("bad inputs") {
+        let complete = std::fs::read(data.join("nifti-corpus/nifti-rs/minimal.nii")).unwrap();
+        std::fs::write(&truncated, &complete[..complete.len() / 2]).unwrap();
+        let complex = data.join("nifti-corpus/nifti-rs/complex/complex64.nii").display().to_string();
+        let cifti = data.join("nifti-corpus/niivue/Conte69.MyelinAndCorrThickness.32k_fs_LR.dtseries.nii").display().to_string();
+        let crash = data.join("nifti-corpus/nifti-rs/fuzz_artifacts/crash-1.nii").display().to_string();
+        let out = dir.path().join("out.nii").display().to_string();
+        cases.extend([
+            (vec!["info".into(), truncated.display().to_string()], truncated.display().to_string(), "truncated"),
+            (vec!["canonical".into(), complex.clone(), out.clone()], complex, "complex"),
+            (vec!["info".into(), cifti.clone()], cifti, "CIFTI"),
+            (vec!["canonical".into(), crash.clone(), out.clone()], crash, "not a NIfTI"),
+            (
+                vec!["canonical".into(), data.join("nifti-corpus/nifti-rs/minimal.nii").display().to_string(), "--volume".into(), "3".into(), out],
+                data.join("nifti-corpus/nifti-rs/minimal.nii").display().to_string(),
+                "volume 3",
+            ),
+        ]);
+    }
+    for (args, path, words) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = cue(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{stderr}");
+        assert!(stderr.contains(words), "{args:?}: '{words}' not in {stderr}");
+        assert!(stderr.trim_end().ends_with(&path), "{args:?}: path not last in {stderr}");
+    }
+    assert!(!dir.path().join("out.nii").exists() && !dir.path().join("o.nii").exists());
+}
+
+/// Loading one BraTS float64 volume into canonical float32 peaks under 3x its float32 size.
+#[test]
+fn loading_one_volume_peaks_under_three_times_its_float32_size() {
+    let Some(data) = shared_data("load memory") else { return };
+    let file = data.join("cases/brats-sample/t1n.nii.gz");
+    let report = json_of(&cue(&["bench", "load", "--repeat", "1", "--sequential", "--json", file.to_str().unwrap()]));
+    let float32 = report["float32_bytes"].as_f64().unwrap();
+    let growth = report["peak_rss_bytes"].as_f64().unwrap() - report["baseline_rss_bytes"].as_f64().unwrap();
+    assert!(float32 > 30e6, "{report}");
+    assert!(growth < 3.0 * float32, "peak grew by {growth} bytes for a {float32}-byte volume: {report}");
+    eprintln!("peak growth {:.2}x the float32 size", growth / float32);
+    assert!(Path::new(&file).exists());
+}
