@@ -1,9 +1,15 @@
 //! CUE: a desktop viewer for multi-sequence MRI with CLIP-guided anomaly maps.
 //!
 //! Layers, with dependencies pointing one way: [`volume`] (NIfTI, orientation, studies) is
-//! the base; [`app`] is the desktop window; [`cli`] is the command line over all of them.
+//! the base; [`render`] draws slices with wgpu; [`ui`] holds the egui widgets and panels;
+//! [`app`] is the desktop window; [`cli`] is the command line over all of them.
 
 #[cfg(feature = "gui")]
 pub mod app;
 pub mod cli;
+#[cfg(feature = "gui")]
+pub mod render;
+pub mod threads;
+#[cfg(feature = "gui")]
+pub mod ui;
 pub mod volume;

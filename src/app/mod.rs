@@ -1,37 +1,582 @@
-//! The desktop application (eframe). Until the viewer lands this is the empty state: a window
-//! that says what CUE is and how to open data.
+//! The desktop application (eframe): state, the frame loop and the one place where commands
+//! change that state.
 
-use eframe::egui;
+pub mod loader;
+pub mod state;
 
-/// The application state.
-#[derive(Default)]
-pub struct CueApp {}
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, channel};
 
-impl eframe::App for CueApp {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        egui::Panel::top("top_bar").show(ui, |ui| {
-            ui.horizontal(|ui| {
-                ui.strong("CUE");
-                ui.label("MRI viewer with CLIP-guided anomaly maps");
-            });
-        });
-        egui::CentralPanel::default_margins().show(ui, |ui| {
+use eframe::egui::{self, Rect, Vec2};
+use eframe::egui_wgpu;
+
+use crate::render::{SliceDraw, SliceRenderer};
+use crate::ui::{Command, panels, view};
+use crate::volume::{DisplayConvention, SliceAxes, View, extract_slice};
+use loader::{LoadEvent, LoadJob};
+use state::{Layout, Settings, StudyView};
+
+const SETTINGS_KEY: &str = "cue-settings";
+
+/// Frame timing for `cue bench frames`: steps one slice per frame and records frame intervals.
+pub struct FrameBench {
+    /// Frames still to time.
+    pub frames_left: usize,
+    /// Intervals between frames, in seconds.
+    pub intervals_s: Vec<f64>,
+    /// Volume bytes uploaded to the GPU when timing started.
+    pub uploaded_at_start: u64,
+    last: Option<std::time::Instant>,
+    rss_at_start: Option<u64>,
+}
+
+impl FrameBench {
+    /// Times `frames` frames once the study is on screen.
+    pub fn new(frames: usize) -> Self {
+        Self { frames_left: frames, intervals_s: Vec::new(), uploaded_at_start: 0, last: None, rss_at_start: None }
+    }
+}
+
+/// The application.
+pub struct CueApp {
+    /// Frame timing, when benchmarking.
+    pub bench: Option<FrameBench>,
+    /// Persisted settings.
+    pub settings: Settings,
+    /// The open study.
+    pub study: Option<StudyView>,
+    /// A study being loaded.
+    pub loading: Option<LoadJob>,
+    /// The last error, shown until dismissed.
+    pub message: Option<String>,
+    render_state: Option<egui_wgpu::RenderState>,
+    next_gpu_id: u64,
+    title: String,
+    hovered_view: Option<View>,
+    dialog: Option<Receiver<Vec<PathBuf>>>,
+    screenshot: Option<Receiver<std::sync::Arc<egui::ColorImage>>>,
+    screenshot_crop: Option<Rect>,
+    view_rects: Vec<(View, Rect)>,
+    cpu_textures: std::collections::HashMap<u64, (String, egui::TextureHandle)>,
+}
+
+impl CueApp {
+    /// Creates the app; starts loading `paths` when given.
+    pub fn new(cc: &eframe::CreationContext<'_>, paths: Vec<PathBuf>) -> Self {
+        let settings = cc
+            .storage
+            .and_then(|s| eframe::get_value::<Settings>(s, SETTINGS_KEY))
+            .unwrap_or_default();
+        // CUE_CPU_SLICES=1 draws slices on the CPU even where wgpu is available.
+        let cpu_slices = std::env::var_os("CUE_CPU_SLICES").is_some_and(|v| v != "0");
+        let render_state = cc.wgpu_render_state.clone().filter(|_| !cpu_slices);
+        match &render_state {
+            Some(rs) => {
+                SliceRenderer::install(rs);
+                let info = rs.adapter.get_info();
+                tracing::info!(adapter = %info.name, backend = ?info.backend, "drawing slices with wgpu");
+            }
+            None => tracing::warn!("no wgpu render state: slices are drawn on the CPU"),
+        }
+        let mut app = Self {
+            bench: None,
+            settings,
+            study: None,
+            loading: None,
+            message: None,
+            render_state,
+            next_gpu_id: 1,
+            title: String::new(),
+            hovered_view: None,
+            dialog: None,
+            screenshot: None,
+            screenshot_crop: None,
+            view_rects: Vec::new(),
+            cpu_textures: Default::default(),
+        };
+        if !paths.is_empty() {
+            app.open(paths, &cc.egui_ctx);
+        }
+        app
+    }
+
+    /// Whether a study is being loaded.
+    pub fn is_loading(&self) -> bool {
+        self.loading.is_some()
+    }
+
+    fn open(&mut self, paths: Vec<PathBuf>, ctx: &egui::Context) {
+        self.settings.remember(&paths);
+        let ctx = ctx.clone();
+        self.loading = Some(LoadJob::start(paths, move || ctx.request_repaint()));
+    }
+
+    fn finish_loading(&mut self, study: crate::volume::Study) {
+        if let (Some(old), Some(rs)) = (&self.study, &self.render_state) {
+            for s in &old.sequences {
+                SliceRenderer::remove(rs, s.gpu_id);
+            }
+        }
+        let view = StudyView::new(study, self.next_gpu_id);
+        self.next_gpu_id += view.sequences.len() as u64;
+        self.cpu_textures.clear();
+        self.study = Some(view);
+    }
+
+    /// Uploads each sequence once; slices are then cut on the GPU.
+    fn upload_volumes(&mut self) {
+        let (Some(study), Some(rs)) = (&mut self.study, &self.render_state) else { return };
+        if study.uploaded {
+            return;
+        }
+        for (display, sequence) in study.sequences.iter().zip(&study.study.sequences) {
+            SliceRenderer::upload(rs, display.gpu_id, sequence.volume.shape, &sequence.volume.data);
+        }
+        study.uploaded = true;
+    }
+
+    /// Applies one command: the only place that changes the view state.
+    pub fn apply(&mut self, command: Command, ctx: &egui::Context) {
+        match command {
+            Command::Open(paths) => self.open(paths, ctx),
+            Command::OpenDialog => {
+                let (sender, receiver) = channel();
+                let spawned = std::thread::Builder::new().name("cue-file-dialog".into()).spawn(move || {
+                    if let Some(files) = rfd::FileDialog::new()
+                        .add_filter("NIfTI", &["nii", "gz", "hdr", "img"])
+                        .set_title("Open NIfTI files")
+                        .pick_files()
+                    {
+                        let _ = sender.send(files);
+                    }
+                });
+                match spawned {
+                    Ok(_) => self.dialog = Some(receiver),
+                    Err(e) => self.message = Some(format!("cannot open the file dialog: {e}")),
+                }
+            }
+            Command::SetLayout(layout) => self.settings.layout = layout,
+            Command::SetActiveView(view) => self.settings.active_view = view,
+            Command::ToggleConvention => {
+                self.settings.convention = match self.settings.convention {
+                    DisplayConvention::Radiological => DisplayConvention::Neurological,
+                    DisplayConvention::Neurological => DisplayConvention::Radiological,
+                }
+            }
+            Command::Screenshot { view_only } => {
+                self.screenshot_crop = if view_only {
+                    self.view_rects.iter().find(|(v, _)| *v == self.settings.active_view).map(|(_, r)| *r)
+                } else {
+                    None
+                };
+                let (sender, receiver) = channel();
+                let wake = ctx.clone();
+                let callback = egui::ScreenshotCallback::new(move |image| {
+                    let _ = sender.send(image);
+                    wake.request_repaint();
+                });
+                self.screenshot = Some(receiver);
+                ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(callback));
+            }
+            other => {
+                let Some(study) = &mut self.study else { return };
+                match other {
+                    Command::SetCursor(voxel) => study.cursor = voxel,
+                    Command::StepSlice { view, delta } => {
+                        let axis = view.normal_axis();
+                        let n = study.study.shape()[axis] as i64;
+                        study.cursor[axis] = (study.cursor[axis] as i64 + i64::from(delta)).clamp(0, n - 1) as usize;
+                    }
+                    Command::Zoom { view, factor, about } => {
+                        let t = study.transform_mut(view);
+                        let zoom = (t.zoom * factor).clamp(0.1, 40.0);
+                        let applied = zoom / t.zoom;
+                        // Keep the point under the pointer fixed.
+                        t.pan = about - (about - t.pan) * applied;
+                        t.zoom = zoom;
+                    }
+                    Command::Pan { view, delta } => study.transform_mut(view).pan += delta,
+                    Command::AdjustWindow { sequence, dx, dy } => {
+                        if let Some(d) = study.sequences.get_mut(sequence) {
+                            let step = d.auto_window.width.max(1e-6) / 300.0;
+                            d.window.width = (d.window.width + dx * step).max(step * 0.1);
+                            d.window.level -= dy * step;
+                        }
+                    }
+                    Command::ResetViews => study.transforms = Default::default(),
+                    Command::SelectSequence(i) => study.selected = i,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn keyboard_commands(&self, ctx: &egui::Context) -> Vec<Command> {
+        if ctx.egui_wants_keyboard_input() {
+            return Vec::new();
+        }
+        let view = self.hovered_view.unwrap_or(self.settings.active_view);
+        ctx.input(|i| {
+            let mut commands = Vec::new();
+            for key in [egui::Key::ArrowUp, egui::Key::PageUp] {
+                if i.key_pressed(key) {
+                    commands.push(Command::StepSlice { view, delta: 1 });
+                }
+            }
+            for key in [egui::Key::ArrowDown, egui::Key::PageDown] {
+                if i.key_pressed(key) {
+                    commands.push(Command::StepSlice { view, delta: -1 });
+                }
+            }
+            if i.key_pressed(egui::Key::R) {
+                commands.push(Command::ResetViews);
+            }
+            for (key, view) in [(egui::Key::Num1, View::Axial), (egui::Key::Num2, View::Sagittal), (egui::Key::Num3, View::Coronal)] {
+                if i.key_pressed(key) {
+                    commands.push(Command::SetActiveView(view));
+                }
+            }
+            if i.modifiers.command && i.key_pressed(egui::Key::O) {
+                commands.push(Command::OpenDialog);
+            }
+            if i.key_pressed(egui::Key::F12) {
+                commands.push(Command::Screenshot { view_only: i.modifiers.shift });
+            }
+            commands
+        })
+    }
+
+    /// The (orientation, sequence) of every cell of the current layout, row by row, and the
+    /// number of columns.
+    fn cells(&self) -> (Vec<(View, usize)>, usize) {
+        let Some(study) = &self.study else { return (Vec::new(), 1) };
+        match self.settings.layout {
+            Layout::Ortho => (View::ALL.iter().map(|v| (*v, study.selected)).collect(), 2),
+            Layout::Compare => {
+                let visible = study.visible_indices();
+                let columns = visible.len().clamp(1, 4);
+                (visible.into_iter().map(|s| (self.settings.active_view, s)).collect(), columns)
+            }
+            Layout::Grid => {
+                let cells = study.visible_indices().into_iter().flat_map(|s| View::ALL.map(|v| (v, s))).collect();
+                (cells, 3)
+            }
+        }
+    }
+
+    fn views_ui(&mut self, ui: &mut egui::Ui) -> Vec<Command> {
+        let mut commands = Vec::new();
+        let (cells, columns) = self.cells();
+        let Some(study) = &self.study else {
             ui.vertical_centered(|ui| {
                 ui.add_space(ui.available_height() * 0.35);
-                ui.heading("No study open");
-                ui.label("The multi-planar viewer is not built yet.");
-                ui.label("Inspect files meanwhile with `cue info FILE` and `cue canonical IN OUT`.");
+                if let Some(job) = &self.loading {
+                    ui.spinner();
+                    ui.label(format!("Loading {} ({}/{})", job.what, job.progress.0, job.progress.1));
+                } else {
+                    ui.heading("No study open");
+                    ui.label("Open NIfTI files or a study folder with File › Open (Ctrl+O), or drop them here.");
+                    ui.label("From a terminal: cue view FILE_OR_FOLDER…");
+                }
             });
+            return commands;
+        };
+        if cells.is_empty() {
+            ui.label("No visible sequence: tick one in the study panel.");
+            return commands;
+        }
+        let rows = cells.len().div_ceil(columns);
+        let area = ui.available_rect_before_wrap();
+        let gap = 2.0;
+        let cell_size = Vec2::new(
+            (area.width() - gap * (columns - 1) as f32) / columns as f32,
+            (area.height() - gap * (rows - 1) as f32) / rows as f32,
+        );
+        let shape = study.study.shape();
+        let voxel_size_mm = study.study.sequences[0].volume.voxel_size_mm();
+        let labels = study.label_index().filter(|_| self.settings.show_labels).map(|i| study.sequences[i].gpu_id);
+        let mut hovered = None;
+        self.view_rects.clear();
+        for (n, (view, sequence)) in cells.iter().enumerate() {
+            let (row, column) = (n / columns, n % columns);
+            let min = area.min + Vec2::new(column as f32 * (cell_size.x + gap), row as f32 * (cell_size.y + gap));
+            let rect = Rect::from_min_size(min, cell_size);
+            let axes = SliceAxes::new(*view, self.settings.convention);
+            let display = &study.sequences[*sequence];
+            let slot = n as u64;
+            let gpu = self.render_state.as_ref().map(|_| SliceDraw {
+                slot,
+                volume: display.gpu_id,
+                shape,
+                axes,
+                slice_index: study.cursor[view.normal_axis()],
+                window: display.window,
+                colormap: display.colormap,
+                labels: labels.map(|id| (id, self.settings.label_style, self.settings.label_opacity)),
+            });
+            let cpu_texture = if gpu.is_none() {
+                Some(cpu_slice_texture(&mut self.cpu_textures, ui.ctx(), slot, study, *sequence, *view, self.settings.convention))
+            } else {
+                None
+            };
+            let spec = view::SliceViewSpec {
+                slot,
+                view: *view,
+                sequence: *sequence,
+                title: study.study.sequences[*sequence].kind.label(),
+                shape,
+                voxel_size_mm,
+                axes,
+                cursor: study.cursor,
+                transform: study.transform(*view),
+                gpu,
+                cpu_texture,
+                colour_bar: (display.colormap != crate::render::Colormap::Gray).then_some((display.colormap, display.window)),
+            };
+            commands.extend(view::slice_view_ui(ui, rect, &spec));
+            self.view_rects.push((*view, rect));
+            if ui.rect_contains_pointer(rect) {
+                hovered = Some(*view);
+            }
+        }
+        self.hovered_view = hovered;
+        ui.advance_cursor_after_rect(area);
+        commands
+    }
+
+    fn bench_frame(&mut self, ctx: &egui::Context) {
+        let (Some(bench), Some(study)) = (&mut self.bench, &mut self.study) else { return };
+        if !study.uploaded && self.render_state.is_some() {
+            return;
+        }
+        let uploaded = self.render_state.as_ref().map_or(0, SliceRenderer::uploaded_bytes);
+        let now = std::time::Instant::now();
+        match bench.last {
+            None => {
+                bench.uploaded_at_start = uploaded;
+                bench.rss_at_start = resident_bytes();
+            }
+            Some(last) => {
+                bench.intervals_s.push((now - last).as_secs_f64());
+                bench.frames_left = bench.frames_left.saturating_sub(1);
+            }
+        }
+        bench.last = Some(now);
+        if bench.frames_left == 0 {
+            let mut sorted = bench.intervals_s.clone();
+            sorted.sort_by(f64::total_cmp);
+            let median = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
+            let p95 = sorted.get(sorted.len() * 95 / 100).copied().unwrap_or(f64::NAN);
+            let report = serde_json::json!({
+                "frames": sorted.len(),
+                "layout": format!("{:?}", self.settings.layout),
+                "median_frame_ms": median * 1e3,
+                "p95_frame_ms": p95 * 1e3,
+                "volume_bytes_uploaded_while_stepping": uploaded - bench.uploaded_at_start,
+                "rss_growth_bytes": resident_bytes().zip(bench.rss_at_start).map(|(a, b)| a as i64 - b as i64),
+                "adapter": self.render_state.as_ref().map(|rs| rs.adapter.get_info().name),
+            });
+            println!("{report}");
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            self.bench = None;
+            return;
+        }
+        let axis = View::Axial.normal_axis();
+        let n = study.study.shape()[axis];
+        study.cursor[axis] = (study.cursor[axis] + 1) % n;
+        ctx.request_repaint();
+    }
+
+    fn save_screenshot(&mut self, image: &egui::ColorImage, pixels_per_point: f32) {
+        let image = match self.screenshot_crop.take() {
+            Some(rect) => image.region(&rect, Some(pixels_per_point)),
+            None => image.clone(),
+        };
+        let name = format!("cue-screenshot-{}.png", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+        let path = std::env::current_dir().unwrap_or_default().join(name);
+        let [w, h] = image.size;
+        let bytes: Vec<u8> = image.pixels.iter().flat_map(|c| c.to_array()).collect();
+        let result = image::RgbaImage::from_raw(w as u32, h as u32, bytes)
+            .ok_or_else(|| "screenshot has the wrong size".to_owned())
+            .and_then(|img| img.save(&path).map_err(|e| e.to_string()));
+        self.message = Some(match result {
+            Ok(()) => format!("Saved screenshot: {}", path.display()),
+            Err(e) => format!("cannot save the screenshot ({e}): {}", path.display()),
         });
     }
 }
 
-/// Opens the main window and runs until it is closed.
-pub fn run() -> anyhow::Result<()> {
+/// The CPU fallback: a window-levelled slice as an egui texture, rebuilt only when it changes.
+fn cpu_slice_texture(
+    cache: &mut std::collections::HashMap<u64, (String, egui::TextureHandle)>,
+    ctx: &egui::Context,
+    slot: u64,
+    study: &StudyView,
+    sequence: usize,
+    view: View,
+    convention: DisplayConvention,
+) -> egui::TextureId {
+    let display = &study.sequences[sequence];
+    let volume = &study.study.sequences[sequence].volume;
+    let slice_index = study.cursor[view.normal_axis()];
+    let key = format!("{sequence}/{view:?}/{slice_index}/{convention:?}/{:?}/{:?}", display.window, display.colormap);
+    if let Some((k, texture)) = cache.get(&slot)
+        && *k == key
+    {
+        return texture.id();
+    }
+    let image = match extract_slice(&volume.data, volume.shape, volume.voxel_size_mm(), view, slice_index, convention) {
+        Ok(slice) => {
+            let pixels = slice
+                .pixels
+                .iter()
+                .map(|v| {
+                    let [r, g, b] = display.colormap.rgb(display.window.apply(*v));
+                    egui::Color32::from_rgb(r, g, b)
+                })
+                .collect();
+            egui::ColorImage::new([slice.width, slice.height], pixels)
+        }
+        Err(_) => egui::ColorImage::new([1, 1], vec![egui::Color32::BLACK]),
+    };
+    let texture = ctx.load_texture(format!("cue slice {slot}"), image, egui::TextureOptions::NEAREST);
+    let id = texture.id();
+    cache.insert(slot, (key, texture));
+    id
+}
+
+impl eframe::App for CueApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        crate::threads::forbid_blocking_work("UI");
+        if let Some(job) = &mut self.loading {
+            for event in job.poll() {
+                match event {
+                    LoadEvent::Progress { .. } => {}
+                    LoadEvent::Loaded(study) => {
+                        self.loading = None;
+                        self.finish_loading(*study);
+                    }
+                    LoadEvent::Failed(message) => {
+                        self.loading = None;
+                        self.message = Some(message);
+                    }
+                }
+            }
+        }
+        self.upload_volumes();
+        self.bench_frame(ctx);
+        if let Some(receiver) = &self.dialog
+            && let Ok(files) = receiver.try_recv()
+        {
+            self.dialog = None;
+            self.apply(Command::Open(files), ctx);
+        }
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).filter(|p| !p.as_os_str().is_empty()).collect()
+        });
+        if !dropped.is_empty() {
+            self.apply(Command::Open(dropped), ctx);
+        }
+        if let Some(receiver) = &self.screenshot
+            && let Ok(image) = receiver.try_recv()
+        {
+            self.screenshot = None;
+            self.save_screenshot(&image, ctx.pixels_per_point());
+        }
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        let title = match &self.study {
+            Some(s) => format!("CUE — {}", s.study.name),
+            None => "CUE".to_owned(),
+        };
+        // Only on change: a viewport command every frame would keep the window repainting.
+        if title != self.title {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
+            self.title = title;
+        }
+        let mut commands = Vec::new();
+        egui::Panel::top("top_bar").show(ui, |ui| commands.extend(panels::top_bar_ui(ui, &self.settings)));
+        let loading = self.loading.as_ref().map(|j| format!("Loading {} ({}/{})", j.what, j.progress.0, j.progress.1));
+        egui::Panel::bottom("status_bar").show(ui, |ui| panels::status_bar_ui(ui, &self.settings, self.study.as_ref(), loading));
+        egui::Panel::left("study_panel").default_size(240.0).show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| {
+                commands.extend(panels::study_panel_ui(ui, &mut self.settings, self.study.as_mut()));
+            });
+        });
+        if let Some(message) = self.message.clone() {
+            egui::Panel::top("message").show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    ui.label(egui::RichText::new(message).color(ui.visuals().warn_fg_color));
+                    if ui.small_button("Dismiss").clicked() {
+                        self.message = None;
+                    }
+                });
+            });
+        }
+        egui::CentralPanel::default_margins().show(ui, |ui| commands.extend(self.views_ui(ui)));
+        commands.extend(self.keyboard_commands(&ctx));
+        for command in commands {
+            self.apply(command, &ctx);
+        }
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, SETTINGS_KEY, &self.settings);
+    }
+}
+
+/// Opens the main window and runs until it is closed; starts loading `paths` when given.
+pub fn run(paths: Vec<PathBuf>) -> anyhow::Result<()> {
+    run_with(paths, [1400.0, 900.0], |_| {})
+}
+
+/// Opens the window at `size` and lets `setup` adjust the app before the first frame.
+pub fn run_with(paths: Vec<PathBuf>, size: [f32; 2], setup: impl FnOnce(&mut CueApp) + 'static) -> anyhow::Result<()> {
+    prefer_gl_over_software_vulkan();
     let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default().with_title("CUE").with_inner_size([1280.0, 800.0]),
+        viewport: egui::ViewportBuilder::default().with_title("CUE").with_inner_size(size).with_drag_and_drop(true),
         ..Default::default()
     };
-    eframe::run_native("CUE", options, Box::new(|_cc| Ok(Box::new(CueApp::default()))))
-        .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+    eframe::run_native(
+        "CUE",
+        options,
+        Box::new(move |cc| {
+            let mut app = CueApp::new(cc, paths);
+            setup(&mut app);
+            Ok(Box::new(app))
+        }),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}
+
+/// Where Vulkan offers only software adapters (Mesa's lavapipe), draw through OpenGL
+/// (llvmpipe) instead, unless `WGPU_BACKEND` says otherwise: lavapipe 22.3 grows by about
+/// 10 MB per frame drawn with our 3-D textures (measured with `cue bench frames`), the GL
+/// path by nothing, at the same frame time.
+fn prefer_gl_over_software_vulkan() {
+    use eframe::egui_wgpu::wgpu;
+    use std::task::{Context, Poll, Waker};
+    if std::env::var_os("WGPU_BACKEND").is_some() {
+        return;
+    }
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
+    descriptor.backends = wgpu::Backends::VULKAN;
+    let instance = wgpu::Instance::new(descriptor);
+    let mut future = std::pin::pin!(instance.enumerate_adapters(wgpu::Backends::VULKAN));
+    // Native enumeration completes at once; nothing to wait for.
+    let Poll::Ready(adapters) = future.as_mut().poll(&mut Context::from_waker(Waker::noop())) else { return };
+    if !adapters.is_empty() && adapters.iter().all(|a| a.get_info().device_type == wgpu::DeviceType::Cpu) {
+        tracing::info!("only software Vulkan adapters: using the GL backend");
+        // SAFETY: called before the window, the loader or any other thread of ours starts.
+        unsafe { std::env::set_var("WGPU_BACKEND", "gl") };
+    }
+}
+
+/// Resident memory of this process in bytes (Linux).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status.lines().find(|l| l.starts_with("VmRSS"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -25,11 +25,36 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Frame time of the Grid layout (every sequence x three orientations) while stepping one
+    /// slice per frame, in a real window; prints one JSON line and closes. Under Xvfb use a
+    /// screen of at least the window's size.
+    #[cfg(feature = "gui")]
+    Frames {
+        /// Files or a study folder; default: ../shared/data/cases/brats-sample.
+        paths: Vec<PathBuf>,
+        /// Frames to time.
+        #[arg(long, default_value_t = 200)]
+        frames: usize,
+        /// Window width in points.
+        #[arg(long, default_value_t = 1920.0)]
+        width: f32,
+        /// Window height in points.
+        #[arg(long, default_value_t = 1080.0)]
+        height: f32,
+    },
 }
 
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Load { files, repeat, sequential, json } => load(files, repeat.max(1), sequential, json),
+        #[cfg(feature = "gui")]
+        BenchCommand::Frames { paths, frames, width, height } => {
+            let paths = if paths.is_empty() { vec![shared_data_dir().join("cases/brats-sample")] } else { paths };
+            crate::app::run_with(paths, [width, height], move |app| {
+                app.settings.layout = crate::app::state::Layout::Grid;
+                app.bench = Some(crate::app::FrameBench::new(frames));
+            })
+        }
     }
 }
 

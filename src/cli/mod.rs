@@ -21,6 +21,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Open files or a study folder in the desktop app.
+    ///
+    /// Sequences are recognised from BraTS 2021/2023 and bare names (t1, t1ce/t1c, t2/t2w,
+    /// flair/t2f, seg); a sequence on another grid is resampled into the first one's.
+    View {
+        /// NIfTI files, or a folder holding one case.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Print a NIfTI file's header: format, shape, datatype, voxel size, affine, axis codes.
     ///
     /// Reads the whole file to check its data are complete, so a truncated file fails here.
@@ -84,7 +93,11 @@ fn init_logging() {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         #[cfg(feature = "gui")]
-        None => crate::app::run(),
+        None => crate::app::run(Vec::new()),
+        #[cfg(feature = "gui")]
+        Some(Command::View { paths }) => crate::app::run(paths),
+        #[cfg(not(feature = "gui"))]
+        Some(Command::View { .. }) => anyhow::bail!("this build of cue has no desktop app (built without the `gui` feature)"),
         #[cfg(not(feature = "gui"))]
         None => anyhow::bail!("this build of cue has no desktop app (built without the `gui` feature); see --help"),
         Some(Command::Info { file, json }) => info::run(&file, json),

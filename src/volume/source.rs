@@ -40,6 +40,7 @@ impl ByteSource {
 
     /// Opens a file, decompressing it when it starts with the gzip magic bytes.
     pub fn open(path: &Path) -> Result<Self> {
+        crate::threads::debug_assert_may_block("reading a file");
         let file = File::open(path).map_err(|e| VolumeError::io("open", e, path))?;
         let len = file.metadata().map_err(|e| VolumeError::io("read", e, path))?.len();
         let mut buffered = BufReader::with_capacity(READ_BUFFER_BYTES, file);

@@ -105,16 +105,7 @@ fn is_volume_file(path: &Path) -> bool {
 impl Study {
     /// Loads every NIfTI file of a folder (not recursing).
     pub fn load_folder(folder: &Path) -> Result<Self> {
-        let entries = std::fs::read_dir(folder).map_err(|e| VolumeError::io("list", e, folder))?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && is_volume_file(p))
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            return Err(VolumeError::Study { reason: "no NIfTI files (.nii, .nii.gz, .hdr) in folder".into(), path: folder.into() });
-        }
-        let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let (name, files) = study_files(&[folder.to_path_buf()])?;
         let files: Vec<(PathBuf, Option<SequenceKind>)> = files.into_iter().map(|f| (f, None)).collect();
         Self::load_files(&name, &files)
     }
@@ -124,6 +115,15 @@ impl Study {
     /// Files load in parallel; sequences on a different grid from the reference (the first
     /// image in T1, T1CE, T2, FLAIR order) are resampled into it using both affines.
     pub fn load_files(name: &str, files: &[(PathBuf, Option<SequenceKind>)]) -> Result<Self> {
+        Self::load_files_with_progress(name, files, &|_, _| {})
+    }
+
+    /// [`Study::load_files`], calling `progress(files_loaded, files_total)` as files finish.
+    pub fn load_files_with_progress(
+        name: &str,
+        files: &[(PathBuf, Option<SequenceKind>)],
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Self> {
         let kinds: Vec<SequenceKind> = files
             .iter()
             .map(|(path, kind)| {
@@ -147,7 +147,7 @@ impl Study {
                 });
             }
         }
-        let volumes = load_parallel(files.iter().map(|(p, _)| p.as_path()).collect())?;
+        let volumes = load_parallel_with_progress(files.iter().map(|(p, _)| p.as_path()).collect(), progress)?;
         let mut sequences: Vec<Sequence> = kinds
             .into_iter()
             .zip(volumes)
@@ -182,8 +182,42 @@ impl Study {
     }
 }
 
+/// The NIfTI files named by `paths` (files, or folders whose NIfTI files are taken, not
+/// recursing) and a study name: the folder's name, or the first file's.
+pub fn study_files(paths: &[PathBuf]) -> Result<(String, Vec<PathBuf>)> {
+    let mut files = Vec::new();
+    let mut name = None;
+    for path in paths {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path).map_err(|e| VolumeError::io("list", e, path))?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && is_volume_file(p))
+                .collect();
+            if found.is_empty() {
+                return Err(VolumeError::Study {
+                    reason: "no NIfTI files (.nii, .nii.gz, .hdr) in folder".into(),
+                    path: path.clone(),
+                });
+            }
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+        name.get_or_insert_with(|| path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    }
+    Ok((name.unwrap_or_default(), files))
+}
+
 /// Loads canonical volumes, two at a time (one per core on the machines CUE targets).
 pub fn load_parallel(paths: Vec<&Path>) -> Result<Vec<Volume>> {
+    load_parallel_with_progress(paths, &|_, _| {})
+}
+
+/// [`load_parallel`], calling `progress(files_loaded, files_total)` as files finish.
+pub fn load_parallel_with_progress(paths: Vec<&Path>, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<Vec<Volume>> {
+    let done = std::sync::atomic::AtomicUsize::new(0);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(paths.len()).max(1);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut results: Vec<Option<Result<Volume>>> = (0..paths.len()).map(|_| None).collect();
@@ -199,6 +233,7 @@ pub fn load_parallel(paths: Vec<&Path>) -> Result<Vec<Volume>> {
                     if let Ok(mut slot) = slots[i].lock() {
                         **slot = Some(loaded);
                     }
+                    progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, paths.len());
                 }
             });
         }

@@ -1,0 +1,185 @@
+//! The app's state: persisted settings, the open study and how each view shows it.
+
+use std::path::PathBuf;
+
+use eframe::egui::Vec2;
+
+use crate::render::{Colormap, LabelStyle, VolumeId};
+use crate::volume::{DisplayConvention, Study, View, WindowLevel};
+
+/// How the central area is divided.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Layout {
+    /// Axial, sagittal and coronal views of the selected sequence.
+    #[default]
+    Ortho,
+    /// One orientation, every visible sequence side by side.
+    Compare,
+    /// Sequences as rows, the three orientations as columns.
+    Grid,
+}
+
+impl Layout {
+    /// Every layout, in menu order.
+    pub const ALL: [Layout; 3] = [Self::Ortho, Self::Compare, Self::Grid];
+
+    /// Menu name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ortho => "Ortho",
+            Self::Compare => "Compare",
+            Self::Grid => "Grid",
+        }
+    }
+}
+
+/// Settings kept between runs. Never patient data.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// The layout.
+    pub layout: Layout,
+    /// Orientation shown in the Compare layout (and stepped by keys when no view is hovered).
+    pub active_view: View,
+    /// Radiological or neurological display.
+    pub convention: DisplayConvention,
+    /// Whether label maps are drawn over the images.
+    pub show_labels: bool,
+    /// Filled or outlined labels.
+    pub label_style: LabelStyle,
+    /// Label opacity, 0 to 1.
+    pub label_opacity: f32,
+    /// Most recently opened files and folders, newest first.
+    pub recent: Vec<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            layout: Layout::Ortho,
+            active_view: View::Axial,
+            convention: DisplayConvention::Radiological,
+            show_labels: true,
+            label_style: LabelStyle::Filled,
+            label_opacity: 0.45,
+            recent: Vec::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// Puts `paths` at the top of the recent list (at most ten entries).
+    pub fn remember(&mut self, paths: &[PathBuf]) {
+        for path in paths.iter().rev() {
+            self.recent.retain(|p| p != path);
+            self.recent.insert(0, path.clone());
+        }
+        self.recent.truncate(10);
+    }
+}
+
+/// Zoom and pan of one orientation, shared by every view of it (so Compare and Grid views stay
+/// in step).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ViewTransform {
+    /// 1 fits the slice to the view.
+    pub zoom: f32,
+    /// Offset of the slice centre from the view centre, in points.
+    pub pan: Vec2,
+}
+
+impl Default for ViewTransform {
+    fn default() -> Self {
+        Self { zoom: 1.0, pan: Vec2::ZERO }
+    }
+}
+
+/// How one sequence is displayed.
+#[derive(Clone, Debug)]
+pub struct SequenceDisplay {
+    /// Shown in Compare and Grid layouts.
+    pub visible: bool,
+    /// Intensity window.
+    pub window: WindowLevel,
+    /// The automatic window, restored by "Auto".
+    pub auto_window: WindowLevel,
+    /// Colormap.
+    pub colormap: Colormap,
+    /// The sequence's texture on the GPU.
+    pub gpu_id: VolumeId,
+}
+
+/// An open study and its display state.
+pub struct StudyView {
+    /// The study.
+    pub study: Study,
+    /// Display state, one per sequence of `study`.
+    pub sequences: Vec<SequenceDisplay>,
+    /// The crosshair: a canonical voxel.
+    pub cursor: [usize; 3],
+    /// The sequence shown in the Ortho layout.
+    pub selected: usize,
+    /// Zoom and pan per orientation, indexed by [`View::normal_axis`].
+    pub transforms: [ViewTransform; 3],
+    /// Whether the volumes are on the GPU.
+    pub uploaded: bool,
+}
+
+impl StudyView {
+    /// Display state for a freshly loaded study: cursor at the centre, automatic windows.
+    pub fn new(study: Study, first_gpu_id: VolumeId) -> Self {
+        let sequences = study
+            .sequences
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let window = if s.kind.is_label() {
+                    WindowLevel::from_range(0.0, 4.0)
+                } else {
+                    WindowLevel::auto(&s.volume.data)
+                };
+                SequenceDisplay {
+                    visible: !s.kind.is_label(),
+                    window,
+                    auto_window: window,
+                    colormap: Colormap::Gray,
+                    gpu_id: first_gpu_id + i as u64,
+                }
+            })
+            .collect();
+        let shape = study.shape();
+        Self {
+            study,
+            sequences,
+            cursor: shape.map(|n| n / 2),
+            selected: 0,
+            transforms: [ViewTransform::default(); 3],
+            uploaded: false,
+        }
+    }
+
+    /// Indices of the image (non-label) sequences.
+    pub fn image_indices(&self) -> Vec<usize> {
+        (0..self.sequences.len()).filter(|&i| !self.study.sequences[i].kind.is_label()).collect()
+    }
+
+    /// Indices of the visible image sequences.
+    pub fn visible_indices(&self) -> Vec<usize> {
+        self.image_indices().into_iter().filter(|&i| self.sequences[i].visible).collect()
+    }
+
+    /// Index of the first label sequence.
+    pub fn label_index(&self) -> Option<usize> {
+        (0..self.sequences.len()).find(|&i| self.study.sequences[i].kind.is_label())
+    }
+
+    /// The transform of a view's orientation.
+    pub fn transform(&self, view: View) -> ViewTransform {
+        self.transforms[view.normal_axis()]
+    }
+
+    /// The transform of a view's orientation, mutably.
+    pub fn transform_mut(&mut self, view: View) -> &mut ViewTransform {
+        &mut self.transforms[view.normal_axis()]
+    }
+}

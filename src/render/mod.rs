@@ -1,0 +1,11 @@
+//! GPU drawing of slices with wgpu (through egui's paint callbacks).
+//!
+//! Each sequence is uploaded once as a 3-D `R32Float` texture; a view draws a slice by
+//! setting a few uniforms, so stepping through slices, changing the window or the colormap
+//! never re-uploads volume data. Knows nothing of the app's state.
+
+mod colormap;
+mod slice;
+
+pub use colormap::Colormap;
+pub use slice::{LabelStyle, SliceDraw, SliceRenderer, VolumeId};

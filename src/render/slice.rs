@@ -1,0 +1,331 @@
+//! The slice pipeline: volumes as 3-D textures, one uniform buffer per on-screen view.
+
+use std::collections::HashMap;
+
+use eframe::egui_wgpu::{self, wgpu};
+
+use super::colormap::{Colormap, LUT_SIZE};
+use crate::volume::{SliceAxes, WindowLevel};
+
+/// Identifies a volume uploaded to the GPU.
+pub type VolumeId = u64;
+
+/// How a label volume is drawn over a slice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LabelStyle {
+    /// Filled regions.
+    #[default]
+    Filled,
+    /// One-pixel outlines of each region.
+    Outline,
+}
+
+/// GPU state shared by every view, stored in egui-wgpu's callback resources.
+pub struct SliceRenderer {
+    pipeline: wgpu::RenderPipeline,
+    bind_group_layout: wgpu::BindGroupLayout,
+    colormaps: wgpu::TextureView,
+    no_labels: wgpu::TextureView,
+    volumes: HashMap<VolumeId, wgpu::TextureView>,
+    slots: HashMap<u64, Slot>,
+    uploaded_bytes: u64,
+}
+
+struct Slot {
+    uniforms: wgpu::Buffer,
+    bind_group: wgpu::BindGroup,
+    bound: (VolumeId, Option<VolumeId>),
+    written: Option<[u8; UNIFORM_BYTES as usize]>,
+}
+
+/// Bytes of the uniform block; mirrors `Uniforms` in `shaders/slice.wgsl`.
+const UNIFORM_BYTES: u64 = 80;
+
+impl SliceRenderer {
+    /// Creates the pipeline and puts the renderer into egui-wgpu's callback resources.
+    pub fn install(render_state: &egui_wgpu::RenderState) {
+        let renderer = Self::new(&render_state.device, &render_state.queue, render_state.target_format);
+        render_state.renderer.write().callback_resources.insert(renderer);
+    }
+
+    fn new(device: &wgpu::Device, queue: &wgpu::Queue, target_format: wgpu::TextureFormat) -> Self {
+        let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("cue slice shader"),
+            source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/slice.wgsl").into()),
+        });
+        let texture_entry = |binding, dimension| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::FRAGMENT,
+            ty: wgpu::BindingType::Texture {
+                sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                view_dimension: dimension,
+                multisampled: false,
+            },
+            count: None,
+        };
+        let bind_group_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("cue slice bind group layout"),
+            entries: &[
+                wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::FRAGMENT,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: wgpu::BufferSize::new(UNIFORM_BYTES),
+                    },
+                    count: None,
+                },
+                texture_entry(1, wgpu::TextureViewDimension::D3),
+                texture_entry(2, wgpu::TextureViewDimension::D3),
+                texture_entry(3, wgpu::TextureViewDimension::D2),
+            ],
+        });
+        let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("cue slice pipeline layout"),
+            bind_group_layouts: &[Some(&bind_group_layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+            label: Some("cue slice pipeline"),
+            layout: Some(&layout),
+            vertex: wgpu::VertexState {
+                module: &shader,
+                entry_point: Some("vs_main"),
+                compilation_options: Default::default(),
+                buffers: &[],
+            },
+            primitive: wgpu::PrimitiveState { topology: wgpu::PrimitiveTopology::TriangleStrip, ..Default::default() },
+            depth_stencil: None,
+            multisample: wgpu::MultisampleState::default(),
+            fragment: Some(wgpu::FragmentState {
+                module: &shader,
+                entry_point: Some("fs_main"),
+                compilation_options: Default::default(),
+                targets: &[Some(target_format.into())],
+            }),
+            multiview_mask: None,
+            cache: None,
+        });
+        let lut = Colormap::lookup_texture_bytes();
+        let colormaps = create_texture(
+            device,
+            queue,
+            "cue colormaps",
+            wgpu::TextureFormat::Rgba8Unorm,
+            [LUT_SIZE as u32, Colormap::ALL.len() as u32, 1],
+            wgpu::TextureDimension::D2,
+            &lut,
+            4,
+        );
+        let no_labels = create_texture(
+            device,
+            queue,
+            "cue no labels",
+            wgpu::TextureFormat::R32Float,
+            [1, 1, 1],
+            wgpu::TextureDimension::D3,
+            &[0u8; 4],
+            4,
+        );
+        Self {
+            pipeline,
+            bind_group_layout,
+            colormaps,
+            no_labels,
+            volumes: HashMap::new(),
+            slots: HashMap::new(),
+            uploaded_bytes: 0,
+        }
+    }
+
+    /// Uploads a volume (`data[i + nx * (j + ny * k)]`) as a 3-D texture under `id`, once.
+    pub fn upload(render_state: &egui_wgpu::RenderState, id: VolumeId, shape: [usize; 3], data: &[f32]) {
+        let mut renderer = render_state.renderer.write();
+        let Some(this) = renderer.callback_resources.get_mut::<SliceRenderer>() else {
+            tracing::warn!("slice renderer not installed; volume {id} not uploaded");
+            return;
+        };
+        let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_ne_bytes()).collect();
+        let view = create_texture(
+            &render_state.device,
+            &render_state.queue,
+            "cue volume",
+            wgpu::TextureFormat::R32Float,
+            shape.map(|d| d as u32),
+            wgpu::TextureDimension::D3,
+            &bytes,
+            4,
+        );
+        this.uploaded_bytes += bytes.len() as u64;
+        this.volumes.insert(id, view);
+        // Views bound to an older texture of this id rebind on their next draw.
+        this.slots.retain(|_, slot| slot.bound.0 != id && slot.bound.1 != Some(id));
+    }
+
+    /// Frees a volume's texture.
+    pub fn remove(render_state: &egui_wgpu::RenderState, id: VolumeId) {
+        let mut renderer = render_state.renderer.write();
+        if let Some(this) = renderer.callback_resources.get_mut::<SliceRenderer>() {
+            this.volumes.remove(&id);
+            this.slots.retain(|_, slot| slot.bound.0 != id && slot.bound.1 != Some(id));
+        }
+    }
+
+    /// Total bytes of volume data uploaded so far (a check that stepping uploads nothing).
+    pub fn uploaded_bytes(render_state: &egui_wgpu::RenderState) -> u64 {
+        render_state.renderer.read().callback_resources.get::<SliceRenderer>().map_or(0, |r| r.uploaded_bytes)
+    }
+
+    /// Whether a volume is on the GPU.
+    pub fn has_volume(render_state: &egui_wgpu::RenderState, id: VolumeId) -> bool {
+        render_state.renderer.read().callback_resources.get::<SliceRenderer>().is_some_and(|r| r.volumes.contains_key(&id))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn create_texture(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    label: &str,
+    format: wgpu::TextureFormat,
+    [width, height, depth]: [u32; 3],
+    dimension: wgpu::TextureDimension,
+    bytes: &[u8],
+    bytes_per_texel: u32,
+) -> wgpu::TextureView {
+    let size = wgpu::Extent3d { width, height, depth_or_array_layers: depth };
+    let texture = device.create_texture(&wgpu::TextureDescriptor {
+        label: Some(label),
+        size,
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension,
+        format,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    queue.write_texture(
+        wgpu::TexelCopyTextureInfo { texture: &texture, mip_level: 0, origin: wgpu::Origin3d::ZERO, aspect: wgpu::TextureAspect::All },
+        bytes,
+        wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(width * bytes_per_texel), rows_per_image: Some(height) },
+        size,
+    );
+    texture.create_view(&wgpu::TextureViewDescriptor::default())
+}
+
+/// One view's slice, drawn by egui-wgpu into the rectangle of its paint callback.
+#[derive(Clone, Debug)]
+pub struct SliceDraw {
+    /// Identifies the on-screen view (its uniform buffer).
+    pub slot: u64,
+    /// The intensity volume.
+    pub volume: VolumeId,
+    /// Shape of the volume (and of the label volume, which shares its grid).
+    pub shape: [usize; 3],
+    /// The view's screen-to-voxel axes.
+    pub axes: SliceAxes,
+    /// Index along the view's normal axis.
+    pub slice_index: usize,
+    /// Intensity window.
+    pub window: WindowLevel,
+    /// Colormap of the intensities.
+    pub colormap: Colormap,
+    /// A label volume drawn over the slice, its style and opacity.
+    pub labels: Option<(VolumeId, LabelStyle, f32)>,
+}
+
+impl SliceDraw {
+    fn uniform_bytes(&self) -> [u8; UNIFORM_BYTES as usize] {
+        let axes = &self.axes;
+        let base = axes.voxel_at(self.shape, self.slice_index, 0, 0);
+        let mut column_step = [0i32; 4];
+        column_step[axes.column_axis] = if axes.column_reversed { -1 } else { 1 };
+        let mut row_step = [0i32; 4];
+        row_step[axes.row_axis] = if axes.row_reversed { -1 } else { 1 };
+        let (width, height) = axes.size(self.shape);
+        let (has_labels, outline, opacity) = match self.labels {
+            Some((_, style, opacity)) => (1, i32::from(style == LabelStyle::Outline), opacity),
+            None => (0, 0, 0.0),
+        };
+        let ints: [[i32; 4]; 4] = [
+            [base[0] as i32, base[1] as i32, base[2] as i32, 0],
+            column_step,
+            row_step,
+            [width as i32, height as i32, has_labels, outline],
+        ];
+        let floats = [self.window.low(), self.window.width, self.colormap as u32 as f32, opacity];
+        let mut bytes = [0u8; UNIFORM_BYTES as usize];
+        for (i, v) in ints.iter().flatten().enumerate() {
+            bytes[4 * i..4 * i + 4].copy_from_slice(&v.to_ne_bytes());
+        }
+        for (i, v) in floats.iter().enumerate() {
+            bytes[64 + 4 * i..68 + 4 * i].copy_from_slice(&v.to_ne_bytes());
+        }
+        bytes
+    }
+}
+
+impl egui_wgpu::CallbackTrait for SliceDraw {
+    fn prepare(
+        &self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        _screen_descriptor: &egui_wgpu::ScreenDescriptor,
+        _egui_encoder: &mut wgpu::CommandEncoder,
+        resources: &mut egui_wgpu::CallbackResources,
+    ) -> Vec<wgpu::CommandBuffer> {
+        let Some(renderer) = resources.get_mut::<SliceRenderer>() else { return Vec::new() };
+        let Some(volume) = renderer.volumes.get(&self.volume) else { return Vec::new() };
+        let label_id = self.labels.map(|(id, _, _)| id).filter(|id| renderer.volumes.contains_key(id));
+        let bound = (self.volume, label_id);
+        let stale = renderer.slots.get(&self.slot).is_none_or(|s| s.bound != bound);
+        if stale {
+            tracing::debug!(slot = self.slot, "binding slice textures");
+            let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("cue slice uniforms"),
+                size: UNIFORM_BYTES,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let labels = label_id.and_then(|id| renderer.volumes.get(&id)).unwrap_or(&renderer.no_labels);
+            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("cue slice bind group"),
+                layout: &renderer.bind_group_layout,
+                entries: &[
+                    wgpu::BindGroupEntry { binding: 0, resource: uniforms.as_entire_binding() },
+                    wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::TextureView(volume) },
+                    wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::TextureView(labels) },
+                    wgpu::BindGroupEntry { binding: 3, resource: wgpu::BindingResource::TextureView(&renderer.colormaps) },
+                ],
+            });
+            renderer.slots.insert(self.slot, Slot { uniforms, bind_group, bound, written: None });
+        }
+        let mut draw = self.clone();
+        if label_id.is_none() {
+            draw.labels = None;
+        }
+        if let Some(slot) = renderer.slots.get_mut(&self.slot) {
+            let bytes = draw.uniform_bytes();
+            // Unchanged views (most of them, most frames) write nothing.
+            if slot.written != Some(bytes) {
+                queue.write_buffer(&slot.uniforms, 0, &bytes);
+                slot.written = Some(bytes);
+            }
+        }
+        Vec::new()
+    }
+
+    fn paint(
+        &self,
+        _info: eframe::egui::PaintCallbackInfo,
+        render_pass: &mut wgpu::RenderPass<'static>,
+        resources: &egui_wgpu::CallbackResources,
+    ) {
+        let Some(renderer) = resources.get::<SliceRenderer>() else { return };
+        let Some(slot) = renderer.slots.get(&self.slot) else { return };
+        render_pass.set_pipeline(&renderer.pipeline);
+        render_pass.set_bind_group(0, &slot.bind_group, &[]);
+        render_pass.draw(0..4, 0..1);
+    }
+}

@@ -1,0 +1,170 @@
+//! The top bar, the study panel on the left and the status bar.
+
+use eframe::egui::{self, RichText};
+
+use super::Command;
+use crate::app::state::{Layout, Settings, StudyView};
+use crate::render::{Colormap, LabelStyle};
+use crate::volume::{DisplayConvention, View};
+
+/// The menu and layout bar.
+pub fn top_bar_ui(ui: &mut egui::Ui, settings: &Settings) -> Vec<Command> {
+    let mut commands = Vec::new();
+    egui::MenuBar::new().ui(ui, |ui| {
+        ui.menu_button("File", |ui| {
+            if ui.button("Open…").on_hover_text("Open NIfTI files or a study folder (Ctrl+O)").clicked() {
+                commands.push(Command::OpenDialog);
+            }
+            ui.menu_button("Recent", |ui| {
+                if settings.recent.is_empty() {
+                    ui.label("Nothing opened yet");
+                }
+                for path in &settings.recent {
+                    if ui.button(path.display().to_string()).clicked() {
+                        commands.push(Command::Open(vec![path.clone()]));
+                    }
+                }
+            });
+            if ui.button("Save window screenshot").on_hover_text("Save the window as a PNG in the working folder (F12)").clicked() {
+                commands.push(Command::Screenshot { view_only: false });
+            }
+            if ui.button("Save view screenshot").on_hover_text("Save the active orientation's view as a PNG (Shift+F12)").clicked() {
+                commands.push(Command::Screenshot { view_only: true });
+            }
+        });
+        ui.menu_button("View", |ui| {
+            for (i, view) in View::ALL.iter().enumerate() {
+                if ui.button(format!("{} ({})", view.name(), i + 1)).clicked() {
+                    commands.push(Command::SetActiveView(*view));
+                }
+            }
+            if ui.button("Reset zoom and pan (R)").clicked() {
+                commands.push(Command::ResetViews);
+            }
+        });
+        ui.menu_button("Help", |ui| {
+            ui.label("Click or drag: move the crosshair in every view");
+            ui.label("Wheel, Page Up/Down, arrow keys: step slices");
+            ui.label("Ctrl+wheel or pinch: zoom about the pointer");
+            ui.label("Middle-drag or Space+drag: pan");
+            ui.label("Right-drag: window (horizontal) and level (vertical)");
+            ui.label("1 / 2 / 3: axial / sagittal / coronal · R: reset view");
+        });
+        ui.separator();
+        for layout in Layout::ALL {
+            let selected = settings.layout == layout;
+            if ui.selectable_label(selected, layout.name()).on_hover_text(format!("{} layout", layout.name())).clicked() {
+                commands.push(Command::SetLayout(layout));
+            }
+        }
+        ui.separator();
+        let convention = match settings.convention {
+            DisplayConvention::Radiological => "Radiological",
+            DisplayConvention::Neurological => "Neurological",
+        };
+        if ui.button(convention).on_hover_text("Switch radiological / neurological display").clicked() {
+            commands.push(Command::ToggleConvention);
+        }
+    });
+    commands
+}
+
+/// The study panel: sequences, their windows and colormaps, labels, model status.
+pub fn study_panel_ui(ui: &mut egui::Ui, settings: &mut Settings, study: Option<&mut StudyView>) -> Vec<Command> {
+    let mut commands = Vec::new();
+    ui.heading("Study");
+    let Some(study) = study else {
+        ui.label("No study open");
+        return commands;
+    };
+    ui.label(RichText::new(&study.study.name).strong());
+    let [nx, ny, nz] = study.study.shape();
+    ui.label(format!("{nx} × {ny} × {nz} voxels"));
+    ui.separator();
+    for i in 0..study.sequences.len() {
+        let kind = study.study.sequences[i].kind.clone();
+        if kind.is_label() {
+            continue;
+        }
+        let display = &mut study.sequences[i];
+        ui.horizontal(|ui| {
+            ui.checkbox(&mut display.visible, "").on_hover_text("Show in Compare and Grid layouts");
+            if ui.selectable_label(study.selected == i, kind.label()).on_hover_text("Show in the Ortho layout").clicked() {
+                commands.push(Command::SelectSequence(i));
+            }
+            if study.study.sequences[i].resampled {
+                ui.label("(resampled)");
+            }
+        });
+        ui.horizontal(|ui| {
+            let speed = display.auto_window.width * 0.005;
+            ui.label("Width");
+            ui.add(egui::DragValue::new(&mut display.window.width).speed(speed).range(1e-6..=f32::MAX))
+                .on_hover_text(format!("{} window width", kind.label()));
+            ui.label("Level");
+            ui.add(egui::DragValue::new(&mut display.window.level).speed(speed))
+                .on_hover_text(format!("{} window level", kind.label()));
+            if ui.small_button("Auto").on_hover_text("0.5–99.5 percentile of non-zero voxels").clicked() {
+                display.window = display.auto_window;
+            }
+        });
+        egui::ComboBox::new(("colormap", i), "Colormap")
+            .selected_text(display.colormap.name())
+            .show_ui(ui, |ui| {
+                for c in Colormap::ALL {
+                    ui.selectable_value(&mut display.colormap, c, c.name());
+                }
+            });
+        ui.add_space(4.0);
+    }
+    if study.label_index().is_some() {
+        ui.separator();
+        ui.label(RichText::new("Segmentation").strong());
+        ui.checkbox(&mut settings.show_labels, "Show labels");
+        ui.horizontal(|ui| {
+            ui.radio_value(&mut settings.label_style, LabelStyle::Filled, "Filled");
+            ui.radio_value(&mut settings.label_style, LabelStyle::Outline, "Outline");
+        });
+        ui.add(egui::Slider::new(&mut settings.label_opacity, 0.0..=1.0).text("Opacity"));
+    }
+    ui.separator();
+    ui.label(RichText::new("Model").strong());
+    ui.label("Anomaly maps: not available yet (no model in this build)");
+    commands
+}
+
+/// The status bar: cursor voxel, world position, intensities, orientation and zoom.
+pub fn status_bar_ui(ui: &mut egui::Ui, settings: &Settings, study: Option<&StudyView>, loading: Option<String>) {
+    ui.horizontal(|ui| {
+        if let Some(text) = loading {
+            ui.spinner();
+            ui.label(text);
+            ui.separator();
+        }
+        let Some(study) = study else {
+            ui.label("No study open");
+            return;
+        };
+        let [i, j, k] = study.cursor;
+        ui.label(format!("Voxel {i}, {j}, {k}"));
+        let world = study.study.world_from_voxel().apply([i as f64, j as f64, k as f64]);
+        ui.label(format!("World {:.1}, {:.1}, {:.1} mm", world[0], world[1], world[2]));
+        ui.separator();
+        for s in &study.study.sequences {
+            let value = s.volume.value(study.cursor).unwrap_or(f32::NAN);
+            ui.label(format!("{} {}", s.kind.label(), format_intensity(value)));
+        }
+        ui.separator();
+        ui.label(match settings.convention {
+            DisplayConvention::Radiological => "Radiological",
+            DisplayConvention::Neurological => "Neurological",
+        });
+        let zoom = study.transform(settings.active_view).zoom;
+        ui.label(format!("Zoom {:.0}%", zoom * 100.0));
+    });
+}
+
+/// An intensity with as many digits as it deserves.
+pub fn format_intensity(value: f32) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e7 { format!("{value:.0}") } else { format!("{value:.4}") }
+}

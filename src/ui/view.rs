@@ -1,0 +1,169 @@
+//! One slice view: the slice (drawn on the GPU), crosshair, orientation letters, and the
+//! mouse interaction of ITK-SNAP-like viewers.
+
+use eframe::egui::{self, Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, Vec2};
+use eframe::egui_wgpu;
+
+use super::Command;
+use crate::app::state::ViewTransform;
+use crate::render::SliceDraw;
+use crate::volume::{SliceAxes, View};
+
+/// Everything one view needs to draw itself.
+pub struct SliceViewSpec<'a> {
+    /// Unique per on-screen view (GPU uniform slot, egui id).
+    pub slot: u64,
+    /// The orientation.
+    pub view: View,
+    /// The sequence shown.
+    pub sequence: usize,
+    /// Its name, shown in the corner.
+    pub title: &'a str,
+    /// Canonical shape of the study grid.
+    pub shape: [usize; 3],
+    /// Voxel size in millimetres.
+    pub voxel_size_mm: [f64; 3],
+    /// Screen axes of the view.
+    pub axes: SliceAxes,
+    /// The crosshair voxel.
+    pub cursor: [usize; 3],
+    /// Zoom and pan.
+    pub transform: ViewTransform,
+    /// The GPU draw, or `None` to use the CPU image.
+    pub gpu: Option<SliceDraw>,
+    /// A CPU-rendered slice texture, used when there is no GPU draw.
+    pub cpu_texture: Option<egui::TextureId>,
+    /// A colour bar with its intensity scale, for colormaps other than gray.
+    pub colour_bar: Option<(crate::render::Colormap, crate::volume::WindowLevel)>,
+}
+
+/// A vertical colour bar at the right of `rect`, high values at the top, with its range.
+fn colour_bar_ui(painter: &egui::Painter, rect: Rect, colormap: crate::render::Colormap, window: crate::volume::WindowLevel) {
+    let bar = Rect::from_min_size(Pos2::new(rect.max.x - 34.0, rect.center().y - rect.height() * 0.2), Vec2::new(10.0, rect.height() * 0.4));
+    let steps = 48;
+    for s in 0..steps {
+        let t = 1.0 - (s as f32 + 0.5) / steps as f32;
+        let [r, g, b] = colormap.rgb(t);
+        let y0 = bar.min.y + bar.height() * s as f32 / steps as f32;
+        let y1 = bar.min.y + bar.height() * (s + 1) as f32 / steps as f32;
+        painter.rect_filled(Rect::from_x_y_ranges(bar.x_range(), y0..=y1), 0.0, Color32::from_rgb(r, g, b));
+    }
+    let font = FontId::proportional(10.0);
+    let colour = Color32::from_gray(220);
+    painter.text(bar.left_top() - Vec2::new(2.0, 2.0), Align2::RIGHT_TOP, format!("{:.4}", window.high()), font.clone(), colour);
+    painter.text(bar.left_bottom() + Vec2::new(-2.0, 2.0), Align2::RIGHT_BOTTOM, format!("{:.4}", window.low()), font, colour);
+}
+
+/// The rectangle the slice occupies in `rect`: physical aspect kept, fitted, zoomed, panned.
+pub fn image_rect(rect: Rect, spec: &SliceViewSpec<'_>) -> Rect {
+    let (width, height) = spec.axes.size(spec.shape);
+    let width_mm = width as f32 * spec.voxel_size_mm[spec.axes.column_axis] as f32;
+    let height_mm = height as f32 * spec.voxel_size_mm[spec.axes.row_axis] as f32;
+    let fit = (rect.width() / width_mm).min(rect.height() / height_mm);
+    let scale = fit * spec.transform.zoom;
+    Rect::from_center_size(rect.center() + spec.transform.pan, Vec2::new(width_mm * scale, height_mm * scale))
+}
+
+/// The canonical voxel under a screen position, `None` outside the slice.
+pub fn voxel_at(image: Rect, spec: &SliceViewSpec<'_>, pos: Pos2) -> Option<[usize; 3]> {
+    if !image.contains(pos) {
+        return None;
+    }
+    let (width, height) = spec.axes.size(spec.shape);
+    let column = (((pos.x - image.min.x) / image.width()) * width as f32).floor() as usize;
+    let row = (((pos.y - image.min.y) / image.height()) * height as f32).floor() as usize;
+    let slice_index = spec.cursor[spec.axes.normal_axis];
+    Some(spec.axes.voxel_at(spec.shape, slice_index, column.min(width - 1), row.min(height - 1)))
+}
+
+/// Draws a view in `rect` and returns what the user asked of it.
+pub fn slice_view_ui(ui: &mut egui::Ui, rect: Rect, spec: &SliceViewSpec<'_>) -> Vec<Command> {
+    let mut commands = Vec::new();
+    let id = ui.make_persistent_id(("slice view", spec.slot));
+    let response = ui.interact(rect, id, Sense::click_and_drag());
+    let painter = ui.painter_at(rect);
+    painter.rect_filled(rect, 0.0, Color32::BLACK);
+    let image = image_rect(rect, spec);
+    if let Some(draw) = &spec.gpu {
+        painter.add(egui_wgpu::Callback::new_paint_callback(image, draw.clone()));
+    } else if let Some(texture) = spec.cpu_texture {
+        painter.image(texture, image, Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)), Color32::WHITE);
+    }
+
+    // Crosshair through the centre of the cursor voxel.
+    let (width, height) = spec.axes.size(spec.shape);
+    let (column, row, slice_index) = spec.axes.pixel_of(spec.shape, spec.cursor);
+    let x = image.min.x + (column as f32 + 0.5) / width as f32 * image.width();
+    let y = image.min.y + (row as f32 + 0.5) / height as f32 * image.height();
+    let stroke = Stroke::new(1.0, Color32::from_rgba_unmultiplied(80, 220, 120, 160));
+    painter.line_segment([Pos2::new(rect.min.x, y), Pos2::new(rect.max.x, y)], stroke);
+    painter.line_segment([Pos2::new(x, rect.min.y), Pos2::new(x, rect.max.y)], stroke);
+
+    // Orientation letters as labels, so they are readable by assistive tools and tests.
+    let labels = spec.axes.edge_labels();
+    let size = Vec2::splat(16.0);
+    let letter = |ui: &mut egui::Ui, min: Pos2, c: char| {
+        let text = egui::RichText::new(c.to_string()).color(Color32::from_rgb(240, 200, 80)).strong();
+        ui.put(Rect::from_min_size(min, size), egui::Label::new(text).selectable(false));
+    };
+    let (centre, inset) = (rect.center(), 4.0);
+    letter(ui, Pos2::new(rect.min.x + inset, centre.y - size.y / 2.0), labels.left);
+    letter(ui, Pos2::new(rect.max.x - inset - size.x, centre.y - size.y / 2.0), labels.right);
+    letter(ui, Pos2::new(centre.x - size.x / 2.0, rect.min.y + inset), labels.top);
+    letter(ui, Pos2::new(centre.x - size.x / 2.0, rect.max.y - inset - size.y), labels.bottom);
+    let count = spec.shape[spec.axes.normal_axis];
+    painter.text(
+        rect.left_top() + Vec2::new(6.0, 4.0),
+        Align2::LEFT_TOP,
+        format!("{} {} {}/{}", spec.title, spec.view.name(), slice_index + 1, count),
+        FontId::proportional(12.0),
+        Color32::from_gray(220),
+    );
+
+    if let Some((colormap, window)) = spec.colour_bar {
+        colour_bar_ui(&painter, rect, colormap, window);
+    }
+
+    // Interaction.
+    let (space_down, pointer) = ui.input(|i| (i.key_down(egui::Key::Space), i.pointer.interact_pos()));
+    let primary = response.dragged_by(egui::PointerButton::Primary) || response.clicked_by(egui::PointerButton::Primary);
+    if primary
+        && !space_down
+        && let Some(voxel) = pointer.and_then(|p| voxel_at(image, spec, p))
+    {
+        commands.push(Command::SetCursor(voxel));
+    }
+    if response.dragged_by(egui::PointerButton::Middle)
+        || (space_down && response.dragged_by(egui::PointerButton::Primary))
+    {
+        commands.push(Command::Pan { view: spec.view, delta: response.drag_delta() });
+    }
+    if response.dragged_by(egui::PointerButton::Secondary) {
+        let d = response.drag_delta();
+        commands.push(Command::AdjustWindow { sequence: spec.sequence, dx: d.x, dy: d.y });
+    }
+    if response.hovered() {
+        // One slice per wheel event whatever its size; Ctrl+wheel and pinch arrive as zoom.
+        let (steps, zoom) = ui.input(|i| {
+            let steps: i32 = i
+                .raw
+                .events
+                .iter()
+                .filter_map(|e| match e {
+                    egui::Event::MouseWheel { delta, modifiers, .. } if !modifiers.command && !modifiers.ctrl => {
+                        Some(if delta.y > 0.0 { 1 } else if delta.y < 0.0 { -1 } else { 0 })
+                    }
+                    _ => None,
+                })
+                .sum();
+            (steps, i.zoom_delta())
+        });
+        let about = pointer.map_or(Vec2::ZERO, |p| p - rect.center());
+        if zoom != 1.0 {
+            commands.push(Command::Zoom { view: spec.view, factor: zoom, about });
+        } else if steps != 0 {
+            commands.push(Command::StepSlice { view: spec.view, delta: steps });
+        }
+    }
+    commands
+}

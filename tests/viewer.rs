@@ -1,0 +1,173 @@
+//! The desktop app under egui_kittest, rendered with wgpu (lavapipe where there is no GPU).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::shared_data;
+use cue::app::CueApp;
+use cue::app::state::Layout;
+use eframe::egui;
+use egui_kittest::Harness;
+use egui_kittest::kittest::NodeT;
+use egui_kittest::kittest::Queryable;
+
+fn open(paths: Vec<std::path::PathBuf>) -> Harness<'static, CueApp> {
+    let mut harness = Harness::builder()
+        .with_size([1100.0, 700.0])
+        .wgpu()
+        .build_eframe(move |cc| CueApp::new(cc, paths.clone()));
+    let start = Instant::now();
+    while harness.state().is_loading() {
+        assert!(start.elapsed() < Duration::from_secs(120), "study did not load");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.run_steps(3);
+    harness
+}
+
+fn status_voxel(harness: &Harness<'_, CueApp>) -> String {
+    // A Label's text is its AccessKit value.
+    harness.get_by_label_contains("Voxel ").accesskit_node().value().unwrap_or_default()
+}
+
+#[test]
+fn empty_state_explains_how_to_open_data() {
+    let mut harness = open(Vec::new());
+    harness.run_steps(2);
+    assert!(harness.get_all_by_label("No study open").count() >= 1);
+    assert!(harness.state().study.is_none());
+}
+
+#[test]
+fn brats_study_opens_and_keys_step_slices() {
+    let Some(data) = shared_data("viewer keys") else { return };
+    let mut harness = open(vec![data.join("cases/brats-sample")]);
+    let study = harness.state().study.as_ref().expect("study loaded");
+    assert_eq!(study.study.sequences.len(), 5);
+    assert_eq!(status_voxel(&harness), "Voxel 120, 120, 77");
+    // No view hovered: keys step the active (axial) orientation.
+    harness.remove_cursor();
+    harness.key_press(egui::Key::ArrowUp);
+    harness.run_steps(2);
+    assert_eq!(status_voxel(&harness), "Voxel 120, 120, 78");
+    harness.key_press(egui::Key::PageDown);
+    harness.key_press(egui::Key::PageDown);
+    harness.run_steps(2);
+    assert_eq!(status_voxel(&harness), "Voxel 120, 120, 76");
+    // 2 picks sagittal; stepping then moves x.
+    harness.key_press(egui::Key::Num2);
+    harness.key_press(egui::Key::ArrowUp);
+    harness.run_steps(2);
+    assert_eq!(status_voxel(&harness), "Voxel 121, 120, 76");
+}
+
+#[test]
+fn clicking_moves_the_crosshair_and_the_status_shows_the_intensity() {
+    let Some(data) = shared_data("viewer click") else { return };
+    let mut harness = open(vec![data.join("cases/brats-sample")]);
+    // The axial view is the first cell; its letters bound it.
+    let left = harness.get_all_by_label("R").next().expect("R letter").rect();
+    let top = harness.get_all_by_label("A").next().expect("A letter").rect();
+    let centre = egui::pos2(top.center().x, left.center().y);
+    // Right of and below the crosshair: towards the patient's left (lower i) and posterior
+    // (lower j) in radiological display.
+    let target = centre + egui::vec2(40.0, 30.0);
+    harness.hover_at(target);
+    harness.drag_at(target);
+    harness.drop_at(target);
+    harness.run_steps(2);
+    let study = harness.state().study.as_ref().unwrap();
+    let [i, j, k] = study.cursor;
+    assert!(i < 120 && j < 120 && k == 77, "cursor {:?}", study.cursor);
+    assert_eq!(status_voxel(&harness), format!("Voxel {i}, {j}, {k}"));
+    for sequence in &study.study.sequences {
+        let value = sequence.volume.value([i, j, k]).unwrap();
+        let expected = format!("{} {}", sequence.kind.label(), cue::ui::panels::format_intensity(value));
+        harness.get_by_label(&expected);
+    }
+}
+
+#[test]
+fn layouts_window_level_and_radiological_switch() {
+    let Some(data) = shared_data("viewer layouts") else { return };
+    let mut harness = open(vec![data.join("cases/brats-sample")]);
+    for (name, layout) in [("Compare", Layout::Compare), ("Grid", Layout::Grid), ("Ortho", Layout::Ortho)] {
+        harness.get_by_label(name).click();
+        harness.run_steps(2);
+        assert_eq!(harness.state().settings.layout, layout);
+    }
+    harness.get_by_label("Compare").click();
+    harness.run_steps(2);
+    // Four sequences side by side, axial: each view reads R ... L.
+    let positions = |harness: &Harness<'_, CueApp>, letter: &str| -> Vec<f32> {
+        harness.get_all_by_label(letter).map(|n| n.rect().center().x).collect()
+    };
+    let (r, l) = (positions(&harness, "R"), positions(&harness, "L"));
+    assert_eq!((r.len(), l.len()), (4, 4));
+    assert!(r.iter().zip(&l).all(|(r, l)| r < l), "radiological: R left of L: {r:?} {l:?}");
+    harness.get_by_role_and_label(egui::accesskit::Role::Button, "Radiological").click();
+    harness.run_steps(2);
+    harness.get_by_role_and_label(egui::accesskit::Role::Button, "Neurological");
+    let (r, l) = (positions(&harness, "R"), positions(&harness, "L"));
+    assert!(r.iter().zip(&l).all(|(r, l)| r > l), "neurological: L left of R: {r:?} {l:?}");
+    // Right-drag on a view widens the window of that sequence.
+    let before = harness.state().study.as_ref().unwrap().sequences[0].window;
+    let centre = harness.get_all_by_label("A").next().unwrap().rect().center() + egui::vec2(0.0, 120.0);
+    harness.hover_at(centre);
+    harness.event(egui::Event::PointerButton { pos: centre, button: egui::PointerButton::Secondary, pressed: true, modifiers: Default::default() });
+    harness.run_steps(1);
+    for step in 1..=5 {
+        harness.hover_at(centre + egui::vec2(10.0 * step as f32, -5.0 * step as f32));
+        harness.run_steps(1);
+    }
+    harness.event(egui::Event::PointerButton { pos: centre + egui::vec2(50.0, -25.0), button: egui::PointerButton::Secondary, pressed: false, modifiers: Default::default() });
+    harness.run_steps(2);
+    let after = harness.state().study.as_ref().unwrap().sequences[0].window;
+    assert!(after.width > before.width && after.level > before.level, "{before:?} -> {after:?}");
+}
+
+#[test]
+fn a_bad_file_shows_a_readable_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken_t1.nii");
+    std::fs::write(&bad, b"not a nifti file at all").unwrap();
+    let mut harness = open(vec![bad.clone()]);
+    harness.run_steps(2);
+    assert!(harness.state().study.is_none());
+    let message = harness.state().message.clone().expect("error shown");
+    assert!(message.contains("not a NIfTI file") && message.ends_with("broken_t1.nii"), "{message}");
+    harness.get_by_label(&message);
+}
+
+/// One small snapshot per layout, rendered with wgpu (lavapipe in CI).
+#[test]
+fn layout_snapshots() {
+    let Some(data) = shared_data("layout snapshots") else { return };
+    let mut harness = Harness::builder()
+        .with_size([640.0, 400.0])
+        .wgpu()
+        .build_eframe(move |cc| CueApp::new(cc, vec![data.join("cases/brats-sample")]));
+    let start = Instant::now();
+    while harness.state().is_loading() {
+        assert!(start.elapsed() < Duration::from_secs(120), "study did not load");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.remove_cursor();
+    for (name, layout) in [("Ortho", "layout_ortho"), ("Compare", "layout_compare"), ("Grid", "layout_grid")] {
+        harness.get_by_label(name).click();
+        harness.run_steps(3);
+        harness.snapshot(layout);
+    }
+}
+
+/// Reading files is a debug-build error on the UI thread; the loader thread does it instead.
+#[test]
+#[cfg(debug_assertions)]
+#[should_panic(expected = "must never block")]
+fn reading_a_file_on_the_ui_thread_panics_in_debug_builds() {
+    cue::threads::forbid_blocking_work("UI");
+    let _ = cue::volume::Volume::read(std::path::Path::new("/no/such/file.nii"), 0);
+}
