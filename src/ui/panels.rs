@@ -38,6 +38,20 @@ pub fn top_bar_ui(ui: &mut egui::Ui, settings: &Settings) -> Vec<Command> {
                     commands.push(Command::SetActiveView(*view));
                 }
             }
+            ui.separator();
+            let view = settings.active_view;
+            if ui.button("Next slice (Page Up, ↑, wheel)").clicked() {
+                commands.push(Command::StepSlice { view, delta: 1 });
+            }
+            if ui.button("Previous slice (Page Down, ↓, wheel)").clicked() {
+                commands.push(Command::StepSlice { view, delta: -1 });
+            }
+            if ui.button("Zoom in (Ctrl+wheel, pinch)").clicked() {
+                commands.push(Command::Zoom { view, factor: 1.25, about: egui::Vec2::ZERO });
+            }
+            if ui.button("Zoom out (Ctrl+wheel, pinch)").clicked() {
+                commands.push(Command::Zoom { view, factor: 0.8, about: egui::Vec2::ZERO });
+            }
             if ui.button("Reset zoom and pan (R)").clicked() {
                 commands.push(Command::ResetViews);
             }
