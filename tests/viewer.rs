@@ -171,3 +171,27 @@ fn reading_a_file_on_the_ui_thread_panics_in_debug_builds() {
     cue::threads::forbid_blocking_work("UI");
     let _ = cue::volume::Volume::read(std::path::Path::new("/no/such/file.nii"), 0);
 }
+
+/// `cue` with no arguments: the bundled synthetic demo opens, says it is synthetic, and its
+/// four sequences stand side by side in the Compare layout.
+#[test]
+fn startup_opens_the_synthetic_demo_in_compare_layout() {
+    let mut harness = Harness::builder().with_size([1100.0, 700.0]).wgpu().build_eframe(|cc| CueApp::new_with_demo(cc));
+    let start = Instant::now();
+    while harness.state().is_loading() {
+        assert!(start.elapsed() < Duration::from_secs(120), "demo did not load");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.run_steps(3);
+    let study = harness.state().study.as_ref().expect("demo loaded from assets/demo");
+    assert!(study.study.name.contains("Synthetic"), "{}", study.study.name);
+    assert_eq!(study.study.sequences.len(), 5);
+    assert_eq!(harness.state().settings.layout, Layout::Compare);
+    assert_eq!(study.visible_indices().len(), 4);
+    assert_eq!(harness.get_all_by_label("R").count(), 4, "four axial views");
+    assert!(harness.get_all_by_label_contains("Synthetic").count() >= 1, "the UI says it is synthetic");
+    for label in ["T1", "T1CE", "T2", "FLAIR"] {
+        assert!(harness.get_all_by_label(label).count() >= 1, "{label} missing from the study panel");
+    }
+}

@@ -17,6 +17,21 @@ use loader::{LoadEvent, LoadJob};
 use state::{Layout, Settings, StudyView};
 
 const SETTINGS_KEY: &str = "cue-settings";
+/// Study name of the bundled demo: says it is synthetic wherever the name shows.
+pub const DEMO_NAME: &str = "Synthetic demo (CUE phantom, not patient data)";
+
+/// The bundled demo case: `$CUE_DEMO_DIR`, else `assets/demo` of the source tree this binary
+/// was built from, else `assets/demo` beside the executable.
+pub fn demo_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CUE_DEMO_DIR") {
+        return PathBuf::from(dir);
+    }
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
+    if source.is_dir() {
+        return source;
+    }
+    std::env::current_exe().ok().and_then(|e| e.parent().map(|p| p.join("assets/demo"))).unwrap_or(source)
+}
 
 /// Frame timing for `cue bench frames`: steps one slice per frame and records frame intervals.
 pub struct FrameBench {
@@ -52,6 +67,7 @@ pub struct CueApp {
     render_state: Option<egui_wgpu::RenderState>,
     next_gpu_id: u64,
     title: String,
+    rename_loaded: Option<String>,
     hovered_view: Option<View>,
     dialog: Option<Receiver<Vec<PathBuf>>>,
     screenshot: Option<Receiver<std::sync::Arc<egui::ColorImage>>>,
@@ -87,6 +103,7 @@ impl CueApp {
             render_state,
             next_gpu_id: 1,
             title: String::new(),
+            rename_loaded: None,
             hovered_view: None,
             dialog: None,
             screenshot: None,
@@ -105,13 +122,33 @@ impl CueApp {
         self.loading.is_some()
     }
 
+    /// Creates the app and opens the bundled synthetic demo case (or the empty state when the
+    /// demo files are missing).
+    pub fn new_with_demo(cc: &eframe::CreationContext<'_>) -> Self {
+        let mut app = Self::new(cc, Vec::new());
+        let demo = demo_dir();
+        if demo.is_dir() {
+            let ctx = cc.egui_ctx.clone();
+            app.loading = Some(LoadJob::start(vec![demo], move || ctx.request_repaint()));
+            app.rename_loaded = Some(DEMO_NAME.to_owned());
+            app.settings.layout = Layout::Compare;
+        } else {
+            tracing::warn!("bundled demo not found at {}", demo.display());
+        }
+        app
+    }
+
     fn open(&mut self, paths: Vec<PathBuf>, ctx: &egui::Context) {
+        self.rename_loaded = None;
         self.settings.remember(&paths);
         let ctx = ctx.clone();
         self.loading = Some(LoadJob::start(paths, move || ctx.request_repaint()));
     }
 
-    fn finish_loading(&mut self, study: crate::volume::Study) {
+    fn finish_loading(&mut self, mut study: crate::volume::Study) {
+        if let Some(name) = self.rename_loaded.take() {
+            study.name = name;
+        }
         if let (Some(old), Some(rs)) = (&self.study, &self.render_state) {
             for s in &old.sequences {
                 SliceRenderer::remove(rs, s.gpu_id);
@@ -530,6 +567,17 @@ impl eframe::App for CueApp {
 /// Opens the main window and runs until it is closed; starts loading `paths` when given.
 pub fn run(paths: Vec<PathBuf>) -> anyhow::Result<()> {
     run_with(paths, [1400.0, 900.0], |_| {})
+}
+
+/// Opens the main window on the bundled demo case.
+pub fn run_demo() -> anyhow::Result<()> {
+    prefer_gl_over_software_vulkan();
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default().with_title("CUE").with_inner_size([1400.0, 900.0]).with_drag_and_drop(true),
+        ..Default::default()
+    };
+    eframe::run_native("CUE", options, Box::new(|cc| Ok(Box::new(CueApp::new_with_demo(cc)))))
+        .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }
 
 /// Opens the window at `size` and lets `setup` adjust the app before the first frame.

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 /// CUE: multi-sequence MRI viewer with CLIP-guided anomaly maps.
 ///
-/// Without a subcommand, opens the desktop app. Logging goes to stderr, filtered by RUST_LOG
+/// Without a subcommand, opens the desktop app on the bundled synthetic demo case. Logging goes to stderr, filtered by RUST_LOG
 /// (for example RUST_LOG=cue=debug).
 #[derive(Debug, Parser)]
 #[command(name = "cue", version, about, long_about)]
@@ -51,6 +51,25 @@ enum Command {
         /// Which 3-D volume of a 4-D file (0 is the first).
         #[arg(long, default_value_t = 0)]
         volume: usize,
+    },
+    /// Generate synthetic four-sequence studies with a glioma from the MNI152 2009a template
+    /// (BraTS 2023 layout: CASE-t1n, -t1c, -t2w, -t2f, -seg .nii.gz).
+    Phantom {
+        /// Output folder; with --cases, one sub-folder per case.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed of the first case (case i uses seed + i).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Number of cases.
+        #[arg(long, default_value_t = 1)]
+        cases: usize,
+        /// Block size of downsampling (1 keeps the template's 1 mm grid).
+        #[arg(long, default_value_t = 1)]
+        downsample: usize,
+        /// Folder of the template (scripts/fetch_mni_template.sh fetches it).
+        #[arg(long)]
+        template: Option<PathBuf>,
     },
     /// Benchmarks (release builds only give meaningful figures).
     Bench {
@@ -93,7 +112,7 @@ fn init_logging() {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         #[cfg(feature = "gui")]
-        None => crate::app::run(Vec::new()),
+        None => crate::app::run_demo(),
         #[cfg(feature = "gui")]
         Some(Command::View { paths }) => crate::app::run(paths),
         #[cfg(not(feature = "gui"))]
@@ -103,7 +122,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Info { file, json }) => info::run(&file, json),
         Some(Command::Canonical { input, output, volume }) => canonical(&input, &output, volume),
         Some(Command::Bench { what }) => bench::run(what),
+        Some(Command::Phantom { out, seed, cases, downsample, template }) => {
+            phantom(&out, seed, cases, downsample, template)
+        }
     }
+}
+
+fn phantom(out: &std::path::Path, seed: u64, cases: usize, downsample: usize, template: Option<PathBuf>) -> anyhow::Result<()> {
+    use crate::volume::phantom::{PhantomConfig, Template, generate, write_case};
+    anyhow::ensure!(downsample >= 1, "--downsample must be at least 1");
+    let template_dir = template.unwrap_or_else(|| bench::shared_data_dir().join("templates/mni152-2009a"));
+    let template = Template::load(&template_dir)?;
+    for i in 0..cases.max(1) {
+        let config = PhantomConfig { seed: seed + i as u64, downsample, ..Default::default() };
+        let phantom = generate(&template, &config);
+        let case = format!("CUE-PHANTOM-{:05}", config.seed);
+        let folder = if cases > 1 { out.join(&case) } else { out.to_path_buf() };
+        for file in write_case(&phantom, &folder, &case)? {
+            println!("{}", file.display());
+        }
+    }
+    Ok(())
 }
 
 fn canonical(input: &std::path::Path, output: &std::path::Path, volume_index: usize) -> anyhow::Result<()> {

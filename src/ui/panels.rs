@@ -91,7 +91,7 @@ pub fn study_panel_ui(ui: &mut egui::Ui, settings: &mut Settings, study: Option<
         ui.label("No study open");
         return commands;
     };
-    ui.label(RichText::new(&study.study.name).strong());
+    ui.add(egui::Label::new(RichText::new(&study.study.name).strong()).wrap());
     let [nx, ny, nz] = study.study.shape();
     ui.label(format!("{nx} × {ny} × {nz} voxels"));
     ui.separator();

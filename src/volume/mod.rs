@@ -6,6 +6,7 @@ pub mod affine;
 pub mod datatype;
 pub mod error;
 pub mod header;
+pub mod phantom;
 pub mod read;
 pub mod slice;
 pub mod source;
