@@ -10,6 +10,7 @@ pub mod cli;
 #[cfg(feature = "gui")]
 pub mod render;
 pub mod threads;
+pub mod train;
 #[cfg(feature = "gui")]
 pub mod ui;
 pub mod volume;
