@@ -159,7 +159,9 @@ fn layout_snapshots() {
     for (name, layout) in [("Ortho", "layout_ortho"), ("Compare", "layout_compare"), ("Grid", "layout_grid")] {
         harness.get_by_label(name).click();
         harness.run_steps(3);
-        harness.snapshot(layout);
+        // Tolerates the few anti-aliased pixels in which llvmpipe builds for other CPUs differ.
+        let options = egui_kittest::SnapshotOptions::new().max_failed_pixels(640 * 400 / 200);
+        harness.snapshot_options(layout, &options);
     }
 }
 
