@@ -1,12 +1,14 @@
 //! CUE: a desktop viewer for multi-sequence MRI with CLIP-guided anomaly maps.
 //!
 //! Layers, with dependencies pointing one way: [`volume`] (NIfTI, orientation, studies) is
-//! the base; [`render`] draws slices with wgpu; [`ui`] holds the egui widgets and panels;
-//! [`app`] is the desktop window; [`cli`] is the command line over all of them.
+//! the base; [`model`] holds the CLIP configuration and preprocessing (the Burn towers are not
+//! built yet); [`train`] makes synthetic anomalies; [`render`] draws slices with wgpu; [`ui`]
+//! holds the egui widgets and panels; [`app`] is the desktop window; [`cli`] is the command line over all of them.
 
 #[cfg(feature = "gui")]
 pub mod app;
 pub mod cli;
+pub mod model;
 #[cfg(feature = "gui")]
 pub mod render;
 pub mod threads;
