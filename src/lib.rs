@@ -8,6 +8,7 @@
 #[cfg(feature = "gui")]
 pub mod app;
 pub mod cli;
+pub mod eval;
 pub mod model;
 #[cfg(feature = "gui")]
 pub mod render;

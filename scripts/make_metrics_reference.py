@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Reference values for CUE's metrics (tests/data/metrics_reference.json).
+
+AUROC and AP from scikit-learn; best Dice and AUPRO (FPR <= 0.3, 8-connected regions,
+every distinct score a threshold) from the NumPy/SciPy implementations below.
+Needs: pip install numpy scipy scikit-learn.   Usage: python3 scripts/make_metrics_reference.py
+"""
+import json
+import os
+
+import numpy as np
+from scipy import ndimage
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+
+def best_dice(scores, labels):
+    best = 0.0
+    for t in np.unique(scores):
+        pred = scores >= t
+        tp = np.sum(pred & labels)
+        dice = 2 * tp / (pred.sum() + labels.sum())
+        best = max(best, dice)
+    return float(best)
+
+
+def aupro(maps, masks, max_fpr=0.3):
+    region_pixels = []
+    normal_scores = []
+    for s, m in zip(maps, masks):
+        labelled, count = ndimage.label(m, structure=np.ones((3, 3)))
+        for r in range(1, count + 1):
+            region_pixels.append(s[labelled == r])
+        normal_scores.append(s[~m])
+    normal = np.concatenate(normal_scores)
+    thresholds = np.unique(np.concatenate([normal] + region_pixels))[::-1]
+    fprs = [0.0]
+    pros = [0.0]
+    for t in thresholds:
+        fprs.append(np.mean(normal >= t))
+        pros.append(np.mean([np.mean(r >= t) for r in region_pixels]))
+    fprs, pros = np.array(fprs), np.array(pros)
+    keep = fprs <= max_fpr
+    x = list(fprs[keep])
+    y = list(pros[keep])
+    i = np.argmax(fprs > max_fpr) if np.any(fprs > max_fpr) else None
+    if i is not None and i > 0:
+        f0, f1, p0, p1 = fprs[i - 1], fprs[i], pros[i - 1], pros[i]
+        x.append(max_fpr)
+        y.append(p0 + (max_fpr - f0) / (f1 - f0) * (p1 - p0))
+    return float(np.trapezoid(y, x) / max_fpr)
+
+
+def main():
+    rng = np.random.default_rng(2026)
+    cases = []
+    for n, (size, ties) in enumerate([(50, False), (400, True), (3000, False), (1000, True)]):
+        labels = rng.random(size) < 0.3
+        scores = rng.normal(size=size) + 1.2 * labels
+        if ties:
+            scores = np.round(scores, 1)
+        scores = scores.astype(np.float32)
+        cases.append({
+            "scores": scores.tolist(),
+            "labels": labels.tolist(),
+            "auroc": float(roc_auc_score(labels, scores)),
+            "average_precision": float(average_precision_score(labels, scores)),
+            "best_dice": best_dice(scores, labels),
+        })
+    maps, masks = [], []
+    for _ in range(3):
+        mask = np.zeros((24, 32), bool)
+        for _ in range(rng.integers(1, 4)):
+            y, x = rng.integers(0, 20), rng.integers(0, 28)
+            h, w = rng.integers(2, 5), rng.integers(2, 5)
+            mask[y:y + h, x:x + w] = True
+        score = (rng.normal(size=mask.shape) + 1.5 * ndimage.gaussian_filter(mask.astype(float), 1.5) * 4).astype(np.float32)
+        maps.append(score)
+        masks.append(mask)
+    out = {
+        "classification": cases,
+        "segmentation": {
+            "width": 32,
+            "maps": [m.ravel().tolist() for m in maps],
+            "masks": [m.ravel().tolist() for m in masks],
+            "aupro_0.3": aupro(maps, masks, 0.3),
+            "aupro_1.0": aupro(maps, masks, 1.0),
+        },
+    }
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(here, "..", "tests", "data", "metrics_reference.json")
+    with open(path, "w") as f:
+        json.dump(out, f)
+    print("wrote", path, {k: v for k, v in out["segmentation"].items() if k.startswith("aupro")})
+
+
+if __name__ == "__main__":
+    main()
