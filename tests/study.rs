@@ -73,3 +73,32 @@ fn a_sequence_on_another_grid_is_resampled_into_the_reference() {
     let named = Study::load_files("x", &[(dir.join("anatomical.nii"), None)]).unwrap();
     assert_eq!(named.sequences[0].kind, SequenceKind::Other("anatomical.nii".into()));
 }
+
+#[test]
+fn training_slices_of_the_brats_case_skip_empty_slices_and_carry_masks() {
+    use cue::train::dataset::{DatasetConfig, find_cases, slices_of};
+    let Some(data) = shared_data("dataset slices") else { return };
+    let cases = find_cases(&data.join("cases/brats-sample")).expect("one case");
+    assert_eq!(cases.len(), 1);
+    let study = Study::load_folder(&cases[0]).unwrap();
+    let config = DatasetConfig { sequences: vec![SequenceKind::T1, SequenceKind::Flair], views: View::ALL.to_vec(), ..Default::default() };
+    let samples = slices_of(&study, &config);
+    let axial_t1: Vec<_> = samples.iter().filter(|s| s.view == View::Axial && s.sequence == SequenceKind::T1).collect();
+    assert!(axial_t1.len() > 60 && axial_t1.len() < 155, "{} axial slices kept", axial_t1.len());
+    assert!(samples.iter().any(|s| s.is_anomalous()) && samples.iter().any(|s| !s.is_anomalous()));
+    let seg = &study.sequence(&SequenceKind::Segmentation).unwrap().volume;
+    for s in &samples {
+        assert!(s.image.iter().all(|v| (0.0..=1.0).contains(v)));
+        // The mask counts the same voxels as the segmentation's slice.
+        let axis = s.view.normal_axis();
+        let labelled = (0..seg.data.len()).filter(|&i| {
+            let ijk = [i % seg.shape[0], (i / seg.shape[0]) % seg.shape[1], i / (seg.shape[0] * seg.shape[1])];
+            ijk[axis] == s.slice_index && seg.data[i] > 0.0
+        });
+        if s.slice_index % 37 == 0 {
+            assert_eq!(s.mask.iter().filter(|&&m| m == 1).count(), labelled.count(), "{:?} {}", s.view, s.slice_index);
+        }
+    }
+    let few = slices_of(&study, &DatasetConfig { max_slices: Some(8), ..Default::default() });
+    assert_eq!(few.len(), 8);
+}

@@ -1,0 +1,163 @@
+//! Training and evaluation slices from volumes in the BraTS layout (a folder of case folders,
+//! each one patient's sequences and segmentation; any label > 0 is anomalous).
+//!
+//! Slices with too little brain are skipped: a slice is kept when at least
+//! [`DatasetConfig::min_brain_fraction`] of its pixels are non-zero in the image (5 % by
+//! default, which drops the caps of the head where CLIP sees mostly background). Splits are
+//! by patient, never by slice, so no patient is on both sides.
+
+use std::path::{Path, PathBuf};
+
+use crate::volume::phantom::Rng;
+use crate::volume::study::study_files;
+use crate::volume::{DisplayConvention, SequenceKind, Study, View, VolumeError, WindowLevel, extract_slice, slice_count};
+
+/// Which slices to take.
+#[derive(Clone, Debug)]
+pub struct DatasetConfig {
+    /// Sequences to take slices of.
+    pub sequences: Vec<SequenceKind>,
+    /// Views to cut.
+    pub views: Vec<View>,
+    /// Least fraction of non-zero pixels for a slice to count.
+    pub min_brain_fraction: f32,
+    /// At most this many slices per case, sequence and view, evenly spaced (None: all).
+    pub max_slices: Option<usize>,
+}
+
+impl Default for DatasetConfig {
+    fn default() -> Self {
+        Self { sequences: vec![SequenceKind::T1], views: vec![View::Axial], min_brain_fraction: 0.05, max_slices: None }
+    }
+}
+
+/// One slice with its ground truth.
+#[derive(Clone, Debug)]
+pub struct SliceSample {
+    /// Case (patient) name.
+    pub case: String,
+    /// Sequence.
+    pub sequence: SequenceKind,
+    /// View.
+    pub view: View,
+    /// Index along the view's normal axis.
+    pub slice_index: usize,
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Pixel size (across, down) in millimetres.
+    pub pixel_spacing_mm: [f64; 2],
+    /// Intensities windowed to [0, 1] with the case's automatic window, display orientation.
+    pub image: Vec<f32>,
+    /// 1 where the segmentation is > 0.
+    pub mask: Vec<u8>,
+}
+
+impl SliceSample {
+    /// Whether any pixel is anomalous.
+    pub fn is_anomalous(&self) -> bool {
+        self.mask.iter().any(|&m| m > 0)
+    }
+}
+
+/// The case folders under `root`: its sub-folders holding NIfTI files, or `root` itself when
+/// it holds them directly. Sorted by name.
+pub fn find_cases(root: &Path) -> Result<Vec<PathBuf>, VolumeError> {
+    let entries = std::fs::read_dir(root).map_err(|e| VolumeError::io("list", e, root))?;
+    let mut folders: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+    folders.retain(|f| study_files(std::slice::from_ref(f)).is_ok());
+    folders.sort();
+    if folders.is_empty() && study_files(&[root.to_path_buf()]).is_ok() {
+        folders.push(root.to_path_buf());
+    }
+    if folders.is_empty() {
+        return Err(VolumeError::Study { reason: "no case folders with NIfTI files".into(), path: root.into() });
+    }
+    Ok(folders)
+}
+
+/// Splits cases into (training, validation) by patient: a seeded shuffle, then the first
+/// `validation_fraction` of them (at least one when there are two or more) for validation.
+pub fn split_by_patient(cases: &[PathBuf], validation_fraction: f64, seed: u64) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut shuffled = cases.to_vec();
+    let mut rng = Rng::new(seed);
+    for i in (1..shuffled.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        shuffled.swap(i, j);
+    }
+    let mut validation = (shuffled.len() as f64 * validation_fraction).round() as usize;
+    if shuffled.len() >= 2 {
+        validation = validation.clamp(1, shuffled.len() - 1);
+    } else {
+        validation = 0;
+    }
+    let training = shuffled.split_off(validation);
+    (training, shuffled)
+}
+
+/// The slices of one loaded case. Cases without a segmentation give all-normal masks.
+pub fn slices_of(study: &Study, config: &DatasetConfig) -> Vec<SliceSample> {
+    let labels = study.sequence(&SequenceKind::Segmentation).map(|s| &s.volume);
+    let mut samples = Vec::new();
+    for kind in &config.sequences {
+        let Some(sequence) = study.sequence(kind) else { continue };
+        let volume = &sequence.volume;
+        let window = WindowLevel::auto(&volume.data);
+        for &view in &config.views {
+            let count = slice_count(volume.shape, view);
+            let mut indices: Vec<usize> = (0..count)
+                .filter(|&k| {
+                    extract_slice(&volume.data, volume.shape, volume.voxel_size_mm(), view, k, DisplayConvention::Radiological)
+                        .map(|s| s.pixels.iter().filter(|&&v| v != 0.0).count() as f32 >= config.min_brain_fraction * s.pixels.len() as f32)
+                        .unwrap_or(false)
+                })
+                .collect();
+            if let Some(max) = config.max_slices.filter(|&m| m > 0 && m < indices.len()) {
+                let picked: Vec<usize> = (0..max).map(|i| indices[i * indices.len() / max + indices.len() / (2 * max)]).collect();
+                indices = picked;
+            }
+            for k in indices {
+                let Ok(slice) = extract_slice(&volume.data, volume.shape, volume.voxel_size_mm(), view, k, DisplayConvention::Radiological)
+                else {
+                    continue;
+                };
+                let mask = labels
+                    .and_then(|l| extract_slice(&l.data, l.shape, l.voxel_size_mm(), view, k, DisplayConvention::Radiological).ok())
+                    .map(|s| s.pixels.iter().map(|&v| u8::from(v > 0.0)).collect())
+                    .unwrap_or_else(|| vec![0; slice.pixels.len()]);
+                samples.push(SliceSample {
+                    case: study.name.clone(),
+                    sequence: kind.clone(),
+                    view,
+                    slice_index: k,
+                    width: slice.width,
+                    height: slice.height,
+                    pixel_spacing_mm: slice.pixel_spacing_mm,
+                    image: slice.pixels.iter().map(|&v| window.apply(v)).collect(),
+                    mask,
+                });
+            }
+        }
+    }
+    samples
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_is_by_patient_and_seeded() {
+        let cases: Vec<PathBuf> = (0..10).map(|i| PathBuf::from(format!("case{i}"))).collect();
+        let (train, val) = split_by_patient(&cases, 0.2, 3);
+        assert_eq!((train.len(), val.len()), (8, 2));
+        assert!(train.iter().all(|c| !val.contains(c)));
+        let mut all: Vec<_> = train.iter().chain(&val).cloned().collect();
+        all.sort();
+        assert_eq!(all, cases);
+        assert_eq!(split_by_patient(&cases, 0.2, 3), (train, val));
+        assert_ne!(split_by_patient(&cases, 0.2, 4).1, split_by_patient(&cases, 0.2, 3).1);
+        assert_eq!(split_by_patient(&cases[..1], 0.5, 1).1.len(), 0);
+    }
+}
