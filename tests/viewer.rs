@@ -197,3 +197,28 @@ fn startup_opens_the_synthetic_demo_in_compare_layout() {
         assert!(harness.get_all_by_label(label).count() >= 1, "{label} missing from the study panel");
     }
 }
+
+/// A file whose name says nothing shows as itself; the user names its sequence and the study
+/// reloads with that choice.
+#[test]
+fn the_user_names_a_sequence_the_file_name_did_not_tell() {
+    let Some(data) = shared_data("assign sequence") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let scan = dir.path().join("scan_004.nii.gz");
+    std::fs::copy(data.join("cases/brats-sample/t2f.nii.gz"), &scan).unwrap();
+    let mut harness = open(vec![scan.clone()]);
+    let kind = |h: &Harness<'_, CueApp>| h.state().study.as_ref().unwrap().study.sequences[0].kind.clone();
+    assert_eq!(kind(&harness), cue::volume::SequenceKind::Other("scan_004.nii.gz".into()));
+    harness.get_by_label("is").click();
+    harness.run_steps(2);
+    harness.get_by_label("FLAIR").click();
+    harness.run_steps(2);
+    let start = Instant::now();
+    while harness.state().is_loading() {
+        assert!(start.elapsed() < Duration::from_secs(60));
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    harness.run_steps(2);
+    assert_eq!(kind(&harness), cue::volume::SequenceKind::Flair);
+}

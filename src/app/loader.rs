@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
-use crate::volume::{Study, VolumeError, study::study_files};
+use crate::volume::{SequenceKind, Study, VolumeError, study::study_files};
+
+/// Files or folders to open, each file with its sequence when the user named it.
+pub type OpenRequest = Vec<(PathBuf, Option<SequenceKind>)>;
 
 /// What the loader thread reports.
 pub enum LoadEvent {
@@ -27,8 +30,8 @@ pub struct LoadJob {
 impl LoadJob {
     /// Starts loading `paths` (files or a folder); `wake` is called after each event so the
     /// UI repaints.
-    pub fn start(paths: Vec<PathBuf>, wake: impl Fn() + Send + Sync + 'static) -> Self {
-        let what = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    pub fn start(paths: OpenRequest, wake: impl Fn() + Send + Sync + 'static) -> Self {
+        let what = paths.iter().map(|(p, _)| p.display().to_string()).collect::<Vec<_>>().join(", ");
         let (sender, events) = channel();
         let spawned = std::thread::Builder::new().name("cue-loader".into()).spawn(move || {
             let send = |sender: &Sender<LoadEvent>, event| {
@@ -59,8 +62,15 @@ impl LoadJob {
     }
 }
 
-fn load(paths: &[PathBuf], progress: &(dyn Fn(usize, usize) + Sync)) -> Result<Study, VolumeError> {
-    let (name, files) = study_files(paths)?;
-    let files: Vec<_> = files.into_iter().map(|f| (f, None)).collect();
-    Study::load_files_with_progress(&name, &files, progress)
+fn load(request: &OpenRequest, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<Study, VolumeError> {
+    let mut name = None;
+    let mut files = Vec::new();
+    for (path, kind) in request {
+        let (folder_name, found) = study_files(std::slice::from_ref(path))?;
+        name.get_or_insert(folder_name);
+        // A named sequence applies to a file; a folder's files are recognised by name.
+        let kind = kind.clone().filter(|_| found.len() == 1 && found[0] == *path);
+        files.extend(found.into_iter().map(|f| (f, kind.clone())));
+    }
+    Study::load_files_with_progress(&name.unwrap_or_default(), &files, progress)
 }

@@ -117,6 +117,14 @@ impl CueApp {
         app
     }
 
+    /// Creates the app and opens files with the sequences the user named for them.
+    pub fn new_with_files(cc: &eframe::CreationContext<'_>, files: loader::OpenRequest) -> Self {
+        let mut app = Self::new(cc, Vec::new());
+        app.settings.remember(&files.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
+        app.open_files(files, &cc.egui_ctx);
+        app
+    }
+
     /// Whether a study is being loaded.
     pub fn is_loading(&self) -> bool {
         self.loading.is_some()
@@ -129,7 +137,7 @@ impl CueApp {
         let demo = demo_dir();
         if demo.is_dir() {
             let ctx = cc.egui_ctx.clone();
-            app.loading = Some(LoadJob::start(vec![demo], move || ctx.request_repaint()));
+            app.loading = Some(LoadJob::start(vec![(demo, None)], move || ctx.request_repaint()));
             app.rename_loaded = Some(DEMO_NAME.to_owned());
             app.settings.layout = Layout::Compare;
         } else {
@@ -139,10 +147,15 @@ impl CueApp {
     }
 
     fn open(&mut self, paths: Vec<PathBuf>, ctx: &egui::Context) {
-        self.rename_loaded = None;
         self.settings.remember(&paths);
+        self.open_files(paths.into_iter().map(|p| (p, None)).collect(), ctx);
+    }
+
+    /// Opens files, each with the sequence the user named or `None` to recognise it by name.
+    pub fn open_files(&mut self, files: loader::OpenRequest, ctx: &egui::Context) {
+        self.rename_loaded = None;
         let ctx = ctx.clone();
-        self.loading = Some(LoadJob::start(paths, move || ctx.request_repaint()));
+        self.loading = Some(LoadJob::start(files, move || ctx.request_repaint()));
     }
 
     fn finish_loading(&mut self, mut study: crate::volume::Study) {
@@ -242,6 +255,22 @@ impl CueApp {
                     }
                     Command::ResetViews => study.transforms = Default::default(),
                     Command::SelectSequence(i) => study.selected = i,
+                    Command::AssignSequence { index, kind } => {
+                        // Reload with the user's choice: labels and intensities resample differently.
+                        let files: loader::OpenRequest = study
+                            .study
+                            .sequences
+                            .iter()
+                            .enumerate()
+                            .map(|(i, s)| {
+                                let kind = if i == index { kind.clone() } else { s.kind.clone() };
+                                (s.volume.source.path.clone(), Some(kind))
+                            })
+                            .collect();
+                        let name = study.study.name.clone();
+                        self.open_files(files, ctx);
+                        self.rename_loaded = Some(name);
+                    }
                     _ => {}
                 }
             }
@@ -565,8 +594,14 @@ impl eframe::App for CueApp {
 }
 
 /// Opens the main window and runs until it is closed; starts loading `paths` when given.
-pub fn run(paths: Vec<PathBuf>) -> anyhow::Result<()> {
-    run_with(paths, [1400.0, 900.0], |_| {})
+pub fn run(files: loader::OpenRequest) -> anyhow::Result<()> {
+    prefer_gl_over_software_vulkan();
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default().with_title("CUE").with_inner_size([1400.0, 900.0]).with_drag_and_drop(true),
+        ..Default::default()
+    };
+    eframe::run_native("CUE", options, Box::new(move |cc| Ok(Box::new(CueApp::new_with_files(cc, files)))))
+        .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }
 
 /// Opens the main window on the bundled demo case.

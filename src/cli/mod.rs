@@ -24,9 +24,10 @@ enum Command {
     /// Open files or a study folder in the desktop app.
     ///
     /// Sequences are recognised from BraTS 2021/2023 and bare names (t1, t1ce/t1c, t2/t2w,
-    /// flair/t2f, seg); a sequence on another grid is resampled into the first one's.
+    /// flair/t2f, seg); name one yourself as KIND=FILE (e.g. flair=scan_004.nii.gz). A sequence
+    /// on another grid is resampled into the first one's.
     View {
-        /// NIfTI files, or a folder holding one case.
+        /// NIfTI files (optionally KIND=FILE), or a folder holding one case.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
@@ -114,7 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "gui")]
         None => crate::app::run_demo(),
         #[cfg(feature = "gui")]
-        Some(Command::View { paths }) => crate::app::run(paths),
+        Some(Command::View { paths }) => crate::app::run(paths.into_iter().map(|p| named_sequence(&p)).collect()),
         #[cfg(not(feature = "gui"))]
         Some(Command::View { .. }) => anyhow::bail!("this build of cue has no desktop app (built without the `gui` feature)"),
         #[cfg(not(feature = "gui"))]
@@ -126,6 +127,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             phantom(&out, seed, cases, downsample, template)
         }
     }
+}
+
+/// `KIND=FILE` as the file with its named sequence; anything else as a plain path.
+#[cfg(feature = "gui")]
+fn named_sequence(arg: &std::path::Path) -> (PathBuf, Option<crate::volume::SequenceKind>) {
+    if let Some((kind, file)) = arg.to_str().and_then(|s| s.split_once('='))
+        && let Some(kind) = crate::volume::SequenceKind::parse_known(kind)
+    {
+        return (PathBuf::from(file), Some(kind));
+    }
+    (arg.to_path_buf(), None)
 }
 
 fn phantom(out: &std::path::Path, seed: u64, cases: usize, downsample: usize, template: Option<PathBuf>) -> anyhow::Result<()> {
@@ -153,4 +165,20 @@ fn canonical(input: &std::path::Path, output: &std::path::Path, volume_index: us
     let shape = volume.shape;
     write_nifti1(output, &shape, &VoxelData::F32(volume.data), &volume.world_from_voxel, &options)?;
     Ok(())
+}
+
+#[cfg(all(test, feature = "gui"))]
+mod tests {
+    use super::*;
+    use crate::volume::SequenceKind;
+    use std::path::Path;
+
+    #[test]
+    fn kind_equals_file_names_the_sequence() {
+        assert_eq!(named_sequence(Path::new("flair=a/scan.nii")), (PathBuf::from("a/scan.nii"), Some(SequenceKind::Flair)));
+        assert_eq!(named_sequence(Path::new("t1c=x.nii.gz")), (PathBuf::from("x.nii.gz"), Some(SequenceKind::T1ce)));
+        // Not a sequence name: the whole argument is a path.
+        assert_eq!(named_sequence(Path::new("run=2/t1.nii")), (PathBuf::from("run=2/t1.nii"), None));
+        assert_eq!(named_sequence(Path::new("plain.nii")), (PathBuf::from("plain.nii"), None));
+    }
 }

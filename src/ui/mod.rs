@@ -62,6 +62,13 @@ pub enum Command {
     ToggleConvention,
     /// Show a sequence in the Ortho layout.
     SelectSequence(usize),
+    /// Name the sequence of a file whose name said nothing (reloads the study).
+    AssignSequence {
+        /// Index of the sequence in the study.
+        index: usize,
+        /// What it is.
+        kind: crate::volume::SequenceKind,
+    },
     /// Save the window, or with `view_only` the first view of the active orientation, as a PNG.
     Screenshot {
         /// Crop to one view.

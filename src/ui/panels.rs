@@ -110,6 +110,20 @@ pub fn study_panel_ui(ui: &mut egui::Ui, settings: &mut Settings, study: Option<
                 ui.label("(resampled)");
             }
         });
+        if let crate::volume::SequenceKind::Other(_) = kind {
+            egui::ComboBox::new(("assign", i), "is")
+                .selected_text("choose sequence")
+                .show_ui(ui, |ui| {
+                    use crate::volume::SequenceKind::*;
+                    for choice in [T1, T1ce, T2, Flair, Segmentation] {
+                        if ui.selectable_label(false, choice.label()).clicked() {
+                            commands.push(Command::AssignSequence { index: i, kind: choice });
+                        }
+                    }
+                })
+                .response
+                .on_hover_text("The file name did not say which sequence this is");
+        }
         ui.horizontal(|ui| {
             let speed = display.auto_window.width * 0.005;
             ui.label("Width");

@@ -62,6 +62,17 @@ impl SequenceKind {
     }
 }
 
+impl SequenceKind {
+    /// A sequence named on the command line (`t1`, `t1n`, `t1ce`, `t1c`, `t2`, `t2w`, `flair`,
+    /// `t2f`, `seg`, `segmentation`), `None` for anything else.
+    pub fn parse_known(name: &str) -> Option<Self> {
+        match name.parse::<Self>() {
+            Ok(Self::Other(_)) | Err(_) => None,
+            Ok(kind) => Some(kind),
+        }
+    }
+}
+
 impl std::str::FromStr for SequenceKind {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
