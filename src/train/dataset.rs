@@ -1,10 +1,11 @@
-//! Training and evaluation slices from volumes in the BraTS layout (a folder of case folders,
+//! Training and evaluation data: slices from volumes in the BraTS layout (a folder of case folders,
 //! each one patient's sequences and segmentation; any label > 0 is anomalous).
 //!
 //! Slices with too little brain are skipped: a slice is kept when at least
 //! [`DatasetConfig::min_brain_fraction`] of its pixels are non-zero in the image (5 % by
 //! default, which drops the caps of the head where CLIP sees mostly background). Splits are
-//! by patient, never by slice, so no patient is on both sides.
+//! by patient, never by slice, so no patient is on both sides. 2-D image folders in the BMAD
+//! layout (chest X-ray, retinal OCT) load through [`load_bmad_split`].
 
 use std::path::{Path, PathBuf};
 
@@ -159,5 +160,112 @@ mod tests {
         assert_eq!(split_by_patient(&cases, 0.2, 3), (train, val));
         assert_ne!(split_by_patient(&cases, 0.2, 4).1, split_by_patient(&cases, 0.2, 3).1);
         assert_eq!(split_by_patient(&cases[..1], 0.5, 1).1.len(), 0);
+    }
+}
+
+/// A 2-D image (chest X-ray, retinal OCT, ...) with its ground truth.
+#[derive(Clone, Debug)]
+pub struct ImageSample {
+    /// The image file.
+    pub path: PathBuf,
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Luminance in [0, 1], row-major.
+    pub image: Vec<f32>,
+    /// 1 on anomalous pixels; `None` where no mask exists (image-level label only).
+    pub mask: Option<Vec<u8>>,
+    /// Whether the image is anomalous.
+    pub anomalous: bool,
+}
+
+fn is_image_file(path: &Path) -> bool {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+    matches!(ext.as_str(), "png" | "jpg" | "jpeg")
+}
+
+fn read_grey(path: &Path) -> Result<(usize, usize, Vec<f32>), VolumeError> {
+    let image = image::open(path).map_err(|e| VolumeError::Study { reason: format!("cannot read image ({e})"), path: path.into() })?;
+    let grey = image.to_luma32f();
+    Ok((grey.width() as usize, grey.height() as usize, grey.into_raw()))
+}
+
+fn images_in(folder: &Path) -> Result<Vec<PathBuf>, VolumeError> {
+    let entries = std::fs::read_dir(folder).map_err(|e| VolumeError::io("list", e, folder))?;
+    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_image_file(p)).collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Loads one split (`test`, `valid`, ...) of a 2-D dataset in the BMAD layout:
+/// `SPLIT/good/*` (or `SPLIT/good/img/*`) normal, `SPLIT/Ungood/img/*` anomalous with masks of
+/// the same file stem in `SPLIT/Ungood/anomaly_mask/` (any mask pixel above half is anomalous).
+pub fn load_bmad_split(root: &Path, split: &str) -> Result<Vec<ImageSample>, VolumeError> {
+    let base = root.join(split);
+    let good = if base.join("good/img").is_dir() { base.join("good/img") } else { base.join("good") };
+    let mut samples = Vec::new();
+    if good.is_dir() {
+        for path in images_in(&good)? {
+            let (width, height, image) = read_grey(&path)?;
+            samples.push(ImageSample { path, width, height, image, mask: None, anomalous: false });
+        }
+    }
+    let bad = base.join("Ungood/img");
+    if bad.is_dir() {
+        let mask_dir = base.join("Ungood/anomaly_mask");
+        let masks = if mask_dir.is_dir() { images_in(&mask_dir)? } else { Vec::new() };
+        for path in images_in(&bad)? {
+            let (width, height, image) = read_grey(&path)?;
+            let stem = path.file_stem().map(|s| s.to_owned());
+            let mask = match masks.iter().find(|m| m.file_stem().map(|s| s.to_owned()) == stem) {
+                Some(m) => {
+                    let (mw, mh, values) = read_grey(m)?;
+                    if (mw, mh) != (width, height) {
+                        return Err(VolumeError::Study {
+                            reason: format!("mask is {mw}x{mh}, its image {width}x{height}"),
+                            path: m.clone(),
+                        });
+                    }
+                    Some(values.iter().map(|&v| u8::from(v > 0.5)).collect())
+                }
+                None => None,
+            };
+            samples.push(ImageSample { path, width, height, image, mask, anomalous: true });
+        }
+    }
+    if samples.is_empty() {
+        return Err(VolumeError::Study { reason: format!("no images in {split}/good or {split}/Ungood/img"), path: root.into() });
+    }
+    Ok(samples)
+}
+
+#[cfg(test)]
+mod bmad_tests {
+    use super::*;
+
+    #[test]
+    fn bmad_layout_loads_with_masks() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for folder in ["test/good", "test/Ungood/img", "test/Ungood/anomaly_mask"] {
+            std::fs::create_dir_all(root.join(folder)).unwrap();
+        }
+        let grey = |v: u8| image::GrayImage::from_pixel(8, 6, image::Luma([v]));
+        grey(100).save(root.join("test/good/n1.png")).unwrap();
+        grey(120).save(root.join("test/good/n2.jpeg")).unwrap();
+        grey(200).save(root.join("test/Ungood/img/a1.png")).unwrap();
+        let mut mask = grey(0);
+        mask.put_pixel(3, 2, image::Luma([255]));
+        mask.save(root.join("test/Ungood/anomaly_mask/a1.png")).unwrap();
+        let samples = load_bmad_split(root, "test").unwrap();
+        assert_eq!(samples.len(), 3);
+        assert_eq!(samples.iter().filter(|s| s.anomalous).count(), 1);
+        let bad = samples.iter().find(|s| s.anomalous).unwrap();
+        let mask = bad.mask.as_ref().unwrap();
+        assert_eq!(mask.iter().map(|&m| usize::from(m)).sum::<usize>(), 1);
+        assert_eq!(mask[2 * 8 + 3], 1);
+        assert!((bad.image[0] - 200.0 / 255.0).abs() < 1e-6);
+        assert!(load_bmad_split(root, "valid").is_err());
     }
 }
