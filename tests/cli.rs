@@ -132,3 +132,25 @@ fn loading_one_volume_peaks_under_three_times_its_float32_size() {
     eprintln!("peak growth {:.2}x the float32 size", growth / float32);
     assert!(Path::new(&file).exists());
 }
+
+#[test]
+fn weights_status_and_offline_fetch() {
+    let cache = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], offline: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cue"));
+        command.args(args).env("HF_HUB_CACHE", cache.path()).env_remove("HF_HOME");
+        if offline {
+            command.env("HF_HUB_OFFLINE", "1");
+        }
+        command.output().unwrap()
+    };
+    let status = run(&["weights", "status", "--model", "ViT-B/32"], false);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success());
+    assert!(text.contains("openai/clip-vit-base-patch32") && text.contains("missing    config.json, model.safetensors, tokenizer.json"), "{text}");
+    let fetch = run(&["weights", "fetch"], true);
+    let stderr = String::from_utf8_lossy(&fetch.stderr);
+    assert!(!fetch.status.success());
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("offline") && stderr.contains("models--openai--clip-vit-large-patch14"), "{stderr}");
+}

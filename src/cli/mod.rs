@@ -72,11 +72,70 @@ enum Command {
         #[arg(long)]
         template: Option<PathBuf>,
     },
+    /// CLIP weights in the Hugging Face cache ($HF_HUB_CACHE, $HF_HOME/hub or
+    /// ~/.cache/huggingface/hub).
+    Weights {
+        #[command(subcommand)]
+        what: WeightsCommand,
+    },
     /// Benchmarks (release builds only give meaningful figures).
     Bench {
         #[command(subcommand)]
         what: bench::BenchCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum WeightsCommand {
+    /// List what the cache holds of a model and check it.
+    Status {
+        /// Repository (openai/clip-vit-large-patch14) or preset (ViT-B/32, ViT-B/16, ViT-L/14,
+        /// ViT-L/14-336).
+        #[arg(long, default_value = crate::model::weights::DEFAULT_MODEL)]
+        model: String,
+    },
+    /// Download config.json, model.safetensors and tokenizer.json with progress, then check
+    /// them; offline (HF_HUB_OFFLINE=1) or failed downloads say which file to place where.
+    Fetch {
+        /// Repository or preset, as for `status`.
+        #[arg(long, default_value = crate::model::weights::DEFAULT_MODEL)]
+        model: String,
+    },
+}
+
+fn weights(command: WeightsCommand) -> anyhow::Result<()> {
+    use crate::model::clip::ClipConfig;
+    use crate::model::weights::{check_folder, fetch, hub_cache_dir, status};
+    let repo = |model: &str| ClipConfig::preset_repository(model).unwrap_or(model).to_owned();
+    let cache = hub_cache_dir();
+    match command {
+        WeightsCommand::Status { model } => {
+            let s = status(&cache, &repo(&model));
+            println!("cache      {}", cache.display());
+            println!("model      {}", s.repo);
+            match &s.snapshot {
+                Some(snapshot) => println!("snapshot   {}", snapshot.display()),
+                None => println!("snapshot   none"),
+            }
+            println!("present    {}", if s.present.is_empty() { "-".into() } else { s.present.join(", ") });
+            println!("missing    {}", if s.missing.is_empty() { "-".into() } else { s.missing.join(", ") });
+            if let Some(snapshot) = s.snapshot.filter(|_| s.missing.is_empty()) {
+                let config = check_folder(&snapshot)?;
+                println!(
+                    "checked    vision {}x{} layers, patch {}, text {} layers, projection {}",
+                    config.vision.hidden_size, config.vision.num_hidden_layers, config.vision.patch_size,
+                    config.text.num_hidden_layers, config.projection_dim
+                );
+            }
+            Ok(())
+        }
+        WeightsCommand::Fetch { model } => {
+            let offline = std::env::var_os("HF_HUB_OFFLINE").is_some_and(|v| v != "0" && !v.is_empty());
+            let folder = fetch(&cache, &repo(&model), offline)?;
+            println!("{}", folder.display());
+            Ok(())
+        }
+    }
 }
 
 /// Parses the command line and runs it; errors print as one line on stderr.
@@ -123,6 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Info { file, json }) => info::run(&file, json),
         Some(Command::Canonical { input, output, volume }) => canonical(&input, &output, volume),
         Some(Command::Bench { what }) => bench::run(what),
+        Some(Command::Weights { what }) => weights(what),
         Some(Command::Phantom { out, seed, cases, downsample, template }) => {
             phantom(&out, seed, cases, downsample, template)
         }

@@ -5,3 +5,4 @@
 pub mod anomaly;
 pub mod clip;
 pub mod preprocess;
+pub mod weights;
