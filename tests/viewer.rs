@@ -12,17 +12,22 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::NodeT;
 use egui_kittest::kittest::Queryable;
 
-fn open(paths: Vec<std::path::PathBuf>) -> Harness<'static, CueApp> {
-    let mut harness = Harness::builder()
-        .with_size([1100.0, 700.0])
-        .wgpu()
-        .build_eframe(move |cc| CueApp::new(cc, paths.clone()));
+/// Steps the app until its loader thread has finished.
+fn wait_until_loaded(harness: &mut Harness<'_, CueApp>) {
     let start = Instant::now();
     while harness.state().is_loading() {
         assert!(start.elapsed() < Duration::from_secs(120), "study did not load");
         harness.step();
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+fn open(paths: Vec<std::path::PathBuf>) -> Harness<'static, CueApp> {
+    let mut harness = Harness::builder()
+        .with_size([1100.0, 700.0])
+        .wgpu()
+        .build_eframe(move |cc| CueApp::new(cc, paths.clone()));
+    wait_until_loaded(&mut harness);
     harness.run_steps(3);
     harness
 }
@@ -149,12 +154,7 @@ fn layout_snapshots() {
         .with_size([640.0, 400.0])
         .wgpu()
         .build_eframe(move |cc| CueApp::new(cc, vec![data.join("cases/brats-sample")]));
-    let start = Instant::now();
-    while harness.state().is_loading() {
-        assert!(start.elapsed() < Duration::from_secs(120), "study did not load");
-        harness.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_loaded(&mut harness);
     harness.remove_cursor();
     for (name, layout) in [("Ortho", "layout_ortho"), ("Compare", "layout_compare"), ("Grid", "layout_grid")] {
         harness.get_by_label(name).click();
@@ -179,12 +179,7 @@ fn reading_a_file_on_the_ui_thread_panics_in_debug_builds() {
 #[test]
 fn startup_opens_the_synthetic_demo_in_compare_layout() {
     let mut harness = Harness::builder().with_size([1100.0, 700.0]).wgpu().build_eframe(|cc| CueApp::new_with_demo(cc));
-    let start = Instant::now();
-    while harness.state().is_loading() {
-        assert!(start.elapsed() < Duration::from_secs(120), "demo did not load");
-        harness.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_loaded(&mut harness);
     harness.run_steps(3);
     let study = harness.state().study.as_ref().expect("demo loaded from assets/demo");
     assert!(study.study.name.contains("Synthetic"), "{}", study.study.name);
@@ -213,12 +208,7 @@ fn the_user_names_a_sequence_the_file_name_did_not_tell() {
     harness.run_steps(2);
     harness.get_by_label("FLAIR").click();
     harness.run_steps(2);
-    let start = Instant::now();
-    while harness.state().is_loading() {
-        assert!(start.elapsed() < Duration::from_secs(60));
-        harness.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_loaded(&mut harness);
     harness.run_steps(2);
     assert_eq!(kind(&harness), cue::volume::SequenceKind::Flair);
 }
