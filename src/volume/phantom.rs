@@ -223,31 +223,28 @@ pub fn generate(template: &Template, config: &PhantomConfig) -> Phantom {
     let necrosis_fraction = rng.range(0.35, 0.55);
     let oedema_extent = rng.range(1.6, 2.2);
 
+    // Brain voxels in storage order, with their indices: both passes below visit these.
+    let brain_voxels: Vec<(usize, [usize; 3])> = (0..n)
+        .filter(|&index| brain[index])
+        .map(|index| (index, [index % shape[0], (index / shape[0]) % shape[1], index / (shape[0] * shape[1])]))
+        .collect();
     let mut labels = vec![0u8; n];
-    for k in 0..shape[2] {
-        for j in 0..shape[1] {
-            for i in 0..shape[0] {
-                let index = template.t1.index([i, j, k]);
-                if !brain[index] {
-                    continue;
-                }
-                let d = [0, 1, 2].map(|a| ([i, j, k][a] as f64 - centre[a] as f64) * spacing[a]);
-                let dist = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
-                let dir = if dist > 0.0 { [d[0] / dist, d[1] / dist, d[2] / dist] } else { [1.0, 0.0, 0.0] };
-                let core = dist / (radius * core_lobes.at(dir));
-                labels[index] = if core < necrosis_fraction {
-                    1
-                } else if core < 1.0 {
-                    3
-                } else if dist / (radius * oedema_extent * oedema_lobes.at(dir)) < 1.0
-                    && template.white[index] + 0.5 * template.grey[index] > 0.35
-                {
-                    2
-                } else {
-                    0
-                };
-            }
-        }
+    for &(index, [i, j, k]) in &brain_voxels {
+        let d = [0, 1, 2].map(|a| ([i, j, k][a] as f64 - centre[a] as f64) * spacing[a]);
+        let dist = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt();
+        let dir = if dist > 0.0 { [d[0] / dist, d[1] / dist, d[2] / dist] } else { [1.0, 0.0, 0.0] };
+        let core = dist / (radius * core_lobes.at(dir));
+        labels[index] = if core < necrosis_fraction {
+            1
+        } else if core < 1.0 {
+            3
+        } else if dist / (radius * oedema_extent * oedema_lobes.at(dir)) < 1.0
+            && template.white[index] + 0.5 * template.grey[index] > 0.35
+        {
+            2
+        } else {
+            0
+        };
     }
 
     let coordinates = |i: usize, j: usize, k: usize| [0, 1, 2].map(|a| 2.0 * [i, j, k][a] as f32 / shape[a] as f32 - 1.0);
@@ -256,29 +253,21 @@ pub fn generate(template: &Template, config: &PhantomConfig) -> Phantom {
         let bias_terms: Vec<f32> = (0..9).map(|_| rng.normal() as f32 * config.bias).collect();
         let tumour_signal = [0.0, signal(Tissue::Necrosis, kind), signal(Tissue::Oedema, kind), signal(Tissue::Enhancing, kind)];
         let mut data = vec![0f32; n];
-        for k in 0..shape[2] {
-            for j in 0..shape[1] {
-                for i in 0..shape[0] {
-                    let index = template.t1.index([i, j, k]);
-                    if !brain[index] {
-                        continue;
-                    }
-                    let (g, w) = (template.grey[index], template.white[index]);
-                    let c = (1.0 - g - w).max(0.0);
-                    let tissue = (c * signal(Tissue::Csf, kind) + g * signal(Tissue::Grey, kind) + w * signal(Tissue::White, kind))
-                        / (c + g + w).max(1e-6);
-                    let label = labels[index] as usize;
-                    let clean = if label > 0 { tumour_signal[label] } else { tissue };
-                    let [x, y, z] = coordinates(i, j, k);
-                    let b = &bias_terms;
-                    let bias = (b[0] * x + b[1] * y + b[2] * z + b[3] * x * y + b[4] * y * z + b[5] * x * z
-                        + b[6] * (x * x - 0.33) + b[7] * (y * y - 0.33) + b[8] * (z * z - 0.33))
-                        .exp();
-                    let s = clean * bias;
-                    let (n1, n2) = (rng.normal() as f32 * config.noise, rng.normal() as f32 * config.noise);
-                    data[index] = ((s + n1).powi(2) + n2 * n2).sqrt();
-                }
-            }
+        for &(index, [i, j, k]) in &brain_voxels {
+            let (g, w) = (template.grey[index], template.white[index]);
+            let c = (1.0 - g - w).max(0.0);
+            let tissue = (c * signal(Tissue::Csf, kind) + g * signal(Tissue::Grey, kind) + w * signal(Tissue::White, kind))
+                / (c + g + w).max(1e-6);
+            let label = labels[index] as usize;
+            let clean = if label > 0 { tumour_signal[label] } else { tissue };
+            let [x, y, z] = coordinates(i, j, k);
+            let b = &bias_terms;
+            let bias = (b[0] * x + b[1] * y + b[2] * z + b[3] * x * y + b[4] * y * z + b[5] * x * z
+                + b[6] * (x * x - 0.33) + b[7] * (y * y - 0.33) + b[8] * (z * z - 0.33))
+                .exp();
+            let s = clean * bias;
+            let (n1, n2) = (rng.normal() as f32 * config.noise, rng.normal() as f32 * config.noise);
+            data[index] = ((s + n1).powi(2) + n2 * n2).sqrt();
         }
         images.push((kind.clone(), data));
     }
