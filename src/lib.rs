@@ -10,6 +10,7 @@ pub mod app;
 pub mod cli;
 pub mod eval;
 pub mod model;
+pub mod process;
 #[cfg(feature = "gui")]
 pub mod render;
 pub mod threads;

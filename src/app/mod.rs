@@ -420,7 +420,7 @@ impl CueApp {
         match bench.last {
             None => {
                 bench.uploaded_at_start = uploaded;
-                bench.rss_at_start = resident_bytes();
+                bench.rss_at_start = crate::process::memory_status_bytes("VmRSS");
             }
             Some(last) => {
                 bench.intervals_s.push((now - last).as_secs_f64());
@@ -439,7 +439,7 @@ impl CueApp {
                 "median_frame_ms": median * 1e3,
                 "p95_frame_ms": p95 * 1e3,
                 "volume_bytes_uploaded_while_stepping": uploaded - bench.uploaded_at_start,
-                "rss_growth_bytes": resident_bytes().zip(bench.rss_at_start).map(|(a, b)| a as i64 - b as i64),
+                "rss_growth_bytes": crate::process::memory_status_bytes("VmRSS").zip(bench.rss_at_start).map(|(a, b)| a as i64 - b as i64),
                 "adapter": self.render_state.as_ref().map(|rs| rs.adapter.get_info().name),
             });
             println!("{report}");
@@ -593,45 +593,28 @@ impl eframe::App for CueApp {
     }
 }
 
-/// Opens the main window and runs until it is closed; starts loading `paths` when given.
+/// Opens the main window on `files` (each with the sequence the user named, if any).
 pub fn run(files: loader::OpenRequest) -> anyhow::Result<()> {
-    prefer_gl_over_software_vulkan();
-    let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default().with_title("CUE").with_inner_size([1400.0, 900.0]).with_drag_and_drop(true),
-        ..Default::default()
-    };
-    eframe::run_native("CUE", options, Box::new(move |cc| Ok(Box::new(CueApp::new_with_files(cc, files)))))
-        .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+    run_window([1400.0, 900.0], move |cc| CueApp::new_with_files(cc, files))
 }
 
 /// Opens the main window on the bundled demo case.
 pub fn run_demo() -> anyhow::Result<()> {
-    prefer_gl_over_software_vulkan();
-    let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default().with_title("CUE").with_inner_size([1400.0, 900.0]).with_drag_and_drop(true),
-        ..Default::default()
-    };
-    eframe::run_native("CUE", options, Box::new(|cc| Ok(Box::new(CueApp::new_with_demo(cc)))))
-        .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+    run_window([1400.0, 900.0], CueApp::new_with_demo)
 }
 
-/// Opens the window at `size` and lets `setup` adjust the app before the first frame.
-pub fn run_with(paths: Vec<PathBuf>, size: [f32; 2], setup: impl FnOnce(&mut CueApp) + 'static) -> anyhow::Result<()> {
+/// Opens a window of `size` points on the app `create` makes, and runs until it is closed.
+pub fn run_window(
+    size: [f32; 2],
+    create: impl FnOnce(&eframe::CreationContext<'_>) -> CueApp + 'static,
+) -> anyhow::Result<()> {
     prefer_gl_over_software_vulkan();
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default().with_title("CUE").with_inner_size(size).with_drag_and_drop(true),
         ..Default::default()
     };
-    eframe::run_native(
-        "CUE",
-        options,
-        Box::new(move |cc| {
-            let mut app = CueApp::new(cc, paths);
-            setup(&mut app);
-            Ok(Box::new(app))
-        }),
-    )
-    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+    eframe::run_native("CUE", options, Box::new(move |cc| Ok(Box::new(create(cc)))))
+        .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }
 
 /// Where Vulkan offers only software adapters (Mesa's lavapipe), draw through OpenGL
@@ -655,11 +638,4 @@ fn prefer_gl_over_software_vulkan() {
         // SAFETY: called before the window, the loader or any other thread of ours starts.
         unsafe { std::env::set_var("WGPU_BACKEND", "gl") };
     }
-}
-
-/// Resident memory of this process in bytes (Linux).
-fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: u64 = status.lines().find(|l| l.starts_with("VmRSS"))?.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }

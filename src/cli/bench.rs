@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Subcommand;
 
+use crate::process::memory_status_bytes;
 use crate::volume::{Volume, study::load_parallel};
 
 #[derive(Debug, Subcommand)]
@@ -50,9 +51,11 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         #[cfg(feature = "gui")]
         BenchCommand::Frames { paths, frames, width, height } => {
             let paths = if paths.is_empty() { vec![shared_data_dir().join("cases/brats-sample")] } else { paths };
-            crate::app::run_with(paths, [width, height], move |app| {
+            crate::app::run_window([width, height], move |cc| {
+                let mut app = crate::app::CueApp::new(cc, paths);
                 app.settings.layout = crate::app::state::Layout::Grid;
                 app.bench = Some(crate::app::FrameBench::new(frames));
+                app
             })
         }
     }
@@ -82,7 +85,7 @@ fn load(files: Vec<PathBuf>, repeat: usize, sequential_only: bool, json: bool) -
     } else {
         files
     };
-    let baseline_rss_bytes = memory_status("VmRSS").unwrap_or(0);
+    let baseline_rss_bytes = memory_status_bytes("VmRSS").unwrap_or(0);
     let mut float32_bytes = 0;
     let mut sequential = Vec::new();
     for _ in 0..repeat {
@@ -95,7 +98,7 @@ fn load(files: Vec<PathBuf>, repeat: usize, sequential_only: bool, json: bool) -
         sequential.push(start.elapsed().as_secs_f64());
     }
     // Peak of loading one volume at a time, before the parallel runs raise it.
-    let peak_rss_bytes = memory_status("VmHWM").unwrap_or(0);
+    let peak_rss_bytes = memory_status_bytes("VmHWM").unwrap_or(0);
     let parallel = if sequential_only {
         None
     } else {
@@ -137,12 +140,4 @@ fn load(files: Vec<PathBuf>, repeat: usize, sequential_only: bool, json: bool) -
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
-}
-
-/// A `/proc/self/status` memory field in bytes (Linux only).
-fn memory_status(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
