@@ -106,13 +106,18 @@ pub fn slices_of(study: &Study, config: &DatasetConfig) -> Vec<SliceSample> {
         let volume = &sequence.volume;
         let window = WindowLevel::auto(&volume.data);
         for &view in &config.views {
-            let count = slice_count(volume.shape, view);
-            let mut indices: Vec<usize> = (0..count)
-                .filter(|&k| {
-                    extract_slice(&volume.data, volume.shape, volume.voxel_size_mm(), view, k, DisplayConvention::Radiological)
-                        .map(|s| s.pixels.iter().filter(|&&v| v != 0.0).count() as f32 >= config.min_brain_fraction * s.pixels.len() as f32)
-                        .unwrap_or(false)
-                })
+            // Non-zero voxels per slice, counted in one pass over the volume.
+            let axis = view.normal_axis();
+            let mut non_zero = vec![0usize; slice_count(volume.shape, view)];
+            let [nx, ny, _] = volume.shape;
+            for (index, &v) in volume.data.iter().enumerate() {
+                if v != 0.0 {
+                    non_zero[[index % nx, (index / nx) % ny, index / (nx * ny)][axis]] += 1;
+                }
+            }
+            let pixels_per_slice = volume.voxel_count() / non_zero.len().max(1);
+            let mut indices: Vec<usize> = (0..non_zero.len())
+                .filter(|&k| non_zero[k] as f32 >= config.min_brain_fraction * pixels_per_slice as f32)
                 .collect();
             if let Some(max) = config.max_slices.filter(|&m| m > 0 && m < indices.len()) {
                 let picked: Vec<usize> = (0..max).map(|i| indices[i * indices.len() / max + indices.len() / (2 * max)]).collect();
