@@ -182,8 +182,9 @@ fn unescape_html(text: &str) -> String {
     if !text.contains('&') {
         return text.to_owned();
     }
-    let entity = Regex::new(r"&(#[0-9]+|#[xX][0-9a-fA-F]+|amp|lt|gt|quot|apos|nbsp);").ok();
-    let Some(entity) = entity else { return text.to_owned() };
+    static ENTITY: std::sync::LazyLock<Option<Regex>> =
+        std::sync::LazyLock::new(|| Regex::new(r"&(#[0-9]+|#[xX][0-9a-fA-F]+|amp|lt|gt|quot|apos|nbsp);").ok());
+    let Some(entity) = ENTITY.as_ref() else { return text.to_owned() };
     entity
         .replace_all(text, |caps: &regex::Captures<'_>| {
             let name = &caps[1];
