@@ -26,6 +26,31 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// CLIP: the vision tower's forward at each batch size (to image embeddings, CPU or wgpu),
+    /// the text tower's forward, loading a full-size checkpoint from Burnpack, and peak memory.
+    /// Without --model, a ViT-L/14-shaped model with random weights (the real key names) is
+    /// built, saved as .bpk in a temporary folder and loaded back from it. Compare with
+    /// `python3 scripts/bench_clip_torch.py` at the same thread count.
+    Clip {
+        /// A checkpoint (folder or .bpk); default: random weights of --preset.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Preset whose shapes to use without --model.
+        #[arg(long, default_value = "ViT-L/14")]
+        preset: String,
+        /// Batch sizes to time, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,8")]
+        batch: Vec<usize>,
+        /// Timed repetitions per batch size (after one warm-up); the median is reported.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// auto, gpu or cpu.
+        #[arg(long, default_value_t = crate::model::device::DeviceChoice::Cpu)]
+        device: crate::model::device::DeviceChoice,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Frame time of the Grid layout (every sequence x three orientations) while stepping one
     /// slice per frame, in a real window; prints one JSON line and closes. Under Xvfb use a
     /// screen of at least the window's size.
@@ -48,6 +73,9 @@ pub enum BenchCommand {
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Load { files, repeat, sequential, json } => load(files, repeat.max(1), sequential, json),
+        BenchCommand::Clip { model, preset, batch, repeat, device, json } => {
+            super::clip::bench(model, &preset, &batch, repeat.max(1), device, json)
+        }
         #[cfg(feature = "gui")]
         BenchCommand::Frames { paths, frames, width, height } => {
             let paths = if paths.is_empty() { vec![shared_data_dir().join("cases/brats-sample")] } else { paths };
@@ -137,7 +165,7 @@ fn load(files: Vec<PathBuf>, repeat: usize, sequential_only: bool, json: bool) -
     Ok(())
 }
 
-fn median(values: &mut [f64]) -> f64 {
+pub(crate) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }

@@ -1,6 +1,7 @@
 //! The command line: `cue` opens the app; subcommands inspect and convert files.
 
 mod bench;
+mod clip;
 mod info;
 
 use std::path::PathBuf;
@@ -78,6 +79,9 @@ enum Command {
         #[command(subcommand)]
         what: WeightsCommand,
     },
+    /// Encode an image and/or texts with a CLIP checkpoint and print the embeddings
+    /// (`image_embeds`, `text_embeds`, projected `patch_embeds` of chosen blocks).
+    ClipEmbed(clip::EmbedArgs),
     /// Benchmarks (release builds only give meaningful figures).
     Bench {
         #[command(subcommand)]
@@ -100,6 +104,23 @@ enum WeightsCommand {
         /// Repository or preset, as for `status`.
         #[arg(long, default_value = crate::model::weights::DEFAULT_MODEL)]
         model: String,
+        /// Do not convert to Burnpack after downloading.
+        #[arg(long)]
+        no_convert: bool,
+    },
+    /// Convert a checkpoint (transformers folder or OpenAI-layout safetensors with a
+    /// config.json beside it) to Burnpack for fast memory-mapped loading; the source's SHA-256
+    /// and config travel in the file.
+    Convert {
+        /// The checkpoint folder or file.
+        #[arg(long)]
+        model: PathBuf,
+        /// The .bpk to write (atomically).
+        #[arg(long)]
+        out: PathBuf,
+        /// Store f16 (half the size; outputs differ from f32 by about 1e-3).
+        #[arg(long)]
+        half: bool,
     },
 }
 
@@ -129,12 +150,16 @@ fn weights(command: WeightsCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        WeightsCommand::Fetch { model } => {
+        WeightsCommand::Fetch { model, no_convert } => {
             let offline = std::env::var_os("HF_HUB_OFFLINE").is_some_and(|v| v != "0" && !v.is_empty());
             let folder = fetch(&cache, &repo(&model), offline)?;
             println!("{}", folder.display());
+            if !no_convert {
+                clip::convert(&folder, &folder.join(crate::model::weights::BURNPACK_NAME), false)?;
+            }
             Ok(())
         }
+        WeightsCommand::Convert { model, out, half } => clip::convert(&model, &out, half),
     }
 }
 
@@ -182,6 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Info { file, json }) => info::run(&file, json),
         Some(Command::Canonical { input, output, volume }) => canonical(&input, &output, volume),
         Some(Command::Bench { what }) => bench::run(what),
+        Some(Command::ClipEmbed(args)) => clip::embed(args),
         Some(Command::Weights { what }) => weights(what),
         Some(Command::Phantom { out, seed, cases, downsample, template }) => {
             phantom(&out, seed, cases, downsample, template)

@@ -1,8 +1,8 @@
-//! The model side so far: CLIP configuration, tokenizer and image preprocessing, and the
-//! anomaly-map formulas on plain slices. The Burn towers, the prompt learner and the adaptor
-//! are not built yet (issues #4 and #5).
+//! The model side: CLIP in Burn (towers, tokenizer, checkpoints), device choice, slice
+//! preprocessing, the learned prompt and image adaptor, the anomaly head, and slices to maps.
 
 pub mod anomaly;
 pub mod clip;
+pub mod device;
 pub mod preprocess;
 pub mod weights;

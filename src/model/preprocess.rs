@@ -68,11 +68,33 @@ pub fn preprocess_grey(
     size: usize,
 ) -> ClipInput {
     let (placement, resized) = resize_into_square(values, width, height, pixel_spacing_mm, size);
-    let mut pixels = Vec::with_capacity(3 * size * size);
-    for c in 0..3 {
-        pixels.extend(resized.iter().map(|v| (v - CLIP_MEAN[c]) / CLIP_STD[c]));
+    ClipInput { size, pixels: normalise_grey(&resized), placement }
+}
+
+/// A slice's mask (`width x height`, non-zero = anomalous) carried into the input square with
+/// nearest-neighbour sampling at `placement`; 0 in the padding. Values are 0.0 or 1.0.
+pub fn preprocess_mask(mask: &[u8], width: usize, height: usize, placement: &Placement, size: usize) -> Vec<f32> {
+    let mut out = vec![0f32; size * size];
+    let (left, top) = (placement.left as usize, placement.top as usize);
+    let (content_w, content_h) = (placement.width as usize, placement.height as usize);
+    for y in 0..content_h.min(size - top.min(size)) {
+        let row = (((y as f64 + 0.5) / placement.height * height as f64) as usize).min(height - 1);
+        for x in 0..content_w.min(size - left.min(size)) {
+            let column = (((x as f64 + 0.5) / placement.width * width as f64) as usize).min(width - 1);
+            out[(top + y) * size + left + x] = f32::from(u8::from(mask[row * width + column] > 0));
+        }
     }
-    ClipInput { size, pixels, placement }
+    out
+}
+
+/// Grey values in [0, 1] (any layout) to CLIP's three normalised channels, channel-major, with
+/// no resizing.
+pub fn normalise_grey(values: &[f32]) -> Vec<f32> {
+    let mut pixels = Vec::with_capacity(3 * values.len());
+    for c in 0..3 {
+        pixels.extend(values.iter().map(|v| (v - CLIP_MEAN[c]) / CLIP_STD[c]));
+    }
+    pixels
 }
 
 fn resize_into_square(

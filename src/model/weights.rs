@@ -7,7 +7,9 @@ use super::clip::ClipConfig;
 
 /// Files a transformers CLIP folder needs.
 pub const REQUIRED_FILES: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
-/// The default backbone.
+/// The Burnpack conversion `cue weights fetch` writes beside a downloaded snapshot.
+pub const BURNPACK_NAME: &str = "model.bpk";
+/// The model CUE uses unless told otherwise.
 pub const DEFAULT_MODEL: &str = "openai/clip-vit-large-patch14";
 
 /// Problems getting or checking weights.

@@ -1,10 +1,10 @@
 //! CLIP configurations, read from transformers' `config.json` with transformers' defaults for
 //! every missing key, and the presets of the public OpenAI checkpoints.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Activation of the MLP blocks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub enum Activation {
     /// `x * sigmoid(1.702 x)`, OpenAI's CLIP.
     #[serde(rename = "quick_gelu")]
@@ -18,7 +18,7 @@ pub enum Activation {
 }
 
 /// The text tower (`text_config`).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct TextConfig {
     /// Tokens in the vocabulary.
@@ -75,7 +75,7 @@ impl TextConfig {
 }
 
 /// The vision tower (`vision_config`).
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct VisionConfig {
     /// Width of the residual stream.
@@ -176,6 +176,17 @@ impl ClipConfig {
         let config = Self { text: text_config, vision, projection_dim: raw.projection_dim };
         config.validate()?;
         Ok(config)
+    }
+
+    /// transformers' `config.json` form of this configuration (what `from_json` reads back).
+    pub fn to_json(&self) -> String {
+        serde_json::json!({
+            "model_type": "clip",
+            "text_config": self.text,
+            "vision_config": self.vision,
+            "projection_dim": self.projection_dim,
+        })
+        .to_string()
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

@@ -1,6 +1,16 @@
-//! CLIP: configuration (as transformers reads `config.json`) and named presets.
+//! CLIP in Burn: configuration (as transformers reads `config.json`), the BPE tokenizer, both
+//! towers with transformers' key names, and strict checkpoint loading (safetensors, OpenAI
+//! layouts, Burnpack).
 
 pub mod config;
+pub mod encoder;
+pub mod load;
+pub mod model;
+pub mod openai;
+pub mod text;
 pub mod tokenizer;
+pub mod vision;
 
 pub use config::{ClipConfig, TextConfig, VisionConfig};
+pub use load::{BackboneId, Clip, ClipInputError, ClipLoadError};
+pub use model::{ClipModel, VisionOutput};

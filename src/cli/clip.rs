@@ -1,0 +1,247 @@
+//! `cue clip-embed` and `cue weights convert`: CLIP from the command line.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::model::clip::Clip;
+use crate::model::clip::tokenizer::ClipTokenizer;
+use crate::model::device::{DeviceChoice, choose};
+use crate::model::preprocess::preprocess_grey;
+
+/// Options of `cue clip-embed`.
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// A transformers folder (config.json + model.safetensors), its safetensors file, or a .bpk.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// An image (PNG/JPEG, read as grey). At the model's input size it is only normalised;
+    /// otherwise resized with its aspect kept and padded to a square.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// A text to encode (CLIP's tokenizer, padded to the model's context); repeatable.
+    #[arg(long)]
+    pub text: Vec<String>,
+    /// Token ids to encode as they are, comma-separated; repeatable. Rows are zero-padded to
+    /// the longest one.
+    #[arg(long, value_delimiter = ' ')]
+    pub token_ids: Vec<String>,
+    /// Vision blocks (1-based) whose projected patch tokens to print.
+    #[arg(long, value_delimiter = ',')]
+    pub layers: Vec<usize>,
+    /// auto (a hardware GPU, else the CPU), gpu (wgpu, software adapters included) or cpu.
+    #[arg(long, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn values<const D: usize>(t: burn::tensor::Tensor<D>) -> anyhow::Result<Vec<f32>> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading a tensor back: {e:?}"))
+}
+
+fn rows(flat: Vec<f32>, width: usize) -> Vec<Vec<f32>> {
+    flat.chunks(width.max(1)).map(<[f32]>::to_vec).collect()
+}
+
+fn parse_ids(text: &str) -> anyhow::Result<Vec<u32>> {
+    text.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse::<u32>().with_context(|| format!("'{s}' in --token-ids is not a token id")))
+        .collect()
+}
+
+/// Reads an image as grey values in [0, 1].
+pub fn read_grey(path: &Path) -> anyhow::Result<(Vec<f32>, usize, usize)> {
+    let image = image::open(path).with_context(|| format!("cannot read image: {}", path.display()))?.to_luma8();
+    let (w, h) = image.dimensions();
+    Ok((image.as_raw().iter().map(|&v| f32::from(v) / 255.0).collect(), w as usize, h as usize))
+}
+
+/// Runs `cue clip-embed`.
+pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
+    let chosen = choose(args.device)?;
+    let clip = Clip::load(&args.model, &chosen.device)?;
+    let mut out = serde_json::Map::new();
+    out.insert("model".into(), clip.id.name.clone().into());
+    out.insert("device".into(), chosen.description.clone().into());
+    if let Some(path) = &args.image {
+        let (grey, w, h) = read_grey(path)?;
+        let size = clip.config.vision.image_size;
+        let input = preprocess_grey(&grey, w, h, [1.0, 1.0], size);
+        let pixels = clip.pixels(&[&input.pixels], size, size)?;
+        let result = clip.model.encode_image(pixels, &args.layers, true);
+        if let Some(embeds) = result.image_embeds {
+            out.insert("image_embeds".into(), serde_json::to_value(values(embeds)?)?);
+        }
+        let mut patches = serde_json::Map::new();
+        for (layer, tensor) in result.patch_embeds {
+            let width = tensor.dims()[2];
+            patches.insert(layer.to_string(), serde_json::to_value(rows(values(tensor)?, width))?);
+        }
+        out.insert("patch_embeds".into(), patches.into());
+    } else if !args.layers.is_empty() {
+        anyhow::bail!("--layers needs --image");
+    }
+    let mut ids: Vec<Vec<u32>> = Vec::new();
+    if !args.text.is_empty() {
+        let tokenizer = ClipTokenizer::embedded()?;
+        let context = clip.config.text.max_position_embeddings;
+        ids.extend(args.text.iter().map(|t| tokenizer.tokenize(t, context).ids));
+    }
+    for row in &args.token_ids {
+        ids.push(parse_ids(row)?);
+    }
+    if !ids.is_empty() {
+        let longest = ids.iter().map(Vec::len).max().unwrap_or(0);
+        // Padding after the end token cannot change the pooled output (causal attention), but
+        // every row of a batch needs one length.
+        for row in &mut ids {
+            row.resize(longest, 0);
+        }
+        let embeds = clip.encode_text_ids(&ids)?;
+        let width = embeds.dims()[1];
+        out.insert("text_embeds".into(), serde_json::to_value(rows(values(embeds)?, width))?);
+    }
+    if args.json {
+        println!("{}", serde_json::Value::Object(out));
+    } else {
+        for (key, value) in &out {
+            match value {
+                serde_json::Value::Array(a) => println!("{key:14} {} values", a.len()),
+                serde_json::Value::Object(o) => println!("{key:14} layers {}", o.keys().cloned().collect::<Vec<_>>().join(", ")),
+                other => println!("{key:14} {}", other.as_str().unwrap_or_default()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `cue weights convert`: a checkpoint to Burnpack.
+pub fn convert(model: &Path, out: &Path, half: bool) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let clip = Clip::load(model, &burn::tensor::Device::flex())?;
+    clip.save_burnpack(out, half)?;
+    println!(
+        "{} ({}, source sha256 {}) in {:.1} s",
+        out.display(),
+        if half { "f16" } else { "f32" },
+        clip.id.sha256,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ClipBenchReport {
+    model: String,
+    device: String,
+    threads: usize,
+    parameters: usize,
+    /// Seconds to load the checkpoint (from .bpk when no --model was given).
+    load_s: f64,
+    /// (batch, median seconds) of the vision tower to image embeddings.
+    vision_median_s: Vec<(usize, f64)>,
+    /// Median seconds of the text tower for two 77-token prompts.
+    text_median_s: f64,
+    peak_rss_bytes: u64,
+}
+
+/// Runs `cue bench clip`.
+pub fn bench(
+    model: Option<PathBuf>,
+    preset: &str,
+    batches: &[usize],
+    repeat: usize,
+    device: DeviceChoice,
+    json: bool,
+) -> anyhow::Result<()> {
+    use crate::model::clip::{BackboneId, ClipConfig, ClipModel};
+    use burn::module::Module;
+    use std::time::Instant;
+    let chosen = choose(device)?;
+    let temp = tempfile_dir()?;
+    let path = match model {
+        Some(path) => path,
+        None => {
+            let config = ClipConfig::preset(preset).with_context(|| format!("unknown preset '{preset}'"))?;
+            let random = Clip {
+                model: ClipModel::new(&config, &burn::tensor::Device::flex()),
+                config,
+                device: burn::tensor::Device::flex(),
+                id: BackboneId { name: format!("random {preset}"), sha256: "0".repeat(64) },
+            };
+            let path = temp.join("random.bpk");
+            random.save_burnpack(&path, false)?;
+            path
+        }
+    };
+    let started = Instant::now();
+    let clip = Clip::load(&path, &chosen.device)?;
+    chosen.device.sync().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let load_s = started.elapsed().as_secs_f64();
+    let size = clip.config.vision.image_size;
+    let mut vision = Vec::new();
+    for &batch in batches {
+        let image: Vec<f32> = (0..3 * size * size).map(|i| ((i % 97) as f32 / 97.0) - 0.5).collect();
+        let images: Vec<&[f32]> = (0..batch).map(|_| image.as_slice()).collect();
+        let mut times = Vec::new();
+        for run in 0..=repeat {
+            let pixels = clip.pixels(&images, size, size)?;
+            let start = Instant::now();
+            let out = clip.model.encode_image(pixels, &[], true);
+            let embeds = values(out.image_embeds.context("no image embeddings")?)?;
+            std::hint::black_box(embeds);
+            if run > 0 {
+                times.push(start.elapsed().as_secs_f64());
+            }
+        }
+        vision.push((batch, super::bench::median(&mut times)));
+    }
+    let context = clip.config.text.max_position_embeddings;
+    let mut ids = vec![vec![0u32; context]; 2];
+    for row in &mut ids {
+        row[0] = clip.config.text.bos_token_id.min(clip.config.text.vocab_size as u32 - 1);
+        row[5] = clip.config.text.eos_token_id.min(clip.config.text.vocab_size as u32 - 1);
+    }
+    let mut text_times = Vec::new();
+    for run in 0..=repeat {
+        let start = Instant::now();
+        std::hint::black_box(values(clip.encode_text_ids(&ids)?)?);
+        if run > 0 {
+            text_times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    let report = ClipBenchReport {
+        model: clip.id.name.clone(),
+        device: chosen.description.clone(),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        parameters: clip.model.num_params(),
+        load_s,
+        vision_median_s: vision,
+        text_median_s: super::bench::median(&mut text_times),
+        peak_rss_bytes: crate::process::memory_status_bytes("VmHWM").unwrap_or(0),
+    };
+    let _ = std::fs::remove_dir_all(&temp);
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!("model        {} ({:.0} M parameters)", report.model, report.parameters as f64 / 1e6);
+        println!("device       {}", report.device);
+        println!("load         {:.2} s", report.load_s);
+        for (batch, s) in &report.vision_median_s {
+            println!("vision b={batch:<3} {:.3} s (median of {repeat})", s);
+        }
+        println!("text 2x{context}  {:.3} s", report.text_median_s);
+        println!("peak RSS     {:.2} GiB", report.peak_rss_bytes as f64 / (1u64 << 30) as f64);
+    }
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("cue-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}

@@ -1,0 +1,141 @@
+//! The pre-LN transformer shared by both towers, with transformers' module and field names so
+//! checkpoint keys map one to one (`encoder.layers.N.self_attn.q_proj.weight`, ...).
+
+use burn::module::Module;
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::Tensor;
+use burn::tensor::activation::{gelu, gelu_approximate, sigmoid};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+
+use super::config::Activation;
+use burn::tensor::Device;
+
+/// Multi-head self-attention with separate query, key and value projections.
+#[derive(Module, Debug)]
+pub struct ClipAttention {
+    /// Query projection.
+    pub q_proj: Linear,
+    /// Key projection.
+    pub k_proj: Linear,
+    /// Value projection.
+    pub v_proj: Linear,
+    /// Output projection.
+    pub out_proj: Linear,
+    /// Number of heads.
+    pub num_heads: usize,
+}
+
+impl ClipAttention {
+    fn new(width: usize, num_heads: usize, device: &Device) -> Self {
+        let linear = || LinearConfig::new(width, width).init(device);
+        Self { q_proj: linear(), k_proj: linear(), v_proj: linear(), out_proj: linear(), num_heads }
+    }
+
+    /// `[batch, tokens, width]` to the same; `causal` masks later tokens (text tower).
+    pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
+        let [batch, tokens, width] = x.dims();
+        let head_dim = width / self.num_heads;
+        let heads = |t: Tensor<3>| t.reshape([batch, tokens, self.num_heads, head_dim]).swap_dims(1, 2);
+        let q = heads(self.q_proj.forward(x.clone()));
+        let k = heads(self.k_proj.forward(x.clone()));
+        let v = heads(self.v_proj.forward(x));
+        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
+        let context = attention(q, k, v, None, None, options);
+        self.out_proj.forward(context.swap_dims(1, 2).reshape([batch, tokens, width]))
+    }
+}
+
+/// The MLP of a block: `fc2(act(fc1(x)))`.
+#[derive(Module, Debug)]
+pub struct ClipMlp {
+    /// Widening projection.
+    pub fc1: Linear,
+    /// Narrowing projection.
+    pub fc2: Linear,
+    /// The activation the config names.
+    #[module(skip)]
+    pub activation: Activation,
+}
+
+impl ClipMlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let h = self.fc1.forward(x);
+        let h = match self.activation {
+            // OpenAI's approximation, as transformers' `quick_gelu`.
+            Activation::QuickGelu => h.clone() * sigmoid(h * 1.702),
+            Activation::Gelu => gelu(h),
+            Activation::GeluTanh => gelu_approximate(h),
+        };
+        self.fc2.forward(h)
+    }
+}
+
+/// One pre-LN block: `x + attn(ln1(x))`, then `x + mlp(ln2(x))`.
+#[derive(Module, Debug)]
+pub struct ClipEncoderLayer {
+    /// Attention.
+    pub self_attn: ClipAttention,
+    /// Norm before attention.
+    pub layer_norm1: LayerNorm,
+    /// MLP.
+    pub mlp: ClipMlp,
+    /// Norm before the MLP.
+    pub layer_norm2: LayerNorm,
+}
+
+impl ClipEncoderLayer {
+    /// One block.
+    pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
+        let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x), causal);
+        x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
+    }
+}
+
+/// Sizes of one tower's encoder.
+#[derive(Clone, Copy, Debug)]
+pub struct EncoderSizes {
+    /// Residual width.
+    pub width: usize,
+    /// MLP width.
+    pub intermediate: usize,
+    /// Blocks.
+    pub layers: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// MLP activation.
+    pub activation: Activation,
+    /// LayerNorm epsilon.
+    pub layer_norm_eps: f64,
+}
+
+/// A stack of blocks (`encoder.layers`).
+#[derive(Module, Debug)]
+pub struct ClipEncoder {
+    /// The blocks, first to last.
+    pub layers: Vec<ClipEncoderLayer>,
+}
+
+impl ClipEncoder {
+    /// Zero-initialised shapes ready to be filled from a checkpoint.
+    pub fn new(sizes: EncoderSizes, device: &Device) -> Self {
+        let layers = (0..sizes.layers)
+            .map(|_| ClipEncoderLayer {
+                self_attn: ClipAttention::new(sizes.width, sizes.heads, device),
+                layer_norm1: layer_norm(sizes.width, sizes.layer_norm_eps, device),
+                mlp: ClipMlp {
+                    fc1: LinearConfig::new(sizes.width, sizes.intermediate).init(device),
+                    fc2: LinearConfig::new(sizes.intermediate, sizes.width).init(device),
+                    activation: sizes.activation,
+                },
+                layer_norm2: layer_norm(sizes.width, sizes.layer_norm_eps, device),
+            })
+            .collect();
+        Self { layers }
+    }
+}
+
+/// A LayerNorm with the checkpoint's epsilon.
+pub fn layer_norm(width: usize, epsilon: f64, device: &Device) -> LayerNorm {
+    LayerNormConfig::new(width).with_epsilon(epsilon).init(device)
+}
