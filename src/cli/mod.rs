@@ -3,6 +3,7 @@
 mod bench;
 mod clip;
 mod info;
+mod method;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -82,6 +83,13 @@ enum Command {
     /// Encode an image and/or texts with a CLIP checkpoint and print the embeddings
     /// (`image_embeds`, `text_embeds`, projected `patch_embeds` of chosen blocks).
     ClipEmbed(clip::EmbedArgs),
+    /// Fit the learnable prompt and image adaptor on labelled volumes (CLIP frozen).
+    Train(method::TrainArgs),
+    /// Pixel- and image-AUROC, AUPRO, AP and Dice per sequence x view on a dataset folder.
+    Eval(method::EvalArgs),
+    /// Anomaly map of a slice (PNG overlay or NIfTI) or of a whole view (NIfTI on the
+    /// volume's grid).
+    Map(method::MapArgs),
     /// Benchmarks (release builds only give meaningful figures).
     Bench {
         #[command(subcommand)]
@@ -208,6 +216,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Canonical { input, output, volume }) => canonical(&input, &output, volume),
         Some(Command::Bench { what }) => bench::run(what),
         Some(Command::ClipEmbed(args)) => clip::embed(args),
+        Some(Command::Train(args)) => method::train_command(args),
+        Some(Command::Eval(args)) => method::eval_command(args),
+        Some(Command::Map(args)) => method::map_command(args),
         Some(Command::Weights { what }) => weights(what),
         Some(Command::Phantom { out, seed, cases, downsample, template }) => {
             phantom(&out, seed, cases, downsample, template)

@@ -1,4 +1,4 @@
-//! Evaluation. So far the metrics ([`metrics`]); the per-sequence x per-view runner is not
-//! built yet (issue #5).
+//! Evaluation: the metrics ([`metrics`]) and the per-sequence x per-view runner ([`run`]).
 
 pub mod metrics;
+pub mod run;

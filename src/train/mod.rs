@@ -1,5 +1,7 @@
-//! Training data for the learnable prompt and adaptor. So far: synthetic anomalies pasted into
-//! normal slices ([`synth`]); the training loop itself is not built yet.
+//! Training the learnable prompt and image adaptor on labelled (or synthetically lesioned)
+//! volumes: data ([`dataset`], [`synth`]), losses ([`loss`]) and the loop ([`trainer`]).
 
 pub mod dataset;
+pub mod loss;
 pub mod synth;
+pub mod trainer;

@@ -1,0 +1,322 @@
+//! `cue train`, `cue eval`, `cue map`: the method from the command line.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::eval::run::{EvalRequest, METRICS, evaluate};
+use crate::model::clip::Clip;
+use crate::model::device::{DeviceChoice, choose};
+use crate::model::mapper::{AnomalyModel, SliceImage, ZeroShotPrompts, default_layers};
+use crate::train::trainer::{TrainConfig, TrainEvent, TrainOutcome, TrainRequest, train};
+use crate::volume::{DisplayConvention, SequenceKind, SliceAxes, View, Volume, VoxelData, WindowLevel, WriteOptions, extract_slice, slice_count, write_nifti1};
+
+/// Options of `cue train` (each overrides the config file).
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// CLIP folder (config.json + model.safetensors) or .bpk.
+    #[arg(long)]
+    model: PathBuf,
+    /// Dataset: a folder of case folders in the BraTS layout.
+    #[arg(long)]
+    data: PathBuf,
+    /// The prompt file to write (Burnpack, with a .json manifest beside it).
+    #[arg(long)]
+    out: PathBuf,
+    /// A JSON or TOML file with any TrainConfig fields.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Sequences, comma-separated (t1, t1ce, t2, flair).
+    #[arg(long, value_delimiter = ',')]
+    sequence: Option<Vec<String>>,
+    /// Views, comma-separated (axial, sagittal, coronal).
+    #[arg(long, value_delimiter = ',')]
+    view: Option<Vec<String>>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// At most this many slices per case, sequence and view (evenly spaced).
+    #[arg(long)]
+    max_slices: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    learning_rate: Option<f64>,
+    /// Vision blocks, comma-separated (default: ends of the tower's quarters).
+    #[arg(long, value_delimiter = ',')]
+    layers: Option<Vec<usize>>,
+    /// Context tokens N of P_independent and P_dependent.
+    #[arg(long)]
+    context_tokens: Option<usize>,
+    /// Separate contexts for the normal and anomalous prompts.
+    #[arg(long)]
+    separate_context: bool,
+    #[arg(long)]
+    temperature: Option<f32>,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long)]
+    validation_fraction: Option<f64>,
+    /// Paste synthetic lesions into normal slices (folders of normal volumes).
+    #[arg(long)]
+    synthetic: bool,
+    /// Feature-cache bound in MiB.
+    #[arg(long)]
+    cache_mb: Option<usize>,
+    /// Continue from --out when it exists.
+    #[arg(long)]
+    resume: bool,
+    /// auto, gpu or cpu.
+    #[arg(long)]
+    device: Option<DeviceChoice>,
+}
+
+/// Runs `cue train`.
+pub fn train_command(args: TrainArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => TrainConfig::from_file(path)?,
+        None => TrainConfig::default(),
+    };
+    macro_rules! set {
+        ($field:ident) => {
+            if let Some(v) = args.$field.clone() {
+                config.$field = v;
+            }
+        };
+    }
+    set!(epochs);
+    set!(max_slices);
+    set!(batch_size);
+    set!(learning_rate);
+    set!(layers);
+    set!(context_tokens);
+    set!(temperature);
+    set!(seed);
+    set!(validation_fraction);
+    set!(cache_mb);
+    set!(device);
+    if let Some(v) = args.sequence.clone() {
+        config.sequences = v;
+    }
+    if let Some(v) = args.view.clone() {
+        config.views = v;
+    }
+    if args.separate_context {
+        config.shared_context = false;
+    }
+    if args.synthetic {
+        config.synthetic = true;
+    }
+    let request = TrainRequest { config, model: args.model, data: args.data, out: args.out, resume: args.resume };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let printer = std::thread::spawn(move || {
+        for event in rx {
+            match event {
+                TrainEvent::Preparing { stage, done, total } => eprintln!("{stage} {done}/{total}"),
+                TrainEvent::Started { train_slices, validation_slices, steps_per_epoch, first_epoch } => eprintln!(
+                    "training on {train_slices} slices, validating on {validation_slices}, {steps_per_epoch} steps per epoch, from epoch {}",
+                    first_epoch + 1
+                ),
+                TrainEvent::Step { epoch, step, steps, loss, eta_s, .. } => {
+                    eprintln!("epoch {} step {}/{steps} loss {loss:.4} eta {eta_s:.0} s", epoch + 1, step + 1)
+                }
+                TrainEvent::Epoch { epoch, loss, pixel_auroc, image_auroc, checkpoint } => println!(
+                    "epoch {} loss {loss:.4} validation pixel-AUROC {} image-AUROC {} -> {}",
+                    epoch + 1,
+                    pixel_auroc.map_or("-".into(), |v| format!("{:.2}", 100.0 * v)),
+                    image_auroc.map_or("-".into(), |v| format!("{:.2}", 100.0 * v)),
+                    checkpoint.display()
+                ),
+            }
+        }
+    });
+    let outcome = train(&request, &tx, &AtomicBool::new(false));
+    drop(tx);
+    let _ = printer.join();
+    match outcome? {
+        TrainOutcome::Finished { path } => println!("{}", path.display()),
+        TrainOutcome::Cancelled { epochs_done } => println!("cancelled after {epochs_done} epochs"),
+    }
+    Ok(())
+}
+
+/// Options of `cue eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// CLIP folder or .bpk.
+    #[arg(long)]
+    model: PathBuf,
+    /// Trained prompt (.bpk); without it, zero-shot text prompts.
+    #[arg(long)]
+    prompt: Option<PathBuf>,
+    /// Dataset: a folder of case folders (BraTS layout), all used as the test set.
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, value_delimiter = ',', default_value = "t1,t1ce,t2,flair")]
+    sequences: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "axial,sagittal,coronal")]
+    views: Vec<String>,
+    /// At most this many slices per case, sequence and view.
+    #[arg(long)]
+    max_slices: Option<usize>,
+    /// Slices per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Also write the table as CSV here.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+}
+
+/// Runs `cue eval`.
+pub fn eval_command(args: EvalArgs) -> anyhow::Result<()> {
+    let sequences = args
+        .sequences
+        .iter()
+        .map(|s| SequenceKind::parse_known(s).with_context(|| format!("unknown sequence '{s}'")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let views = args.views.iter().map(|v| v.parse::<View>().map_err(anyhow::Error::msg)).collect::<anyhow::Result<Vec<_>>>()?;
+    let request = EvalRequest {
+        model: args.model,
+        prompt: args.prompt,
+        data: args.data,
+        sequences,
+        views,
+        max_slices: args.max_slices,
+        min_brain_fraction: 0.05,
+        batch_size: args.batch_size,
+        device: args.device,
+    };
+    let report = evaluate(&request, |p| eprintln!("case {}/{} {}", p.done, p.total, p.case), &AtomicBool::new(false))?;
+    if let Some(csv) = &args.csv {
+        write_atomic(csv, report.to_csv().as_bytes())?;
+    }
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        println!("backbone {}  prompt {}  cases {}", report.backbone, report.prompt, report.cases);
+        for metric in METRICS {
+            println!("\n{}", report.table(metric));
+        }
+    }
+    Ok(())
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let temp = path.with_extension("tmp");
+    std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, path)).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Options of `cue map`.
+#[derive(Debug, Args)]
+pub struct MapArgs {
+    /// CLIP folder or .bpk.
+    #[arg(long)]
+    model: PathBuf,
+    /// Trained prompt (.bpk); without it, zero-shot text prompts.
+    #[arg(long)]
+    prompt: Option<PathBuf>,
+    /// The volume (NIfTI).
+    volume: PathBuf,
+    #[arg(long, default_value = "axial")]
+    view: String,
+    /// Slice index along the view's axis (canonical RAS grid).
+    #[arg(long)]
+    slice: Option<usize>,
+    /// Map every slice of the view (NIfTI output only).
+    #[arg(long)]
+    all_slices: bool,
+    /// map.png (slice with the map overlaid) or map.nii / map.nii.gz (raw scores on the
+    /// volume's grid, aligned to its affine).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    #[arg(long, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+}
+
+/// Runs `cue map`.
+pub fn map_command(args: MapArgs) -> anyhow::Result<()> {
+    let view: View = args.view.parse().map_err(anyhow::Error::msg)?;
+    let name = args.out.to_string_lossy().to_lowercase();
+    let nifti = name.ends_with(".nii") || name.ends_with(".nii.gz");
+    anyhow::ensure!(nifti || name.ends_with(".png"), "--out must end in .png, .nii or .nii.gz: {}", args.out.display());
+    anyhow::ensure!(!(args.all_slices && !nifti), "--all-slices writes a volume: use a .nii or .nii.gz output");
+    let volume = Volume::read_canonical(&args.volume, 0)?;
+    let count = slice_count(volume.shape, view);
+    let indices: Vec<usize> = if args.all_slices {
+        (0..count).collect()
+    } else {
+        let k = args.slice.unwrap_or(count / 2);
+        anyhow::ensure!(k < count, "{} slice {k} requested, the volume has {count}: {}", view.name(), args.volume.display());
+        vec![k]
+    };
+    let chosen = choose(args.device)?;
+    let clip = Clip::load(&args.model, &chosen.device)?;
+    let model = match &args.prompt {
+        Some(p) => AnomalyModel::trained(clip, p)?,
+        None => {
+            let layers = default_layers(clip.model.vision_layers());
+            AnomalyModel::zero_shot(clip, layers, ZeroShotPrompts::default())?
+        }
+    };
+    let window = WindowLevel::auto(&volume.data);
+    let unit: Vec<f32> = volume.data.iter().map(|&v| window.apply(v)).collect();
+    let axes = SliceAxes::new(view, DisplayConvention::Radiological);
+    let mut scores = vec![0f32; volume.voxel_count()];
+    let mut last_png = None;
+    for chunk in indices.chunks(args.batch_size.max(1)) {
+        let slices = chunk
+            .iter()
+            .map(|&k| extract_slice(&unit, volume.shape, volume.voxel_size_mm(), view, k, DisplayConvention::Radiological))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|p| anyhow::anyhow!("{p}"))?;
+        let images: Vec<SliceImage<'_>> = slices
+            .iter()
+            .map(|s| SliceImage { values: &s.pixels, width: s.width, height: s.height, pixel_spacing_mm: s.pixel_spacing_mm })
+            .collect();
+        let maps = model.map(&images)?;
+        for ((&k, slice), map) in chunk.iter().zip(&slices).zip(maps) {
+            for row in 0..map.height {
+                for column in 0..map.width {
+                    let ijk = axes.voxel_at(volume.shape, k, column, row);
+                    scores[volume.index(ijk)] = map.scores[row * map.width + column];
+                }
+            }
+            eprintln!("{} slice {k}: image score {:.4}, CLS score {:.4}", view.name(), map.image_score, map.cls_score);
+            last_png = Some((slice.clone(), map));
+        }
+    }
+    if nifti {
+        let options = WriteOptions { descrip: format!("CUE anomaly map ({})", view.name()), ..Default::default() };
+        write_nifti1(&args.out, &volume.shape, &VoxelData::F32(scores), &volume.world_from_voxel, &options)?;
+    } else if let Some((slice, map)) = last_png {
+        write_overlay_png(&args.out, &slice.pixels, &map.scores, slice.width, slice.height)?;
+    }
+    println!("{}", args.out.display());
+    Ok(())
+}
+
+/// The slice in grey with the min-max-normalised map blended over it in a black-red-yellow-white
+/// ramp (alpha 0.5, values under 0.2 left clear).
+fn write_overlay_png(path: &Path, grey: &[f32], scores: &[f32], width: usize, height: usize) -> anyhow::Result<()> {
+    let map = crate::model::anomaly::normalise_min_max(scores);
+    let mut rgb = Vec::with_capacity(width * height * 3);
+    for (&g, &t) in grey.iter().zip(&map) {
+        let heat = [(3.0 * t).clamp(0.0, 1.0), (3.0 * t - 1.0).clamp(0.0, 1.0), (3.0 * t - 2.0).clamp(0.0, 1.0)];
+        let alpha = if t < 0.2 { 0.0 } else { 0.5 };
+        for h in heat {
+            rgb.push(((g * (1.0 - alpha) + h * alpha) * 255.0).round().clamp(0.0, 255.0) as u8);
+        }
+    }
+    let image = image::RgbImage::from_raw(width as u32, height as u32, rgb).context("image size")?;
+    let temp = path.with_extension("tmp.png");
+    image.save(&temp).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::rename(&temp, path).with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,258 @@
+//! `cue eval`: anomaly maps for every kept slice of every case in a folder, per sequence x
+//! view, with pixel-AUROC (pooled over all slice pixels, and within the brain: non-zero image
+//! pixels), image-AUROC (top-1 % score), AUPRO (FPR up to 0.3), pixel AP and best Dice.
+//! The whole folder is the test set (train on another folder, or the held-out split).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::eval::metrics::{MapWithMask, aupro, auroc, average_precision, best_dice};
+use crate::model::clip::Clip;
+use crate::model::device::{DeviceChoice, choose};
+use crate::model::mapper::{AnomalyModel, SliceImage, ZeroShotPrompts, default_layers};
+use crate::train::dataset::{DatasetConfig, find_cases, slices_of};
+use crate::volume::{SequenceKind, Study, View};
+
+/// What to evaluate.
+#[derive(Clone, Debug)]
+pub struct EvalRequest {
+    /// CLIP folder or .bpk.
+    pub model: PathBuf,
+    /// Trained prompt; None: zero-shot.
+    pub prompt: Option<PathBuf>,
+    /// Dataset root (BraTS layout).
+    pub data: PathBuf,
+    /// Sequences (rows).
+    pub sequences: Vec<SequenceKind>,
+    /// Views (columns).
+    pub views: Vec<View>,
+    /// At most this many slices per case, sequence and view.
+    pub max_slices: Option<usize>,
+    /// Least fraction of non-zero pixels for a slice.
+    pub min_brain_fraction: f32,
+    /// Slices per forward pass.
+    pub batch_size: usize,
+    /// Device.
+    pub device: DeviceChoice,
+}
+
+/// Metrics of one sequence x view cell.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct CellMetrics {
+    /// Pixel-AUROC over all pixels.
+    pub pixel_auroc: Option<f64>,
+    /// Pixel-AUROC within the brain.
+    pub pixel_auroc_brain: Option<f64>,
+    /// Image-AUROC.
+    pub image_auroc: Option<f64>,
+    /// AUPRO up to FPR 0.3.
+    pub aupro: Option<f64>,
+    /// Pixel average precision.
+    pub pixel_ap: Option<f64>,
+    /// Best Dice over thresholds.
+    pub best_dice: Option<f64>,
+    /// Slices.
+    pub slices: usize,
+    /// Slices with anomalous pixels.
+    pub anomalous_slices: usize,
+}
+
+/// The whole table.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct EvalReport {
+    /// Backbone name.
+    pub backbone: String,
+    /// Prompt file, or "zero-shot".
+    pub prompt: String,
+    /// Cases evaluated.
+    pub cases: usize,
+    /// (sequence, view) -> metrics.
+    #[serde(skip)]
+    pub cells: BTreeMap<(String, String), CellMetrics>,
+    /// Row order.
+    pub sequences: Vec<String>,
+    /// Column order.
+    pub views: Vec<String>,
+}
+
+/// The metrics the table can show.
+pub const METRICS: [&str; 6] = ["pixel_auroc", "pixel_auroc_brain", "image_auroc", "aupro", "pixel_ap", "best_dice"];
+
+impl CellMetrics {
+    /// One metric by name.
+    pub fn get(&self, metric: &str) -> Option<f64> {
+        match metric {
+            "pixel_auroc" => self.pixel_auroc,
+            "pixel_auroc_brain" => self.pixel_auroc_brain,
+            "image_auroc" => self.image_auroc,
+            "aupro" => self.aupro,
+            "pixel_ap" => self.pixel_ap,
+            "best_dice" => self.best_dice,
+            _ => None,
+        }
+    }
+}
+
+impl EvalReport {
+    /// `{"pixel_auroc": {"t1": {"axial": 0.93, ...}, ...}, "image_auroc": {...}, ...}` plus
+    /// counts and provenance.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        for metric in METRICS {
+            let mut rows = serde_json::Map::new();
+            for s in &self.sequences {
+                let mut row = serde_json::Map::new();
+                for v in &self.views {
+                    let value = self.cells.get(&(s.clone(), v.clone())).and_then(|c| c.get(metric));
+                    row.insert(v.clone(), value.map_or(serde_json::Value::Null, serde_json::Value::from));
+                }
+                rows.insert(s.clone(), row.into());
+            }
+            out.insert(metric.into(), rows.into());
+        }
+        let mut counts = serde_json::Map::new();
+        for ((s, v), c) in &self.cells {
+            counts.insert(format!("{s}/{v}"), serde_json::json!({"slices": c.slices, "anomalous_slices": c.anomalous_slices}));
+        }
+        out.insert("slices".into(), counts.into());
+        out.insert("backbone".into(), self.backbone.clone().into());
+        out.insert("prompt".into(), self.prompt.clone().into());
+        out.insert("cases".into(), self.cases.into());
+        out.into()
+    }
+
+    /// One line per sequence x view with every metric.
+    pub fn to_csv(&self) -> String {
+        let mut out = format!("sequence,view,slices,anomalous_slices,{}\n", METRICS.join(","));
+        for ((s, v), c) in &self.cells {
+            let values: Vec<String> = METRICS.iter().map(|m| c.get(m).map_or(String::new(), |x| format!("{x:.6}"))).collect();
+            out.push_str(&format!("{s},{v},{},{},{}\n", c.slices, c.anomalous_slices, values.join(",")));
+        }
+        out
+    }
+
+    /// The published table for one metric: rows sequences, columns views, percentages.
+    pub fn table(&self, metric: &str) -> String {
+        let mut out = format!("{metric:<10}");
+        for v in &self.views {
+            out.push_str(&format!("{v:>10}"));
+        }
+        out.push('\n');
+        for s in &self.sequences {
+            out.push_str(&format!("{:<10}", s.to_uppercase()));
+            for v in &self.views {
+                let value = self.cells.get(&(s.clone(), v.clone())).and_then(|c| c.get(metric));
+                out.push_str(&value.map_or(format!("{:>10}", "-"), |x| format!("{:>10.2}", 100.0 * x)));
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Progress of an evaluation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalProgress {
+    /// Cases done.
+    pub done: usize,
+    /// Cases in total.
+    pub total: usize,
+    /// The case being mapped.
+    pub case: String,
+}
+
+/// Evaluation failures.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct EvalError(pub String);
+
+#[derive(Default)]
+struct Pool {
+    scores: Vec<f32>,
+    truth: Vec<bool>,
+    brain_scores: Vec<f32>,
+    brain_truth: Vec<bool>,
+    image_scores: Vec<f32>,
+    image_truth: Vec<bool>,
+    maps: Vec<(Vec<f32>, Vec<bool>, usize)>,
+}
+
+/// Runs the evaluation; `progress` is called per case; `cancel` stops between cases.
+pub fn evaluate(request: &EvalRequest, mut progress: impl FnMut(EvalProgress), cancel: &AtomicBool) -> Result<EvalReport, EvalError> {
+    let err = |e: &dyn std::fmt::Display| EvalError(e.to_string());
+    let chosen = choose(request.device).map_err(|e| err(&e))?;
+    let clip = Clip::load(&request.model, &chosen.device).map_err(|e| err(&e))?;
+    let model = match &request.prompt {
+        Some(path) => AnomalyModel::trained(clip, path).map_err(|e| err(&e))?,
+        None => {
+            let layers = default_layers(clip.model.vision_layers());
+            AnomalyModel::zero_shot(clip, layers, ZeroShotPrompts::default()).map_err(|e| err(&e))?
+        }
+    };
+    let cases = find_cases(&request.data).map_err(|e| err(&e))?;
+    let dataset = DatasetConfig {
+        sequences: request.sequences.clone(),
+        views: request.views.clone(),
+        min_brain_fraction: request.min_brain_fraction,
+        max_slices: request.max_slices,
+    };
+    let mut pools: BTreeMap<(String, String), Pool> = BTreeMap::new();
+    for (i, case) in cases.iter().enumerate() {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(EvalError("evaluation cancelled".into()));
+        }
+        progress(EvalProgress { done: i, total: cases.len(), case: case.display().to_string() });
+        let study = Study::load_folder(case).map_err(|e| err(&e))?;
+        let slices = slices_of(&study, &dataset);
+        for chunk in slices.chunks(request.batch_size.max(1)) {
+            let images: Vec<SliceImage<'_>> = chunk
+                .iter()
+                .map(|s| SliceImage { values: &s.image, width: s.width, height: s.height, pixel_spacing_mm: s.pixel_spacing_mm })
+                .collect();
+            let maps = model.map(&images).map_err(|e| err(&e))?;
+            for (s, m) in chunk.iter().zip(maps) {
+                let key = (s.sequence.label().to_lowercase(), s.view.name().to_string());
+                let pool = pools.entry(key).or_default();
+                let truth: Vec<bool> = s.mask.iter().map(|&v| v > 0).collect();
+                for ((&score, &t), &v) in m.scores.iter().zip(&truth).zip(&s.image) {
+                    if v > 0.0 {
+                        pool.brain_scores.push(score);
+                        pool.brain_truth.push(t);
+                    }
+                }
+                pool.scores.extend_from_slice(&m.scores);
+                pool.truth.extend_from_slice(&truth);
+                pool.image_scores.push(m.image_score);
+                pool.image_truth.push(s.is_anomalous());
+                pool.maps.push((m.scores, truth, s.width));
+            }
+        }
+    }
+    progress(EvalProgress { done: cases.len(), total: cases.len(), case: String::new() });
+    let cells = pools
+        .into_iter()
+        .map(|(key, p)| {
+            let maps: Vec<MapWithMask<'_>> = p.maps.iter().map(|(s, m, w)| MapWithMask { scores: s, mask: m, width: *w }).collect();
+            let metrics = CellMetrics {
+                pixel_auroc: auroc(&p.scores, &p.truth),
+                pixel_auroc_brain: auroc(&p.brain_scores, &p.brain_truth),
+                image_auroc: auroc(&p.image_scores, &p.image_truth),
+                aupro: aupro(&maps, 0.3),
+                pixel_ap: average_precision(&p.scores, &p.truth),
+                best_dice: best_dice(&p.scores, &p.truth).map(|(d, _)| d),
+                slices: p.image_truth.len(),
+                anomalous_slices: p.image_truth.iter().filter(|&&t| t).count(),
+            };
+            (key, metrics)
+        })
+        .collect();
+    Ok(EvalReport {
+        backbone: model.clip.id.name.clone(),
+        prompt: request.prompt.as_ref().map_or("zero-shot".into(), |p| p.display().to_string()),
+        cases: cases.len(),
+        cells,
+        sequences: request.sequences.iter().map(|s| s.label().to_lowercase()).collect(),
+        views: request.views.iter().map(|v| v.name().to_string()).collect(),
+    })
+}
