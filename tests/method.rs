@@ -292,3 +292,30 @@ fn eval_prints_the_table_and_map_writes_nifti_on_the_source_grid() {
     let bad = cue().args(["map", "--model", tiny().to_str().unwrap(), "--out", "x.txt"]).arg(&source).output().unwrap();
     assert!(!bad.status.success());
 }
+
+#[test]
+fn synthetic_lesions_let_training_run_on_normal_volumes_only() {
+    let Some(data) = shared_data("cue train --synthetic") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // One normal brain: the MNI152 template as a T1 case, with no segmentation.
+    let case = dir.path().join("normals/mni");
+    std::fs::create_dir_all(&case).unwrap();
+    std::fs::copy(data.join("templates/mni152-2009a/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"), case.join("t1.nii.gz")).unwrap();
+    let out = dir.path().join("synthetic.bpk");
+    let args = |synthetic: bool| {
+        let mut c = cue();
+        c.args(["train", "--model", tiny().to_str().unwrap(), "--data"]).arg(dir.path().join("normals"));
+        c.args(["--out", out.to_str().unwrap(), "--epochs", "1", "--max-slices", "8", "--context-tokens", "3", "--device", "cpu"]);
+        if synthetic {
+            c.arg("--synthetic");
+        }
+        c
+    };
+    run_ok(&mut args(false));
+    assert_eq!(read_manifest(&out).unwrap().training["anomalous_train_slices"], 0);
+    run_ok(&mut args(true));
+    let manifest = read_manifest(&out).unwrap();
+    let anomalous = manifest.training["anomalous_train_slices"].as_u64().unwrap();
+    assert!(anomalous >= 2, "{}", manifest.training);
+    assert_eq!(manifest.training["config"]["synthetic"], true);
+}
