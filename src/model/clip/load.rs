@@ -110,6 +110,9 @@ impl Clip {
     /// Loads a transformers folder, a safetensors file with a `config.json` beside it, or a
     /// `.bpk` written by [`Clip::save_burnpack`].
     pub fn load(path: &Path, device: &Device) -> Result<Self, ClipLoadError> {
+        if !path.exists() {
+            return Err(ClipLoadError::Missing { what: "CLIP model", path: path.to_path_buf() });
+        }
         if path.extension().is_some_and(|e| e == "bpk") {
             return load_burnpack(path, device);
         }
