@@ -2,6 +2,7 @@
 //! change that state.
 
 pub mod loader;
+pub mod maps;
 pub mod state;
 
 use std::path::PathBuf;
@@ -64,12 +65,15 @@ pub struct CueApp {
     pub loading: Option<LoadJob>,
     /// The last error, shown until dismissed.
     pub message: Option<String>,
+    /// Anomaly maps: the inference worker and what it returned.
+    pub maps: maps::MapState,
     render_state: Option<egui_wgpu::RenderState>,
     next_gpu_id: u64,
     title: String,
     rename_loaded: Option<String>,
     hovered_view: Option<View>,
     dialog: Option<Receiver<Vec<PathBuf>>>,
+    model_dialog: Option<Receiver<(bool, PathBuf)>>,
     screenshot: Option<Receiver<std::sync::Arc<egui::ColorImage>>>,
     screenshot_crop: Option<Rect>,
     view_rects: Vec<(View, Rect)>,
@@ -100,12 +104,14 @@ impl CueApp {
             study: None,
             loading: None,
             message: None,
+            maps: maps::MapState::new(&cc.egui_ctx),
             render_state,
             next_gpu_id: 1,
             title: String::new(),
             rename_loaded: None,
             hovered_view: None,
             dialog: None,
+            model_dialog: None,
             screenshot: None,
             screenshot_crop: None,
             view_rects: Vec::new(),
@@ -114,7 +120,32 @@ impl CueApp {
         if !paths.is_empty() {
             app.open(paths, &cc.egui_ctx);
         }
+        if let Some(clip) = app.settings.model_path.clone() {
+            let prompt = app.settings.prompt_path.clone();
+            app.load_model(clip, prompt, true);
+        }
         app
+    }
+
+    /// Loads a backbone and prompt on the inference worker and remembers the choice; without
+    /// a prompt, the newest compatible one under `weights/` is used, else zero-shot mode.
+    pub fn load_model(&mut self, clip: PathBuf, prompt: Option<PathBuf>, search_weights: bool) {
+        self.settings.model_path = Some(clip.clone());
+        self.settings.prompt_path = prompt.clone();
+        self.maps.load(crate::infer::ModelSpec {
+            clip,
+            prompt,
+            prompt_dir: search_weights.then(maps::default_prompt_dir),
+            device: crate::model::device::DeviceChoice::Auto,
+        });
+    }
+
+    /// The sequences shown in `view` in the current layout.
+    fn sequences_in(&self, view: View) -> Vec<usize> {
+        let (cells, _) = self.cells();
+        let mut out: Vec<usize> = cells.into_iter().filter(|(v, _)| *v == view).map(|(_, s)| s).collect();
+        out.dedup();
+        out
     }
 
     /// Creates the app and opens files with the sequences the user named for them.
@@ -203,6 +234,40 @@ impl CueApp {
                 match spawned {
                     Ok(_) => self.dialog = Some(receiver),
                     Err(e) => self.message = Some(format!("cannot open the file dialog: {e}")),
+                }
+            }
+            Command::LoadModel { clip, prompt, search_weights } => self.load_model(clip, prompt, search_weights),
+            Command::ChooseModelDialog | Command::ChoosePromptDialog => {
+                let model = matches!(command, Command::ChooseModelDialog);
+                let (sender, receiver) = channel();
+                let spawned = std::thread::Builder::new().name("cue-file-dialog".into()).spawn(move || {
+                    let picked = if model {
+                        rfd::FileDialog::new().set_title("Choose a CLIP model folder").pick_folder()
+                    } else {
+                        rfd::FileDialog::new().add_filter("CUE prompt", &["bpk"]).set_title("Choose a trained prompt").pick_file()
+                    };
+                    if let Some(path) = picked {
+                        let _ = sender.send((model, path));
+                    }
+                });
+                match spawned {
+                    Ok(_) => self.model_dialog = Some(receiver),
+                    Err(e) => self.message = Some(format!("cannot open the file dialog: {e}")),
+                }
+            }
+            Command::CancelMapping => self.maps.cancel(),
+            Command::MapSlice(view) | Command::MapWholeView(view) => {
+                let whole = matches!(command, Command::MapWholeView(_));
+                let sequences = self.sequences_in(view);
+                if let Some(study) = &self.study {
+                    if whole {
+                        self.maps.map_view(study, view, &sequences);
+                    } else {
+                        self.maps.map_slice(study, view, &sequences);
+                    }
+                }
+                if let Some(e) = self.maps.error.take() {
+                    self.message = Some(e);
                 }
             }
             Command::SetLayout(layout) => self.settings.layout = layout,
@@ -297,6 +362,9 @@ impl CueApp {
             if i.key_pressed(egui::Key::R) {
                 commands.push(Command::ResetViews);
             }
+            if i.key_pressed(egui::Key::M) {
+                commands.push(if i.modifiers.shift { Command::MapWholeView(view) } else { Command::MapSlice(view) });
+            }
             for (key, view) in [(egui::Key::Num1, View::Axial), (egui::Key::Num2, View::Sagittal), (egui::Key::Num3, View::Coronal)] {
                 if i.key_pressed(key) {
                     commands.push(Command::SetActiveView(view));
@@ -385,8 +453,15 @@ impl CueApp {
             } else {
                 None
             };
+            let slice_index = study.cursor[view.normal_axis()];
+            let overlay = self.maps.map_of(study, *sequence, *view, slice_index).map(|map| {
+                let texture = self.maps.overlay_texture(ui.ctx(), slot, &map, *view, shape, slice_index, &self.settings);
+                view::MapOverlay { texture, map, colormap: self.settings.map_colormap, threshold: self.settings.map_threshold }
+            });
             let spec = view::SliceViewSpec {
                 slot,
+                overlay,
+                map_on_click: self.settings.map_on_click && self.maps.prompt_id().is_some(),
                 view: *view,
                 sequence: *sequence,
                 title: study.study.sequences[*sequence].kind.label(),
@@ -530,6 +605,20 @@ impl eframe::App for CueApp {
             }
         }
         self.upload_volumes();
+        self.maps.poll();
+        if let Some(e) = self.maps.error.take() {
+            self.message = Some(e);
+        }
+        if let Some(receiver) = &self.model_dialog
+            && let Ok((is_model, path)) = receiver.try_recv()
+        {
+            self.model_dialog = None;
+            if is_model {
+                self.load_model(path, None, true);
+            } else if let Some(clip) = self.settings.model_path.clone() {
+                self.load_model(clip, Some(path), false);
+            }
+        }
         self.bench_frame(ctx);
         if let Some(receiver) = &self.dialog
             && let Ok(files) = receiver.try_recv()
@@ -569,6 +658,9 @@ impl eframe::App for CueApp {
         egui::Panel::left("study_panel").default_size(240.0).show(ui, |ui| {
             egui::ScrollArea::vertical().show(ui, |ui| {
                 commands.extend(panels::study_panel_ui(ui, &mut self.settings, self.study.as_mut()));
+                ui.separator();
+                let has_study = self.study.is_some();
+                commands.extend(panels::model_panel_ui(ui, &mut self.settings, &self.maps, has_study));
             });
         });
         if let Some(message) = self.message.clone() {
@@ -593,9 +685,16 @@ impl eframe::App for CueApp {
     }
 }
 
-/// Opens the main window on `files` (each with the sequence the user named, if any).
-pub fn run(files: loader::OpenRequest) -> anyhow::Result<()> {
-    run_window([1400.0, 900.0], move |cc| CueApp::new_with_files(cc, files))
+/// Opens the main window on `files` (each with the sequence the user named, if any), with
+/// `model` (a CLIP folder or .bpk, and a prompt) when given.
+pub fn run(files: loader::OpenRequest, model: Option<(PathBuf, Option<PathBuf>)>) -> anyhow::Result<()> {
+    run_window([1400.0, 900.0], move |cc| {
+        let mut app = CueApp::new_with_files(cc, files);
+        if let Some((clip, prompt)) = model {
+            app.load_model(clip, prompt, true);
+        }
+        app
+    })
 }
 
 /// Opens the main window on the bundled demo case.

@@ -51,6 +51,18 @@ pub struct Settings {
     pub label_opacity: f32,
     /// Most recently opened files and folders, newest first.
     pub recent: Vec<PathBuf>,
+    /// The CLIP backbone (folder or .bpk) last loaded.
+    pub model_path: Option<PathBuf>,
+    /// The trained prompt last chosen (None: newest compatible under weights/, else zero-shot).
+    pub prompt_path: Option<PathBuf>,
+    /// Clicking a slice maps it.
+    pub map_on_click: bool,
+    /// Colormap of anomaly maps.
+    pub map_colormap: crate::render::Colormap,
+    /// Opacity of anomaly maps, 0 to 1.
+    pub map_opacity: f32,
+    /// Map values below this fraction of the slice's range are not drawn.
+    pub map_threshold: f32,
 }
 
 impl Default for Settings {
@@ -63,6 +75,12 @@ impl Default for Settings {
             label_style: LabelStyle::Filled,
             label_opacity: 0.45,
             recent: Vec::new(),
+            model_path: None,
+            prompt_path: None,
+            map_on_click: true,
+            map_colormap: crate::render::Colormap::Inferno,
+            map_opacity: 0.55,
+            map_threshold: 0.5,
         }
     }
 }

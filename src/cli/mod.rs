@@ -32,6 +32,13 @@ enum Command {
         /// NIfTI files (optionally KIND=FILE), or a folder holding one case.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// CLIP backbone for anomaly maps: a transformers folder or a .bpk.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Trained prompt (.bpk); default: the newest compatible one under ./weights, else
+        /// zero-shot text prompts.
+        #[arg(long, requires = "model")]
+        prompt: Option<PathBuf>,
     },
     /// Print a NIfTI file's header: format, shape, datatype, voxel size, affine, axis codes.
     ///
@@ -207,7 +214,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "gui")]
         None => crate::app::run_demo(),
         #[cfg(feature = "gui")]
-        Some(Command::View { paths }) => crate::app::run(paths.into_iter().map(|p| named_sequence(&p)).collect()),
+        Some(Command::View { paths, model, prompt }) => {
+            crate::app::run(paths.into_iter().map(|p| named_sequence(&p)).collect(), model.map(|m| (m, prompt)))
+        }
         #[cfg(not(feature = "gui"))]
         Some(Command::View { .. }) => anyhow::bail!("this build of cue has no desktop app (built without the `gui` feature)"),
         #[cfg(not(feature = "gui"))]

@@ -26,8 +26,10 @@ use crate::volume::View;
 pub struct ModelSpec {
     /// CLIP folder or .bpk.
     pub clip: PathBuf,
-    /// Trained prompt; None: zero-shot.
+    /// Trained prompt; None: the newest compatible one in `prompt_dir`, else zero-shot.
     pub prompt: Option<PathBuf>,
+    /// Where to look for a prompt when none is named.
+    pub prompt_dir: Option<PathBuf>,
     /// Device request.
     pub device: DeviceChoice,
 }
@@ -282,11 +284,16 @@ impl Worker {
     fn load(&mut self, spec: ModelSpec) {
         self.model = None;
         self.emit(InferEvent::Loading { stage: format!("choosing a device ({})", spec.device) });
-        let result = (|| -> Result<(AnomalyModel, String), String> {
+        let result = (|| -> Result<(AnomalyModel, String, Option<PathBuf>), String> {
             let chosen = choose(spec.device).map_err(|e| e.to_string())?;
             self.emit(InferEvent::Loading { stage: format!("loading {}", spec.clip.display()) });
             let clip = Clip::load(&spec.clip, &chosen.device).map_err(|e| e.to_string())?;
-            let model = match &spec.prompt {
+            let prompt = match (&spec.prompt, &spec.prompt_dir) {
+                (Some(p), _) => Some(p.clone()),
+                (None, Some(dir)) => crate::model::trained::newest_compatible(dir, &clip),
+                (None, None) => None,
+            };
+            let model = match &prompt {
                 Some(p) => {
                     self.emit(InferEvent::Loading { stage: format!("loading prompt {}", p.display()) });
                     AnomalyModel::trained(clip, p).map_err(|e| e.to_string())?
@@ -296,11 +303,11 @@ impl Worker {
                     AnomalyModel::zero_shot(clip, layers, ZeroShotPrompts::default()).map_err(|e| e.to_string())?
                 }
             };
-            Ok((model, chosen.description))
+            Ok((model, chosen.description, prompt))
         })();
         match result {
-            Ok((model, device)) => {
-                let prompt = spec.prompt.as_ref().map_or("zero-shot".to_string(), |p| p.display().to_string());
+            Ok((model, device, prompt)) => {
+                let prompt = prompt.map_or("zero-shot".to_string(), |p| p.display().to_string());
                 self.prompt_id = format!("{}@{}", prompt, &model.clip.id.sha256[..12.min(model.clip.id.sha256.len())]);
                 self.emit(InferEvent::Ready { backbone: model.clip.id.name.clone(), prompt, device, prompt_id: self.prompt_id.clone() });
                 self.model = Some(model);

@@ -69,6 +69,25 @@ pub enum Command {
         /// What it is.
         kind: crate::volume::SequenceKind,
     },
+    /// Map the cursor's slice of a view for the sequences shown in it.
+    MapSlice(View),
+    /// Map every slice of a view for the sequences shown, as a job with progress.
+    MapWholeView(View),
+    /// Stop the whole-view mapping.
+    CancelMapping,
+    /// Load a CLIP backbone and prompt.
+    LoadModel {
+        /// Folder or .bpk.
+        clip: PathBuf,
+        /// Trained prompt.
+        prompt: Option<PathBuf>,
+        /// Without a prompt: look for the newest compatible one under weights/ (else zero-shot).
+        search_weights: bool,
+    },
+    /// Ask for a CLIP model folder with the system's dialog.
+    ChooseModelDialog,
+    /// Ask for a trained prompt file with the system's dialog.
+    ChoosePromptDialog,
     /// Save the window, or with `view_only` the first view of the active orientation, as a PNG.
     Screenshot {
         /// Crop to one view.

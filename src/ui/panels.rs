@@ -3,6 +3,7 @@
 use eframe::egui::{self, RichText};
 
 use super::Command;
+use crate::app::maps::{MapState, ModelStatus};
 use crate::app::state::{Layout, Settings, StudyView};
 use crate::render::{Colormap, LabelStyle};
 use crate::volume::{DisplayConvention, View};
@@ -155,10 +156,84 @@ pub fn study_panel_ui(ui: &mut egui::Ui, settings: &mut Settings, study: Option<
         });
         ui.add(egui::Slider::new(&mut settings.label_opacity, 0.0..=1.0).text("Opacity"));
     }
-    ui.separator();
-    ui.label(RichText::new("Model").strong());
-    ui.label("Anomaly maps: not available yet (no model in this build)");
     commands
+}
+
+/// The model panel: backbone, prompt, device and status; choosing them; how maps are drawn;
+/// mapping a whole view.
+pub fn model_panel_ui(ui: &mut egui::Ui, settings: &mut Settings, maps: &MapState, has_study: bool) -> Vec<Command> {
+    let mut commands = Vec::new();
+    ui.label(RichText::new("Model").strong());
+    match &maps.status {
+        ModelStatus::NotLoaded => {
+            ui.label("No model loaded: anomaly maps need a CLIP backbone.");
+            ui.label(RichText::new(weights_hint()).small());
+        }
+        ModelStatus::Loading(stage) => {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label(stage);
+            });
+        }
+        ModelStatus::Ready { backbone, prompt, device, .. } => {
+            ui.label(format!("Backbone: {backbone}"));
+            ui.label(format!("Prompt: {prompt}"));
+            ui.label(format!("Device: {device}"));
+        }
+        ModelStatus::Failed(message) => {
+            ui.label(RichText::new(message).color(ui.visuals().warn_fg_color));
+            ui.label(RichText::new(weights_hint()).small());
+        }
+    }
+    ui.horizontal(|ui| {
+        if ui.button("Choose model…").clicked() {
+            commands.push(Command::ChooseModelDialog);
+        }
+        let loaded = settings.model_path.clone();
+        if ui.add_enabled(loaded.is_some(), egui::Button::new("Choose prompt…")).clicked() {
+            commands.push(Command::ChoosePromptDialog);
+        }
+        if let Some(clip) = loaded
+            && ui.button("Zero-shot").clicked()
+        {
+            commands.push(Command::LoadModel { clip, prompt: None, search_weights: false });
+        }
+    });
+    ui.checkbox(&mut settings.map_on_click, "Map the slice I click (M)");
+    egui::ComboBox::from_label("Map colormap").selected_text(settings.map_colormap.name()).show_ui(ui, |ui| {
+        for c in Colormap::ALL.into_iter().filter(|c| *c != Colormap::Gray) {
+            ui.selectable_value(&mut settings.map_colormap, c, c.name());
+        }
+    });
+    ui.add(egui::Slider::new(&mut settings.map_opacity, 0.0..=1.0).text("Map opacity"));
+    ui.add(egui::Slider::new(&mut settings.map_threshold, 0.0..=1.0).text("Map threshold"));
+    let ready = matches!(maps.status, ModelStatus::Ready { .. });
+    match maps.job {
+        Some(job) => {
+            ui.add(egui::ProgressBar::new(job.done as f32 / job.total.max(1) as f32).text(format!("Mapping {} {}/{}", job.view.name(), job.done, job.total)));
+            if ui.button("Cancel mapping").clicked() {
+                commands.push(Command::CancelMapping);
+            }
+        }
+        None => {
+            if ui.add_enabled(ready && has_study, egui::Button::new("Map whole view")).clicked() {
+                commands.push(Command::MapWholeView(settings.active_view));
+            }
+        }
+    }
+    if let Some(ms) = maps.last_latency_ms {
+        ui.label(RichText::new(format!("Last map: {ms:.0} ms")).small());
+    }
+    commands
+}
+
+fn weights_hint() -> String {
+    let cache = crate::model::weights::hub_cache_dir();
+    format!(
+        "Run `cue weights fetch` to download {} into the Hugging Face cache, or choose a folder with config.json and model.safetensors.\n{}",
+        crate::model::weights::DEFAULT_MODEL,
+        crate::model::weights::manual_hint(&cache, crate::model::weights::DEFAULT_MODEL)
+    )
 }
 
 /// The status bar: cursor voxel, world position, intensities, orientation and zoom.

@@ -9,10 +9,26 @@ use crate::app::state::ViewTransform;
 use crate::render::SliceDraw;
 use crate::volume::{SliceAxes, View};
 
+/// An anomaly map shown over a slice.
+pub struct MapOverlay {
+    /// The map drawn in the displayed orientation with its colormap and threshold.
+    pub texture: egui::TextureId,
+    /// The map (raw scores, image score).
+    pub map: std::sync::Arc<crate::model::mapper::SliceMap>,
+    /// Its colormap, for the colour bar.
+    pub colormap: crate::render::Colormap,
+    /// Fraction of the range below which nothing is drawn.
+    pub threshold: f32,
+}
+
 /// Everything one view needs to draw itself.
 pub struct SliceViewSpec<'a> {
     /// Unique per on-screen view (GPU uniform slot, egui id).
     pub slot: u64,
+    /// The anomaly map of this slice, when computed.
+    pub overlay: Option<MapOverlay>,
+    /// Whether a click asks for this slice's map.
+    pub map_on_click: bool,
     /// The orientation.
     pub view: View,
     /// The sequence shown.
@@ -90,6 +106,10 @@ pub fn slice_view_ui(ui: &mut egui::Ui, rect: Rect, spec: &SliceViewSpec<'_>) ->
         painter.image(texture, image, Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)), Color32::WHITE);
     }
 
+    if let Some(overlay) = &spec.overlay {
+        painter.image(overlay.texture, image, Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)), Color32::WHITE);
+    }
+
     // Crosshair through the centre of the cursor voxel.
     let (width, height) = spec.axes.size(spec.shape);
     let (column, row, slice_index) = spec.axes.pixel_of(spec.shape, spec.cursor);
@@ -120,7 +140,15 @@ pub fn slice_view_ui(ui: &mut egui::Ui, rect: Rect, spec: &SliceViewSpec<'_>) ->
         Color32::from_gray(220),
     );
 
-    if let Some((colormap, window)) = spec.colour_bar {
+    if let Some(overlay) = &spec.overlay {
+        let (low, high) = overlay.map.scores.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        // The bar shows raw scores from the threshold up.
+        let window = crate::volume::WindowLevel::from_range(low + overlay.threshold * (high - low), high);
+        colour_bar_ui(&painter, rect, overlay.colormap, window);
+        // A label, so assistive tools and tests can read it.
+        let text = egui::RichText::new(format!("anomaly score {:.4}", overlay.map.image_score)).color(Color32::from_rgb(255, 170, 60));
+        ui.put(Rect::from_min_size(rect.left_bottom() - Vec2::new(-6.0, 22.0), Vec2::new(200.0, 18.0)), egui::Label::new(text).selectable(false));
+    } else if let Some((colormap, window)) = spec.colour_bar {
         colour_bar_ui(&painter, rect, colormap, window);
     }
 
@@ -132,6 +160,9 @@ pub fn slice_view_ui(ui: &mut egui::Ui, rect: Rect, spec: &SliceViewSpec<'_>) ->
         && let Some(voxel) = pointer.and_then(|p| voxel_at(image, spec, p))
     {
         commands.push(Command::SetCursor(voxel));
+        if spec.map_on_click && response.clicked_by(egui::PointerButton::Primary) {
+            commands.push(Command::MapSlice(spec.view));
+        }
     }
     if response.dragged_by(egui::PointerButton::Middle)
         || (space_down && response.dragged_by(egui::PointerButton::Primary))

@@ -1,0 +1,274 @@
+//! The app's side of anomaly maps: the inference worker, what it reported, the maps received
+//! (kept by [`MapKey`], so revisiting a slice or switching sequences shows them at once) and
+//! their overlay textures.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use eframe::egui;
+
+use crate::infer::{InferEvent, InferRequest, InferWorker, MapItem, MapKey, ModelSpec};
+use crate::model::mapper::SliceMap;
+use crate::render::Colormap;
+use crate::volume::{DisplayConvention, SliceAxes, View, extract_slice};
+
+use super::state::{Settings, StudyView};
+
+/// Where the model stands.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelStatus {
+    /// Nothing chosen.
+    NotLoaded,
+    /// Loading; the stage.
+    Loading(String),
+    /// Ready.
+    Ready {
+        /// Backbone name.
+        backbone: String,
+        /// Prompt file or "zero-shot".
+        prompt: String,
+        /// Device description.
+        device: String,
+        /// The id map keys carry.
+        prompt_id: String,
+    },
+    /// Loading failed.
+    Failed(String),
+}
+
+/// A whole-view mapping in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ViewJob {
+    /// Job id.
+    pub id: u64,
+    /// View mapped.
+    pub view: View,
+    /// Slices done.
+    pub done: usize,
+    /// Slices in all.
+    pub total: usize,
+}
+
+/// Maps and the worker.
+pub struct MapState {
+    worker: InferWorker,
+    /// Model status.
+    pub status: ModelStatus,
+    /// Maps received.
+    pub maps: HashMap<MapKey, Arc<SliceMap>>,
+    /// The running whole-view job.
+    pub job: Option<ViewJob>,
+    /// Request-to-result time of the last computed map, ms.
+    pub last_latency_ms: Option<f64>,
+    /// The last worker error.
+    pub error: Option<String>,
+    next_job: u64,
+    overlays: HashMap<u64, (String, egui::TextureHandle)>,
+}
+
+impl MapState {
+    /// Starts the worker (idle until a model is loaded).
+    pub fn new(ctx: &egui::Context) -> Self {
+        let ctx = ctx.clone();
+        Self {
+            worker: InferWorker::start(move || ctx.request_repaint()),
+            status: ModelStatus::NotLoaded,
+            maps: HashMap::new(),
+            job: None,
+            last_latency_ms: None,
+            error: None,
+            next_job: 1,
+            overlays: HashMap::new(),
+        }
+    }
+
+    /// Loads a backbone and prompt on the worker.
+    pub fn load(&mut self, spec: ModelSpec) {
+        self.status = ModelStatus::Loading(format!("loading {}", spec.clip.display()));
+        self.worker.send(InferRequest::Load(spec));
+    }
+
+    /// Takes the worker's events.
+    pub fn poll(&mut self) {
+        for event in self.worker.poll() {
+            match event {
+                InferEvent::Loading { stage } => self.status = ModelStatus::Loading(stage),
+                InferEvent::Ready { backbone, prompt, device, prompt_id } => {
+                    self.status = ModelStatus::Ready { backbone, prompt, device, prompt_id };
+                    self.error = None;
+                }
+                InferEvent::Map { key, map, latency_ms } => {
+                    if latency_ms > 0.0 {
+                        self.last_latency_ms = Some(latency_ms);
+                    }
+                    self.maps.insert(key, map);
+                }
+                InferEvent::Progress { job, done, total } => {
+                    if let Some(j) = self.job.as_mut().filter(|j| j.id == job) {
+                        j.done = done;
+                        j.total = total;
+                    }
+                }
+                InferEvent::JobDone { job, .. } => {
+                    if self.job.is_some_and(|j| j.id == job) {
+                        self.job = None;
+                    }
+                }
+                InferEvent::Error(message) => {
+                    if matches!(self.status, ModelStatus::Loading(_)) {
+                        self.status = ModelStatus::Failed(message.clone());
+                    }
+                    self.error = Some(message);
+                }
+            }
+        }
+    }
+
+    /// The prompt id of the loaded model.
+    pub fn prompt_id(&self) -> Option<&str> {
+        match &self.status {
+            ModelStatus::Ready { prompt_id, .. } => Some(prompt_id),
+            _ => None,
+        }
+    }
+
+    /// Maps the cursor's slice of `view` for `sequences`.
+    pub fn map_slice(&mut self, study: &StudyView, view: View, sequences: &[usize]) {
+        if self.prompt_id().is_none() {
+            self.error = Some("no model loaded: choose a CLIP model in the Model panel (or cue view --model DIR)".into());
+            return;
+        }
+        let slice_index = study.cursor[view.normal_axis()];
+        let items: Vec<MapItem> = sequences.iter().filter_map(|&s| item(study, s, view, slice_index)).collect();
+        self.worker.send(InferRequest::MapSlices { view, items });
+    }
+
+    /// Maps every slice of `view` for `sequences` as a job.
+    pub fn map_view(&mut self, study: &StudyView, view: View, sequences: &[usize]) {
+        if self.prompt_id().is_none() {
+            self.error = Some("no model loaded: choose a CLIP model in the Model panel (or cue view --model DIR)".into());
+            return;
+        }
+        let count = study.study.shape()[view.normal_axis()];
+        // Nearest the cursor first, so what the user looks at comes back first.
+        let cursor = study.cursor[view.normal_axis()] as i64;
+        let mut order: Vec<usize> = (0..count).collect();
+        order.sort_by_key(|&k| (k as i64 - cursor).abs());
+        let items: Vec<MapItem> =
+            order.iter().flat_map(|&k| sequences.iter().filter_map(move |&s| item(study, s, view, k))).collect();
+        let id = self.next_job;
+        self.next_job += 1;
+        self.job = Some(ViewJob { id, view, done: 0, total: items.len() });
+        self.worker.send(InferRequest::MapView { job: id, view, items });
+    }
+
+    /// Stops the running whole-view job.
+    pub fn cancel(&mut self) {
+        if let Some(job) = self.job.take() {
+            self.worker.send(InferRequest::Cancel { job: job.id });
+        }
+    }
+
+    /// The map of a sequence's slice, if received.
+    pub fn map_of(&self, study: &StudyView, sequence: usize, view: View, slice_index: usize) -> Option<Arc<SliceMap>> {
+        let key = MapKey {
+            sequence: study.study.sequences[sequence].kind.label().to_string(),
+            view,
+            slice_index,
+            prompt_id: self.prompt_id()?.to_string(),
+        };
+        self.maps.get(&key).cloned()
+    }
+
+    /// The overlay texture for view slot `slot`: the map in the displayed orientation, the
+    /// chosen colormap, values under the threshold (of the slice's min-max range) clear.
+    pub fn overlay_texture(
+        &mut self,
+        ctx: &egui::Context,
+        slot: u64,
+        map: &SliceMap,
+        view: View,
+        shape: [usize; 3],
+        slice_index: usize,
+        settings: &Settings,
+    ) -> egui::TextureId {
+        let key = format!(
+            "{:p}/{view:?}/{slice_index}/{:?}/{:?}/{}/{}",
+            map.scores.as_ptr(),
+            settings.convention,
+            settings.map_colormap,
+            settings.map_opacity,
+            settings.map_threshold
+        );
+        if let Some((k, texture)) = self.overlays.get(&slot)
+            && *k == key
+        {
+            return texture.id();
+        }
+        let image = overlay_image(map, view, shape, slice_index, settings.convention, settings.map_colormap, settings.map_opacity, settings.map_threshold);
+        let texture = ctx.load_texture(format!("cue map {slot}"), image, egui::TextureOptions::LINEAR);
+        let id = texture.id();
+        self.overlays.insert(slot, (key, texture));
+        id
+    }
+}
+
+/// The model's input for one slice: cut in radiological orientation (the model always sees the
+/// same orientation whatever the display), windowed to [0, 1] with the automatic window.
+fn item(study: &StudyView, sequence: usize, view: View, slice_index: usize) -> Option<MapItem> {
+    let s = &study.study.sequences[sequence];
+    if s.kind.is_label() {
+        return None;
+    }
+    let window = study.sequences[sequence].auto_window;
+    let slice = extract_slice(&s.volume.data, s.volume.shape, s.volume.voxel_size_mm(), view, slice_index, DisplayConvention::Radiological).ok()?;
+    Some(MapItem {
+        sequence: s.kind.label().to_string(),
+        slice_index,
+        values: slice.pixels.iter().map(|v| window.apply(*v)).collect(),
+        width: slice.width,
+        height: slice.height,
+        pixel_spacing_mm: slice.pixel_spacing_mm,
+    })
+}
+
+/// The map as an RGBA image in the displayed orientation.
+#[allow(clippy::too_many_arguments)]
+pub fn overlay_image(
+    map: &SliceMap,
+    view: View,
+    shape: [usize; 3],
+    slice_index: usize,
+    convention: DisplayConvention,
+    colormap: Colormap,
+    opacity: f32,
+    threshold: f32,
+) -> egui::ColorImage {
+    let (low, high) = map.scores.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+    let range = (high - low).max(1e-12);
+    let shown = SliceAxes::new(view, convention);
+    let model = SliceAxes::new(view, DisplayConvention::Radiological);
+    let (width, height) = shown.size(shape);
+    let mut pixels = Vec::with_capacity(width * height);
+    for row in 0..height {
+        for column in 0..width {
+            let voxel = shown.voxel_at(shape, slice_index, column, row);
+            let (c, r, _) = model.pixel_of(shape, voxel);
+            let t = map.scores.get(r * map.width + c).map_or(0.0, |v| (v - low) / range);
+            if t < threshold {
+                pixels.push(egui::Color32::TRANSPARENT);
+            } else {
+                let [red, green, blue] = colormap.rgb(t);
+                pixels.push(egui::Color32::from_rgba_unmultiplied(red, green, blue, (opacity * 255.0) as u8));
+            }
+        }
+    }
+    egui::ColorImage::new([width, height], pixels)
+}
+
+/// The prompt `cue view` uses without `--prompt`: the newest `.bpk` under `weights/` in the
+/// working directory (the worker checks its backbone when loading; zero-shot otherwise).
+pub fn default_prompt_dir() -> PathBuf {
+    std::env::current_dir().unwrap_or_default().join("weights")
+}

@@ -1,0 +1,105 @@
+//! Anomaly maps in the viewer (egui_kittest, tiny random-init CLIP): pressing M or clicking
+//! maps the slice of every sequence shown, the overlay and score appear, switching sequences
+//! reuses maps already computed, and mapping a whole view reports progress and can be
+//! cancelled.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use burn::tensor::Device;
+use common::shared_data;
+use cue::app::CueApp;
+use cue::app::maps::ModelStatus;
+use cue::app::state::Layout;
+use cue::model::clip::Clip;
+use cue::model::prompt::PromptConfig;
+use cue::model::trained::{FORMAT, PromptManifest, PromptModel, save_prompt};
+use cue::ui::Command;
+use cue::volume::View;
+use eframe::egui;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+
+fn tiny() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/clip/tiny")
+}
+
+fn prompt_file(dir: &std::path::Path) -> PathBuf {
+    let device = Device::flex();
+    let clip = Clip::load(&tiny(), &device).unwrap();
+    let config = PromptConfig { context_tokens: 3, shared_context: true };
+    let manifest = PromptManifest {
+        format: FORMAT.into(),
+        backbone: clip.id.name.clone(),
+        backbone_sha256: clip.id.sha256.clone(),
+        layers: vec![1, 2, 3],
+        prompt: config.clone(),
+        temperature: 0.07,
+        preprocessing: String::new(),
+        training: serde_json::Value::Null,
+        metrics: serde_json::Value::Null,
+        epochs_done: 1,
+        code_version: String::new(),
+    };
+    let path = dir.join("p.bpk");
+    save_prompt(&PromptModel::new(&clip, &config, &device), &manifest, &path).unwrap();
+    path
+}
+
+fn step_until(harness: &mut Harness<'_, CueApp>, what: &str, done: impl Fn(&CueApp) -> bool) {
+    let start = Instant::now();
+    while !done(harness.state()) {
+        assert!(start.elapsed() < Duration::from_secs(120), "{what} did not happen; model status {:?}", harness.state().maps.status);
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn maps_appear_over_slices_are_reused_and_whole_views_can_be_cancelled() {
+    let Some(data) = shared_data("maps in the viewer") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let prompt = prompt_file(dir.path());
+    let case = data.join("cases/brats-sample");
+    let mut harness = Harness::builder().with_size([1100.0, 700.0]).wgpu().build_eframe(move |cc| CueApp::new(cc, vec![case.clone()]));
+    step_until(&mut harness, "loading", |app| !app.is_loading() && app.study.is_some());
+    harness.state_mut().load_model(tiny(), Some(prompt), false);
+    step_until(&mut harness, "model ready", |app| matches!(app.maps.status, ModelStatus::Ready { .. }));
+    harness.get_by_label_contains("Prompt: ");
+
+    // Compare layout, axial: M maps the cursor's slice of the four visible sequences.
+    harness.state_mut().settings.layout = Layout::Compare;
+    harness.remove_cursor();
+    harness.run_steps(2);
+    harness.key_press(egui::Key::M);
+    step_until(&mut harness, "four maps", |app| app.maps.maps.len() >= 4);
+    harness.run_steps(3);
+    assert!(harness.get_all_by_label_contains("anomaly score").count() >= 4, "no score shown");
+    assert!(harness.state().maps.last_latency_ms.is_some());
+
+    // Ortho on another sequence: its axial map is shown from what was computed, no new work.
+    let before = harness.state().maps.maps.len();
+    harness.state_mut().settings.layout = Layout::Ortho;
+    let study_view = harness.state().study.as_ref().unwrap();
+    let flair = (0..study_view.study.sequences.len()).find(|&i| study_view.study.sequences[i].kind.label() == "FLAIR").unwrap();
+    harness.state_mut().apply(Command::SelectSequence(flair), &egui::Context::default());
+    harness.run_steps(3);
+    assert_eq!(harness.get_all_by_label_contains("anomaly score").count(), 1, "the cached axial map of FLAIR is not shown");
+    assert_eq!(harness.state().maps.maps.len(), before);
+
+    // A whole coronal view: progress, then cancel mid-way.
+    harness.state_mut().apply(Command::MapWholeView(View::Coronal), &egui::Context::default());
+    step_until(&mut harness, "progress", |app| app.maps.job.is_some_and(|j| j.done > 0));
+    let total = harness.state().maps.job.unwrap().total;
+    harness.run_steps(1);
+    harness.get_by_label("Cancel mapping");
+    harness.state_mut().apply(Command::CancelMapping, &egui::Context::default());
+    harness.run_steps(2);
+    assert!(harness.state().maps.job.is_none(), "still mapping after cancel");
+    std::thread::sleep(Duration::from_millis(300));
+    harness.run_steps(2);
+    let coronal = harness.state().maps.maps.keys().filter(|k| k.view == View::Coronal).count();
+    assert!(coronal > 0 && coronal < total, "{coronal} of {total} coronal maps");
+}
