@@ -51,6 +51,28 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The method at a preset's shapes (random weights): one slice map, and one training step
+    /// with and without the frozen-feature cache.
+    Method {
+        /// Preset whose shapes to use.
+        #[arg(long, default_value = "ViT-L/14")]
+        preset: String,
+        /// Slices per training step.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Timed repetitions (after one warm-up); the median is reported.
+        #[arg(long, default_value_t = 2)]
+        repeat: usize,
+        /// Context tokens N.
+        #[arg(long, default_value_t = 32)]
+        context_tokens: usize,
+        /// auto, gpu or cpu.
+        #[arg(long, default_value_t = crate::model::device::DeviceChoice::Cpu)]
+        device: crate::model::device::DeviceChoice,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Frame time of the Grid layout (every sequence x three orientations) while stepping one
     /// slice per frame, in a real window; prints one JSON line and closes. Under Xvfb use a
     /// screen of at least the window's size.
@@ -73,6 +95,9 @@ pub enum BenchCommand {
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Load { files, repeat, sequential, json } => load(files, repeat.max(1), sequential, json),
+        BenchCommand::Method { preset, batch, repeat, context_tokens, device, json } => {
+            super::method::bench_method(&preset, batch.max(1), repeat.max(1), context_tokens, device, json)
+        }
         BenchCommand::Clip { model, preset, batch, repeat, device, json } => {
             super::clip::bench(model, &preset, &batch, repeat.max(1), device, json)
         }
