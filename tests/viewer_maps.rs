@@ -103,3 +103,50 @@ fn maps_appear_over_slices_are_reused_and_whole_views_can_be_cancelled() {
     let coronal = harness.state().maps.maps.keys().filter(|k| k.view == View::Coronal).count();
     assert!(coronal > 0 && coronal < total, "{coronal} of {total} coronal maps");
 }
+
+#[test]
+fn the_training_tab_trains_and_the_evaluation_tab_fills_its_table() {
+    let Some(data) = shared_data("training and evaluation tabs") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tab.bpk");
+    let mut harness = Harness::builder().with_size([1100.0, 900.0]).wgpu().build_eframe(|cc| CueApp::new(cc, Vec::new()));
+    {
+        let app = harness.state_mut();
+        app.settings.model_path = Some(tiny());
+        app.training.data = data.join("cases/brats-sample").display().to_string();
+        app.training.out = out.display().to_string();
+        app.training.config.epochs = 2;
+        app.training.config.max_slices = 6;
+        app.training.config.context_tokens = 3;
+        app.training.config.device = cue::model::device::DeviceChoice::Cpu;
+    }
+    harness.state_mut().apply(Command::SetTab(cue::app::tabs::Tab::Training), &egui::Context::default());
+    harness.run_steps(2);
+    harness.get_by_label("Start training").click();
+    harness.run_steps(1);
+    assert!(harness.state().training.is_running(), "training did not start");
+    step_until(&mut harness, "training to finish", |app| !app.training.is_running());
+    let tab = &harness.state().training;
+    assert!(tab.losses.len() >= 2, "the loss plot got {} points; log {:?}", tab.losses.len(), tab.log);
+    assert_eq!(tab.finished.as_deref(), Some(out.as_path()), "{:?}", tab.log);
+    harness.run_steps(2);
+    harness.get_by_label("Use this prompt in the viewer").click();
+    harness.run_steps(1);
+    step_until(&mut harness, "the new prompt to load", |app| matches!(&app.maps.status, ModelStatus::Ready { prompt, .. } if prompt.ends_with("tab.bpk")));
+
+    harness.state_mut().apply(Command::SetTab(cue::app::tabs::Tab::Evaluation), &egui::Context::default());
+    {
+        let app = harness.state_mut();
+        app.evaluation.data = data.join("cases/brats-sample").display().to_string();
+        app.evaluation.max_slices = 2;
+        app.evaluation.views = vec!["axial".into()];
+    }
+    harness.run_steps(2);
+    harness.get_by_label("Run evaluation").click();
+    harness.run_steps(1);
+    step_until(&mut harness, "evaluation to finish", |app| !app.evaluation.is_running());
+    harness.run_steps(2);
+    let report = harness.state().evaluation.report.as_ref().unwrap_or_else(|| panic!("no report: {}", harness.state().evaluation.status));
+    assert_eq!(report.cells.len(), 4);
+    assert!(harness.get_all_by_label("FLAIR").count() >= 1);
+}

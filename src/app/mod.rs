@@ -4,6 +4,7 @@
 pub mod loader;
 pub mod maps;
 pub mod state;
+pub mod tabs;
 
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, channel};
@@ -67,6 +68,10 @@ pub struct CueApp {
     pub message: Option<String>,
     /// Anomaly maps: the inference worker and what it returned.
     pub maps: maps::MapState,
+    /// The Training tab.
+    pub training: tabs::TrainingTab,
+    /// The Evaluation tab.
+    pub evaluation: tabs::EvaluationTab,
     render_state: Option<egui_wgpu::RenderState>,
     next_gpu_id: u64,
     title: String,
@@ -105,6 +110,8 @@ impl CueApp {
             loading: None,
             message: None,
             maps: maps::MapState::new(&cc.egui_ctx),
+            training: Default::default(),
+            evaluation: Default::default(),
             render_state,
             next_gpu_id: 1,
             title: String::new(),
@@ -271,6 +278,7 @@ impl CueApp {
                 }
             }
             Command::SetLayout(layout) => self.settings.layout = layout,
+            Command::SetTab(tab) => self.settings.tab = tab,
             Command::SetActiveView(view) => self.settings.active_view = view,
             Command::ToggleConvention => {
                 self.settings.convention = match self.settings.convention {
@@ -606,6 +614,8 @@ impl eframe::App for CueApp {
         }
         self.upload_volumes();
         self.maps.poll();
+        self.training.poll();
+        self.evaluation.poll();
         if let Some(e) = self.maps.error.take() {
             self.message = Some(e);
         }
@@ -673,7 +683,17 @@ impl eframe::App for CueApp {
                 });
             });
         }
-        egui::CentralPanel::default_margins().show(ui, |ui| commands.extend(self.views_ui(ui)));
+        egui::CentralPanel::default_margins().show(ui, |ui| match self.settings.tab {
+            tabs::Tab::Viewer => commands.extend(self.views_ui(ui)),
+            tabs::Tab::Training => {
+                let model = self.settings.model_path.clone();
+                egui::ScrollArea::vertical().show(ui, |ui| commands.extend(tabs::training_ui(ui, &mut self.training, model.as_ref())));
+            }
+            tabs::Tab::Evaluation => {
+                let (model, prompt) = (self.settings.model_path.clone(), self.settings.prompt_path.clone());
+                egui::ScrollArea::vertical().show(ui, |ui| tabs::evaluation_ui(ui, &mut self.evaluation, model.as_ref(), prompt.as_ref()));
+            }
+        });
         commands.extend(self.keyboard_commands(&ctx));
         for command in commands {
             self.apply(command, &ctx);

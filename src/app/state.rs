@@ -63,6 +63,8 @@ pub struct Settings {
     pub map_opacity: f32,
     /// Map values below this fraction of the slice's range are not drawn.
     pub map_threshold: f32,
+    /// The page shown.
+    pub tab: super::tabs::Tab,
 }
 
 impl Default for Settings {
@@ -81,6 +83,7 @@ impl Default for Settings {
             map_colormap: crate::render::Colormap::Inferno,
             map_opacity: 0.55,
             map_threshold: 0.5,
+            tab: super::tabs::Tab::Viewer,
         }
     }
 }

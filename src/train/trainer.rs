@@ -420,6 +420,16 @@ fn validate(model: &PromptModel, clip: &Clip, prepared: &[Prepared], cache: &mut
 
 /// Runs training; events go to `events`, `cancel` stops it between steps.
 pub fn train(request: &TrainRequest, events: &Sender<TrainEvent>, cancel: &AtomicBool) -> Result<TrainOutcome, TrainError> {
+    train_with_pause(request, events, cancel, &AtomicBool::new(false))
+}
+
+/// [`train`], holding between steps while `pause` is set.
+pub fn train_with_pause(
+    request: &TrainRequest,
+    events: &Sender<TrainEvent>,
+    cancel: &AtomicBool,
+    pause: &AtomicBool,
+) -> Result<TrainOutcome, TrainError> {
     let config = &request.config;
     if config.batch_size == 0 || config.epochs == 0 {
         return Err(TrainError::Config("epochs and batch_size must be at least 1".into()));
@@ -487,6 +497,9 @@ pub fn train(request: &TrainRequest, events: &Sender<TrainEvent>, cancel: &Atomi
         }
         let mut loss_sum = 0.0;
         for (step, chunk) in order.chunks(config.batch_size).enumerate() {
+            while pause.load(Ordering::Relaxed) && !cancel.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
             if cancel.load(Ordering::Relaxed) {
                 return Ok(TrainOutcome::Cancelled { epochs_done: epoch });
             }

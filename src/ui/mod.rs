@@ -69,6 +69,8 @@ pub enum Command {
         /// What it is.
         kind: crate::volume::SequenceKind,
     },
+    /// Show the viewer, the Training or the Evaluation tab.
+    SetTab(crate::app::tabs::Tab),
     /// Map the cursor's slice of a view for the sequences shown in it.
     MapSlice(View),
     /// Map every slice of a view for the sequences shown, as a job with progress.

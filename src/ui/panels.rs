@@ -4,6 +4,7 @@ use eframe::egui::{self, RichText};
 
 use super::Command;
 use crate::app::maps::{MapState, ModelStatus};
+use crate::app::tabs::Tab;
 use crate::app::state::{Layout, Settings, StudyView};
 use crate::render::{Colormap, LabelStyle};
 use crate::volume::{DisplayConvention, View};
@@ -64,7 +65,14 @@ pub fn top_bar_ui(ui: &mut egui::Ui, settings: &Settings) -> Vec<Command> {
             ui.label("Middle-drag or Space+drag: pan");
             ui.label("Right-drag: window (horizontal) and level (vertical)");
             ui.label("1 / 2 / 3: axial / sagittal / coronal · R: reset view");
+            ui.label("M: anomaly map of the hovered view's slice · Shift+M: the whole view");
         });
+        ui.separator();
+        for (tab, name) in [(Tab::Viewer, "Viewer"), (Tab::Training, "Training"), (Tab::Evaluation, "Evaluation")] {
+            if ui.selectable_label(settings.tab == tab, name).clicked() {
+                commands.push(Command::SetTab(tab));
+            }
+        }
         ui.separator();
         for layout in Layout::ALL {
             let selected = settings.layout == layout;
