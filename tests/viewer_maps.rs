@@ -102,6 +102,17 @@ fn maps_appear_over_slices_are_reused_and_whole_views_can_be_cancelled() {
     harness.run_steps(2);
     let coronal = harness.state().maps.maps.keys().filter(|k| k.view == View::Coronal).count();
     assert!(coronal > 0 && coronal < total, "{coronal} of {total} coronal maps");
+
+    // What "Export map volume" writes: the coronal maps of T1 on the study's grid.
+    let app = harness.state();
+    let study = app.study.as_ref().unwrap();
+    let (volume, slices) = app.maps.map_volume(study, 0, View::Coronal);
+    let t1_maps = app.maps.maps.keys().filter(|k| k.view == View::Coronal && k.sequence == "T1").count();
+    assert_eq!(slices, t1_maps);
+    let shape = study.study.shape();
+    let filled: std::collections::BTreeSet<usize> =
+        volume.iter().enumerate().filter(|(_, v)| **v != 0.0).map(|(i, _)| (i / shape[0]) % shape[1]).collect();
+    assert_eq!(filled.len(), slices, "one coronal plane (constant j) per mapped slice");
 }
 
 #[test]

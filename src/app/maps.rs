@@ -214,6 +214,32 @@ impl MapState {
     }
 }
 
+impl MapState {
+    /// The maps computed for one sequence and view, as a volume on the study's canonical grid
+    /// (zero where no slice was mapped), and how many slices it holds.
+    pub fn map_volume(&self, study: &StudyView, sequence: usize, view: View) -> (Vec<f32>, usize) {
+        let shape = study.study.shape();
+        let mut data = vec![0f32; shape.iter().product()];
+        let Some(prompt_id) = self.prompt_id() else { return (data, 0) };
+        let label = study.study.sequences[sequence].kind.label();
+        let axes = SliceAxes::new(view, DisplayConvention::Radiological);
+        let mut slices = 0;
+        for (key, map) in &self.maps {
+            if key.view != view || key.sequence != label || key.prompt_id != prompt_id {
+                continue;
+            }
+            slices += 1;
+            for row in 0..map.height {
+                for column in 0..map.width {
+                    let [i, j, k] = axes.voxel_at(shape, key.slice_index, column, row);
+                    data[i + shape[0] * (j + shape[1] * k)] = map.scores[row * map.width + column];
+                }
+            }
+        }
+        (data, slices)
+    }
+}
+
 /// The model's input for one slice: cut in radiological orientation (the model always sees the
 /// same orientation whatever the display), windowed to [0, 1] with the automatic window.
 fn item(study: &StudyView, sequence: usize, view: View, slice_index: usize) -> Option<MapItem> {

@@ -79,6 +79,7 @@ pub struct CueApp {
     hovered_view: Option<View>,
     dialog: Option<Receiver<Vec<PathBuf>>>,
     model_dialog: Option<Receiver<(bool, PathBuf)>>,
+    export: Option<Receiver<String>>,
     screenshot: Option<Receiver<std::sync::Arc<egui::ColorImage>>>,
     screenshot_crop: Option<Rect>,
     view_rects: Vec<(View, Rect)>,
@@ -119,6 +120,7 @@ impl CueApp {
             hovered_view: None,
             dialog: None,
             model_dialog: None,
+            export: None,
             screenshot: None,
             screenshot_crop: None,
             view_rects: Vec::new(),
@@ -263,6 +265,35 @@ impl CueApp {
                 }
             }
             Command::CancelMapping => self.maps.cancel(),
+            Command::ExportMapVolume => {
+                let Some(study) = &self.study else { return };
+                let view = self.settings.active_view;
+                let sequence = self.sequences_in(view).first().copied().unwrap_or(study.selected);
+                let (data, slices) = self.maps.map_volume(study, sequence, view);
+                if slices == 0 {
+                    self.message = Some(format!("no {} maps of {} to export yet", view.name(), study.study.sequences[sequence].kind.label()));
+                    return;
+                }
+                let shape = study.study.shape();
+                let affine = study.study.world_from_voxel();
+                let name = format!("{}-{}-{}-map.nii.gz", study.study.name, study.study.sequences[sequence].kind.label(), view.name());
+                let (sender, receiver) = channel();
+                let wake = ctx.clone();
+                let spawned = std::thread::Builder::new().name("cue-export".into()).spawn(move || {
+                    let Some(path) = rfd::FileDialog::new().set_file_name(name).save_file() else { return };
+                    let options = crate::volume::WriteOptions { descrip: format!("CUE anomaly map ({})", view.name()), ..Default::default() };
+                    let result = crate::volume::write_nifti1(&path, &shape, &crate::volume::VoxelData::F32(data), &affine, &options);
+                    let _ = sender.send(match result {
+                        Ok(()) => format!("Saved {slices} mapped slices: {}", path.display()),
+                        Err(e) => e.to_string(),
+                    });
+                    wake.request_repaint();
+                });
+                match spawned {
+                    Ok(_) => self.export = Some(receiver),
+                    Err(e) => self.message = Some(format!("cannot start the export: {e}")),
+                }
+            }
             Command::MapSlice(view) | Command::MapWholeView(view) => {
                 let whole = matches!(command, Command::MapWholeView(_));
                 let sequences = self.sequences_in(view);
@@ -615,6 +646,12 @@ impl eframe::App for CueApp {
         self.upload_volumes();
         self.maps.poll();
         self.training.poll();
+        if let Some(receiver) = &self.export
+            && let Ok(message) = receiver.try_recv()
+        {
+            self.export = None;
+            self.message = Some(message);
+        }
         self.evaluation.poll();
         if let Some(e) = self.maps.error.take() {
             self.message = Some(e);

@@ -229,6 +229,12 @@ pub fn model_panel_ui(ui: &mut egui::Ui, settings: &mut Settings, maps: &MapStat
             }
         }
     }
+    if ui.add_enabled(!maps.maps.is_empty() && has_study, egui::Button::new("Export map volume (NIfTI)…"))
+        .on_hover_text("The maps of the shown sequence and active view as raw scores on the study's grid; Shift+F12 saves the view with its overlay and colour bar as PNG")
+        .clicked()
+    {
+        commands.push(Command::ExportMapVolume);
+    }
     if let Some(ms) = maps.last_latency_ms {
         ui.label(RichText::new(format!("Last map: {ms:.0} ms")).small());
     }
