@@ -47,6 +47,15 @@ def main():
     flat = (torch.arange(3 * size * size) % 97).float() / 97.0 - 0.5
     vision = []
     with torch.inference_mode():
+        m, k, n = 8 * 257, config.vision_config.hidden_size, config.vision_config.intermediate_size
+        a, b = torch.ones(m, k), torch.ones(k, n)
+        times = []
+        for run in range(args.repeat + 1):
+            start = time.perf_counter()
+            (a @ b)[0, 0].item()
+            if run > 0:
+                times.append(time.perf_counter() - start)
+        matmul_gflops = 2.0 * m * k * n / statistics.median(times) / 1e9
         for batch in [int(b) for b in args.batch.split(",")]:
             pixels = flat.reshape(1, 3, size, size).expand(batch, -1, -1, -1).contiguous()
             times = []
@@ -73,6 +82,7 @@ def main():
         "threads": torch.get_num_threads(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "build_s": build_s,
+        "matmul_gflops": matmul_gflops,
         "vision_median_s": vision,
         "text_median_s": statistics.median(times),
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,

@@ -68,6 +68,20 @@ CONFIGS = {
         tokens=[[498, 11, 12, 13, 499, 1, 1], [498, 40, 41, 499, 1, 1, 1]],
         interpolate=[42, 24],
     ),
+    # ViT-L/14 exactly (24 + 12 blocks), random weights with the real key names: for the
+    # Burnpack load-time and memory benchmark (`--weights-only`; 1.7 GB).
+    "vitl14-full": dict(
+        seed=4,
+        text=dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                  num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
+                  layer_norm_eps=1e-5, bos_token_id=49406, eos_token_id=49407, pad_token_id=1),
+        vision=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                    num_attention_heads=16, image_size=224, patch_size=14, num_channels=3,
+                    hidden_act="quick_gelu", layer_norm_eps=1e-5),
+        projection_dim=768,
+        tokens=[[49406, 320, 1125, 49407]],
+        interpolate=None,
+    ),
     # ViT-L/14's widths, heads, patch and image size, vocabulary and context; fewer layers.
     "vitl14-shallow": dict(
         seed=3,
@@ -169,7 +183,7 @@ def save_openai_layout(model, out_dir, source_dir):
         f.write(config)
 
 
-def build(name, out_dir):
+def build(name, out_dir, weights_only=False):
     spec = CONFIGS[name]
     torch.manual_seed(spec["seed"])
     config = CLIPConfig(text_config=spec["text"], vision_config=spec["vision"],
@@ -178,6 +192,9 @@ def build(name, out_dir):
     perturb(model, spec["seed"])
     os.makedirs(out_dir, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
+    if weights_only:
+        print(f"{name}: {out_dir} (weights only)")
+        return
 
     size = spec["vision"]["image_size"]
     grey = grey_image(size, size, spec["seed"])
@@ -212,13 +229,15 @@ def build(name, out_dir):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", action="append", choices=sorted(CONFIGS))
+    parser.add_argument("--weights-only", action="store_true",
+                        help="save the checkpoint without computing reference outputs")
     parser.add_argument("--out-dir", default=None,
                         help="parent folder (default: tests/data/clip in the repository)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     root = args.out_dir or os.path.join(os.path.dirname(__file__), "..", "tests", "data", "clip")
     for name in args.config or ["tiny", "odd"]:
-        build(name, os.path.join(os.path.expanduser(root), name))
+        build(name, os.path.join(os.path.expanduser(root), name), args.weights_only)
     return 0
 
 

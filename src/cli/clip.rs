@@ -140,8 +140,12 @@ struct ClipBenchReport {
     device: String,
     threads: usize,
     parameters: usize,
-    /// Seconds to load the checkpoint (from .bpk when no --model was given).
+    /// Seconds to open the checkpoint (Burnpack tensors are memory-mapped and read lazily).
     load_s: f64,
+    /// Seconds from opening to the first batch-1 image embedding (reads every weight once).
+    load_to_first_embedding_s: f64,
+    /// GFLOP/s of one `[2056, width] x [width, mlp]` matmul (the MLP's first layer at batch 8).
+    matmul_gflops: f64,
     /// (batch, median seconds) of the vision tower to image embeddings.
     vision_median_s: Vec<(usize, f64)>,
     /// Median seconds of the text tower for two 77-token prompts.
@@ -183,6 +187,24 @@ pub fn bench(
     chosen.device.sync().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let load_s = started.elapsed().as_secs_f64();
     let size = clip.config.vision.image_size;
+    let first = {
+        let image: Vec<f32> = (0..3 * size * size).map(|i| ((i % 97) as f32 / 97.0) - 0.5).collect();
+        let out = clip.model.encode_image(clip.pixels(&[&image], size, size)?, &[], true);
+        std::hint::black_box(values(out.image_embeds.context("no image embeddings")?)?);
+        started.elapsed().as_secs_f64()
+    };
+    let matmul_gflops = {
+        let (m, k, n) = (8 * 257, clip.config.vision.hidden_size, clip.config.vision.intermediate_size);
+        let a = burn::tensor::Tensor::<2>::ones([m, k], &chosen.device);
+        let b = burn::tensor::Tensor::<2>::ones([k, n], &chosen.device);
+        let mut times = Vec::new();
+        for _ in 0..=repeat {
+            let start = Instant::now();
+            std::hint::black_box(values(a.clone().matmul(b.clone()).slice([0..1, 0..1]))?);
+            times.push(start.elapsed().as_secs_f64());
+        }
+        2.0 * (m * k * n) as f64 / super::bench::median(&mut times[1..].to_vec()) / 1e9
+    };
     let mut vision = Vec::new();
     for &batch in batches {
         let image: Vec<f32> = (0..3 * size * size).map(|i| ((i % 97) as f32 / 97.0) - 0.5).collect();
@@ -220,6 +242,8 @@ pub fn bench(
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         parameters: clip.model.num_params(),
         load_s,
+        load_to_first_embedding_s: first,
+        matmul_gflops,
         vision_median_s: vision,
         text_median_s: super::bench::median(&mut text_times),
         peak_rss_bytes: crate::process::memory_status_bytes("VmHWM").unwrap_or(0),
@@ -230,7 +254,8 @@ pub fn bench(
     } else {
         println!("model        {} ({:.0} M parameters)", report.model, report.parameters as f64 / 1e6);
         println!("device       {}", report.device);
-        println!("load         {:.2} s", report.load_s);
+        println!("load         {:.2} s (to the first embedding {:.2} s)", report.load_s, report.load_to_first_embedding_s);
+        println!("matmul       {:.1} GFLOP/s", report.matmul_gflops);
         for (batch, s) in &report.vision_median_s {
             println!("vision b={batch:<3} {:.3} s (median of {repeat})", s);
         }
