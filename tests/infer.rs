@@ -1,41 +1,21 @@
 //! The inference worker: model loading with events, slice maps with caching, whole-view jobs
 //! with progress and cancellation, errors as events.
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
-use burn::tensor::Device;
 use cue::infer::{InferEvent, InferRequest, InferWorker, MapItem, ModelSpec};
-use cue::model::clip::Clip;
 use cue::model::device::DeviceChoice;
-use cue::model::prompt::PromptConfig;
-use cue::model::trained::{FORMAT, PromptManifest, PromptModel, save_prompt};
 use cue::volume::View;
 
 fn tiny() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/clip/tiny")
+    common::tiny_clip()
 }
 
 fn prompt_file(dir: &std::path::Path) -> PathBuf {
-    let device = Device::flex();
-    let clip = Clip::load(&tiny(), &device).unwrap();
-    let config = PromptConfig { context_tokens: 3, shared_context: true };
-    let manifest = PromptManifest {
-        format: FORMAT.into(),
-        backbone: clip.id.name.clone(),
-        backbone_sha256: clip.id.sha256.clone(),
-        layers: vec![1, 2, 3],
-        prompt: config.clone(),
-        temperature: 0.07,
-        preprocessing: String::new(),
-        training: serde_json::Value::Null,
-        metrics: serde_json::Value::Null,
-        epochs_done: 1,
-        code_version: String::new(),
-    };
-    let path = dir.join("p.bpk");
-    save_prompt(&PromptModel::new(&clip, &config, &device), &manifest, &path).unwrap();
-    path
+    common::tiny_prompt_file(dir)
 }
 
 fn item(sequence: &str, slice_index: usize) -> MapItem {
@@ -113,7 +93,7 @@ fn a_whole_view_job_reports_progress_and_stops_when_cancelled() {
     worker.send(InferRequest::Cancel { job: 7 });
     let events = wait_for(&worker, "job end", |e| matches!(e, InferEvent::JobDone { job: 7, .. }));
     assert!(matches!(events.last(), Some(InferEvent::JobDone { job: 7, cancelled: true })), "{events:?}");
-    let last_done = events.iter().filter_map(|e| if let InferEvent::Progress { done, .. } = e { Some(*done) } else { None }).last().unwrap_or(progress[0].0);
+    let last_done = events.iter().filter_map(|e| if let InferEvent::Progress { done, .. } = e { Some(*done) } else { None }).next_back().unwrap_or(progress[0].0);
     assert!(last_done < 400, "the job ran to the end despite the cancel");
     assert_eq!(progress[0].1, 400);
 }

@@ -8,14 +8,10 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use burn::tensor::Device;
 use common::shared_data;
 use cue::app::CueApp;
 use cue::app::maps::ModelStatus;
 use cue::app::state::Layout;
-use cue::model::clip::Clip;
-use cue::model::prompt::PromptConfig;
-use cue::model::trained::{FORMAT, PromptManifest, PromptModel, save_prompt};
 use cue::ui::Command;
 use cue::volume::View;
 use eframe::egui;
@@ -23,29 +19,11 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 
 fn tiny() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/clip/tiny")
+    common::tiny_clip()
 }
 
 fn prompt_file(dir: &std::path::Path) -> PathBuf {
-    let device = Device::flex();
-    let clip = Clip::load(&tiny(), &device).unwrap();
-    let config = PromptConfig { context_tokens: 3, shared_context: true };
-    let manifest = PromptManifest {
-        format: FORMAT.into(),
-        backbone: clip.id.name.clone(),
-        backbone_sha256: clip.id.sha256.clone(),
-        layers: vec![1, 2, 3],
-        prompt: config.clone(),
-        temperature: 0.07,
-        preprocessing: String::new(),
-        training: serde_json::Value::Null,
-        metrics: serde_json::Value::Null,
-        epochs_done: 1,
-        code_version: String::new(),
-    };
-    let path = dir.join("p.bpk");
-    save_prompt(&PromptModel::new(&clip, &config, &device), &manifest, &path).unwrap();
-    path
+    common::tiny_prompt_file(dir)
 }
 
 fn step_until(harness: &mut Harness<'_, CueApp>, what: &str, done: impl Fn(&CueApp) -> bool) {

@@ -183,6 +183,7 @@ impl MapState {
 
     /// The overlay texture for view slot `slot`: the map in the displayed orientation, the
     /// chosen colormap, values under the threshold (of the slice's min-max range) clear.
+    #[allow(clippy::too_many_arguments)] // the view's whole identity, read in one place
     pub fn overlay_texture(
         &mut self,
         ctx: &egui::Context,

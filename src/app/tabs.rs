@@ -173,10 +173,18 @@ impl TrainingTab {
     }
 }
 
-fn pick_folder(target: &mut String) {
-    if let Some(folder) = rfd::FileDialog::new().set_title("Choose a dataset folder").pick_folder() {
-        *target = folder.display().to_string();
-    }
+/// A form row: the dataset folder, typed or chosen with the system dialog.
+fn dataset_row(ui: &mut egui::Ui, folder: &mut String) {
+    ui.label("Dataset folder");
+    ui.horizontal(|ui| {
+        ui.add(egui::TextEdit::singleline(folder).desired_width(320.0));
+        if ui.button("Choose…").clicked()
+            && let Some(picked) = rfd::FileDialog::new().set_title("Choose a dataset folder").pick_folder()
+        {
+            *folder = picked.display().to_string();
+        }
+    });
+    ui.end_row();
 }
 
 fn toggle_list(ui: &mut egui::Ui, all: &[&str], chosen: &mut Vec<String>) {
@@ -204,14 +212,7 @@ pub fn training_ui(ui: &mut egui::Ui, tab: &mut TrainingTab, model: Option<&Path
             ui.label("Backbone");
             ui.label(model.map_or("none: choose one in the Model panel".into(), |m| m.display().to_string()));
             ui.end_row();
-            ui.label("Dataset folder");
-            ui.horizontal(|ui| {
-                ui.add(egui::TextEdit::singleline(&mut tab.data).desired_width(320.0));
-                if ui.button("Choose…").clicked() {
-                    pick_folder(&mut tab.data);
-                }
-            });
-            ui.end_row();
+            dataset_row(ui, &mut tab.data);
             ui.label("Sequences");
             toggle_list(ui, &SEQUENCES, &mut tab.config.sequences);
             ui.end_row();
@@ -299,6 +300,9 @@ pub fn training_ui(ui: &mut egui::Ui, tab: &mut TrainingTab, model: Option<&Path
     commands
 }
 
+/// A running evaluation: its result, its progress and its cancel flag.
+type EvalRun = (Receiver<Result<EvalReport, String>>, Receiver<EvalProgress>, Arc<AtomicBool>);
+
 /// The Evaluation tab's state.
 pub struct EvaluationTab {
     /// Dataset folder.
@@ -315,7 +319,7 @@ pub struct EvaluationTab {
     pub report: Option<EvalReport>,
     /// Progress or the last error.
     pub status: String,
-    running: Option<(Receiver<Result<EvalReport, String>>, Receiver<EvalProgress>, Arc<AtomicBool>)>,
+    running: Option<EvalRun>,
 }
 
 impl Default for EvaluationTab {
@@ -423,14 +427,7 @@ pub fn evaluation_ui(ui: &mut egui::Ui, tab: &mut EvaluationTab, model: Option<&
             ui.label("Prompt");
             ui.label(prompt.map_or("zero-shot".into(), |p| p.display().to_string()));
             ui.end_row();
-            ui.label("Dataset folder");
-            ui.horizontal(|ui| {
-                ui.add(egui::TextEdit::singleline(&mut tab.data).desired_width(320.0));
-                if ui.button("Choose…").clicked() {
-                    pick_folder(&mut tab.data);
-                }
-            });
-            ui.end_row();
+            dataset_row(ui, &mut tab.data);
             ui.label("Sequences");
             toggle_list(ui, &SEQUENCES, &mut tab.sequences);
             ui.end_row();

@@ -247,7 +247,7 @@ pub fn map_command(args: MapArgs) -> anyhow::Result<()> {
     let name = args.out.to_string_lossy().to_lowercase();
     let nifti = name.ends_with(".nii") || name.ends_with(".nii.gz");
     anyhow::ensure!(nifti || name.ends_with(".png"), "--out must end in .png, .nii or .nii.gz: {}", args.out.display());
-    anyhow::ensure!(!(args.all_slices && !nifti), "--all-slices writes a volume: use a .nii or .nii.gz output");
+    anyhow::ensure!(!args.all_slices || nifti, "--all-slices writes a volume: use a .nii or .nii.gz output");
     let volume = Volume::read_canonical(&args.volume, 0)?;
     let count = slice_count(volume.shape, view);
     let indices: Vec<usize> = if args.all_slices {
@@ -393,7 +393,7 @@ pub fn bench_method(preset: &str, batch: usize, repeat: usize, context_tokens: u
     };
     let mapper = AnomalyModel {
         clip: Clip { model: clip.model.clone(), config: config.clone(), device: ad.clone(), id: clip.id.clone() },
-        prompts: crate::model::mapper::Prompts::Trained { model: mapper_prompt, manifest: Box::new(manifest) },
+        prompts: crate::model::mapper::Prompts::Trained { model: Box::new(mapper_prompt), manifest: Box::new(manifest) },
         layers: layers.clone(),
         temperature: 0.07,
     };

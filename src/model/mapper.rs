@@ -11,7 +11,7 @@ use super::anomaly::{resize_bilinear, top_k_mean};
 use super::clip::tokenizer::ClipTokenizer;
 use super::clip::{Clip, ClipInputError};
 use super::head::{cosine_maps, fuse, image_probability};
-use super::preprocess::{Placement, preprocess_grey};
+use super::preprocess::{Placement, bilinear_at, preprocess_grey};
 use super::prompt::{PromptFeatures, l2_normalise};
 use super::trained::{PromptFileError, PromptManifest, PromptModel, load_prompt};
 
@@ -37,11 +37,12 @@ impl Default for ZeroShotPrompts {
 
 /// Where the prompt features come from.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per loaded model
 pub enum Prompts {
     /// A trained prompt + adaptor (image-dependent).
     Trained {
         /// Weights.
-        model: PromptModel,
+        model: Box<PromptModel>,
         /// Its manifest.
         manifest: Box<PromptManifest>,
     },
@@ -162,7 +163,7 @@ impl AnomalyModel {
         Ok(Self {
             layers: manifest.layers.clone(),
             temperature: manifest.temperature,
-            prompts: Prompts::Trained { model, manifest: Box::new(manifest) },
+            prompts: Prompts::Trained { model: Box::new(model), manifest: Box::new(manifest) },
             clip,
         })
     }
@@ -263,18 +264,10 @@ fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 /// Samples an input-frame map at each slice pixel's centre (bilinear, clamped at the edges).
 pub fn onto_slice(input: &[f32], size: usize, placement: &Placement, width: usize, height: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(width * height);
-    let last = (size - 1) as f64;
     for row in 0..height {
         for column in 0..width {
             let (x, y) = placement.input_position(column as f64, row as f64, width, height);
-            let (x, y) = (x.clamp(0.0, last), y.clamp(0.0, last));
-            let (x0, y0) = (x.floor() as usize, y.floor() as usize);
-            let (x1, y1) = ((x0 + 1).min(size - 1), (y0 + 1).min(size - 1));
-            let (fx, fy) = ((x - x0 as f64) as f32, (y - y0 as f64) as f32);
-            let at = |x: usize, y: usize| input[y * size + x];
-            let top = at(x0, y0) * (1.0 - fx) + at(x1, y0) * fx;
-            let bottom = at(x0, y1) * (1.0 - fx) + at(x1, y1) * fx;
-            out.push(top * (1.0 - fy) + bottom * fy);
+            out.push(bilinear_at(input, size, size, x, y));
         }
     }
     out

@@ -71,6 +71,20 @@ pub fn preprocess_grey(
     ClipInput { size, pixels: normalise_grey(&resized), placement }
 }
 
+/// The bilinear value of a row-major `width x height` image at (x, y) in pixel-centre
+/// coordinates, clamped to the image.
+pub fn bilinear_at(values: &[f32], width: usize, height: usize, x: f64, y: f64) -> f32 {
+    let x = x.clamp(0.0, (width - 1) as f64);
+    let y = y.clamp(0.0, (height - 1) as f64);
+    let (x0, y0) = (x.floor() as usize, y.floor() as usize);
+    let (x1, y1) = ((x0 + 1).min(width - 1), (y0 + 1).min(height - 1));
+    let (fx, fy) = ((x - x0 as f64) as f32, (y - y0 as f64) as f32);
+    let at = |x: usize, y: usize| values[y * width + x];
+    let top = at(x0, y0) * (1.0 - fx) + at(x1, y0) * fx;
+    let bottom = at(x0, y1) * (1.0 - fx) + at(x1, y1) * fx;
+    top * (1.0 - fy) + bottom * fy
+}
+
 /// A slice's mask (`width x height`, non-zero = anomalous) carried into the input square with
 /// nearest-neighbour sampling at `placement`; 0 in the padding. Values are 0.0 or 1.0.
 pub fn preprocess_mask(mask: &[u8], width: usize, height: usize, placement: &Placement, size: usize) -> Vec<f32> {
@@ -119,17 +133,9 @@ fn resize_into_square(
         height: content_h,
     };
     let mut out = vec![0f32; size * size];
+    // Source coordinates of an output pixel centre (align_corners = False).
     let sample = |x: f64, y: f64| {
-        // Source coordinates of an output pixel centre (align_corners = False), clamped.
-        let sx = ((x + 0.5) * width as f64 / content_w - 0.5).clamp(0.0, (width - 1) as f64);
-        let sy = ((y + 0.5) * height as f64 / content_h - 0.5).clamp(0.0, (height - 1) as f64);
-        let (x0, y0) = (sx.floor() as usize, sy.floor() as usize);
-        let (x1, y1) = ((x0 + 1).min(width - 1), (y0 + 1).min(height - 1));
-        let (fx, fy) = ((sx - x0 as f64) as f32, (sy - y0 as f64) as f32);
-        let at = |x: usize, y: usize| values[y * width + x];
-        let top = at(x0, y0) * (1.0 - fx) + at(x1, y0) * fx;
-        let bottom = at(x0, y1) * (1.0 - fx) + at(x1, y1) * fx;
-        top * (1.0 - fy) + bottom * fy
+        bilinear_at(values, width, height, (x + 0.5) * width as f64 / content_w - 0.5, (y + 0.5) * height as f64 / content_h - 0.5)
     };
     let (left, top) = (placement.left as usize, placement.top as usize);
     for y in 0..content_h as usize {

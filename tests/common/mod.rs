@@ -41,3 +41,34 @@ pub fn close(actual: f64, expected: f64, tolerance: f64) -> bool {
     }
     (actual - expected).abs() <= tolerance * expected.abs().max(1.0)
 }
+
+/// The committed tiny random-init CLIP (`scripts/make_clip_reference.py`).
+pub fn tiny_clip() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/clip/tiny")
+}
+
+/// A fresh (untrained) prompt file for the tiny CLIP in `dir`, N = 3, layers 1-3.
+pub fn tiny_prompt_file(dir: &std::path::Path) -> PathBuf {
+    use cue::model::clip::Clip;
+    use cue::model::prompt::PromptConfig;
+    use cue::model::trained::{FORMAT, PromptManifest, PromptModel, save_prompt};
+    let device = burn::tensor::Device::flex();
+    let clip = Clip::load(&tiny_clip(), &device).expect("tiny CLIP");
+    let config = PromptConfig { context_tokens: 3, shared_context: true };
+    let manifest = PromptManifest {
+        format: FORMAT.into(),
+        backbone: clip.id.name.clone(),
+        backbone_sha256: clip.id.sha256.clone(),
+        layers: vec![1, 2, 3],
+        prompt: config.clone(),
+        temperature: 0.07,
+        preprocessing: String::new(),
+        training: serde_json::Value::Null,
+        metrics: serde_json::Value::Null,
+        epochs_done: 1,
+        code_version: String::new(),
+    };
+    let path = dir.join("p.bpk");
+    save_prompt(&PromptModel::new(&clip, &config, &device), &manifest, &path).expect("write the prompt");
+    path
+}

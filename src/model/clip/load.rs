@@ -350,7 +350,7 @@ impl Clip {
     /// Normalised CHW images of one size to a `[batch, 3, height, width]` tensor on the device.
     pub fn pixels(&self, images: &[&[f32]], height: usize, width: usize) -> Result<burn::tensor::Tensor<4>, ClipInputError> {
         let patch = self.config.vision.patch_size;
-        if height % patch != 0 || width % patch != 0 || height == 0 || width == 0 {
+        if !height.is_multiple_of(patch) || !width.is_multiple_of(patch) || height == 0 || width == 0 {
             return Err(ClipInputError::ImageSize { height, width, patch });
         }
         let channels = self.config.vision.num_channels;
