@@ -43,6 +43,8 @@ pub struct FrameBench {
     pub intervals_s: Vec<f64>,
     /// Volume bytes uploaded to the GPU when timing started.
     pub uploaded_at_start: u64,
+    /// Map the whole axial view while timing (a model must be loading).
+    pub map_view: bool,
     last: Option<std::time::Instant>,
     rss_at_start: Option<u64>,
 }
@@ -50,7 +52,7 @@ pub struct FrameBench {
 impl FrameBench {
     /// Times `frames` frames once the study is on screen.
     pub fn new(frames: usize) -> Self {
-        Self { frames_left: frames, intervals_s: Vec::new(), uploaded_at_start: 0, last: None, rss_at_start: None }
+        Self { frames_left: frames, intervals_s: Vec::new(), uploaded_at_start: 0, map_view: false, last: None, rss_at_start: None }
     }
 }
 
@@ -530,6 +532,24 @@ impl CueApp {
             return;
         }
         let uploaded = self.render_state.as_ref().map_or(0, SliceRenderer::uploaded_bytes);
+        if bench.map_view && bench.last.is_none() {
+            match &self.maps.status {
+                maps::ModelStatus::Ready { .. } => {
+                    let sequences = study.visible_indices();
+                    self.maps.map_view(study, View::Axial, &sequences);
+                }
+                maps::ModelStatus::Failed(e) => {
+                    println!("{}", serde_json::json!({ "error": e }));
+                    ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                    self.bench = None;
+                    return;
+                }
+                _ => {
+                    ctx.request_repaint();
+                    return;
+                }
+            }
+        }
         let now = std::time::Instant::now();
         match bench.last {
             None => {
@@ -555,6 +575,10 @@ impl CueApp {
                 "volume_bytes_uploaded_while_stepping": uploaded - bench.uploaded_at_start,
                 "rss_growth_bytes": crate::process::memory_status_bytes("VmRSS").zip(bench.rss_at_start).map(|(a, b)| a as i64 - b as i64),
                 "adapter": self.render_state.as_ref().map(|rs| rs.adapter.get_info().name),
+                "mapping_while_timing": bench.map_view,
+                "maps_received": self.maps.maps.len(),
+                "mapping_job_left": self.maps.job.map(|j| j.total - j.done),
+                "last_map_latency_ms": self.maps.last_latency_ms,
             });
             println!("{report}");
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);

@@ -89,6 +89,13 @@ pub enum BenchCommand {
         /// Window height in points.
         #[arg(long, default_value_t = 1080.0)]
         height: f32,
+        /// Layout: ortho, compare or grid.
+        #[arg(long, default_value = "grid")]
+        layout: String,
+        /// With a CLIP model (zero-shot prompts): map the whole axial view while timing, and
+        /// report how long the first slice took from request to map.
+        #[arg(long)]
+        map_with: Option<PathBuf>,
     },
 }
 
@@ -102,12 +109,24 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             super::clip::bench(model, &preset, &batch, repeat.max(1), device, json)
         }
         #[cfg(feature = "gui")]
-        BenchCommand::Frames { paths, frames, width, height } => {
+        BenchCommand::Frames { paths, frames, width, height, layout, map_with } => {
+            use crate::app::state::Layout;
             let paths = if paths.is_empty() { vec![shared_data_dir().join("cases/brats-sample")] } else { paths };
+            let layout = match layout.to_ascii_lowercase().as_str() {
+                "ortho" => Layout::Ortho,
+                "compare" => Layout::Compare,
+                "grid" => Layout::Grid,
+                other => anyhow::bail!("unknown layout '{other}' (ortho, compare or grid)"),
+            };
             crate::app::run_window([width, height], move |cc| {
                 let mut app = crate::app::CueApp::new(cc, paths);
-                app.settings.layout = crate::app::state::Layout::Grid;
-                app.bench = Some(crate::app::FrameBench::new(frames));
+                app.settings.layout = layout;
+                let mut bench = crate::app::FrameBench::new(frames);
+                if let Some(model) = map_with {
+                    app.load_model(model, None, false);
+                    bench.map_view = true;
+                }
+                app.bench = Some(bench);
                 app
             })
         }
