@@ -63,6 +63,8 @@ pub struct MapState {
     pub last_latency_ms: Option<f64>,
     /// The last worker error.
     pub error: Option<String>,
+    /// Whether the default backbone is being downloaded.
+    pub downloading: bool,
     next_job: u64,
     overlays: HashMap<u64, (String, egui::TextureHandle)>,
 }
@@ -78,6 +80,7 @@ impl MapState {
             job: None,
             last_latency_ms: None,
             error: None,
+            downloading: false,
             next_job: 1,
             overlays: HashMap::new(),
         }

@@ -82,6 +82,7 @@ pub struct CueApp {
     dialog: Option<Receiver<Vec<PathBuf>>>,
     model_dialog: Option<Receiver<(bool, PathBuf)>>,
     export: Option<Receiver<String>>,
+    download: Option<Receiver<Result<PathBuf, String>>>,
     screenshot: Option<Receiver<std::sync::Arc<egui::ColorImage>>>,
     screenshot_crop: Option<Rect>,
     view_rects: Vec<(View, Rect)>,
@@ -123,6 +124,7 @@ impl CueApp {
             dialog: None,
             model_dialog: None,
             export: None,
+            download: None,
             screenshot: None,
             screenshot_crop: None,
             view_rects: Vec::new(),
@@ -267,6 +269,23 @@ impl CueApp {
                 }
             }
             Command::CancelMapping => self.maps.cancel(),
+            Command::DownloadWeights => {
+                let (sender, receiver) = channel();
+                let wake = ctx.clone();
+                let spawned = std::thread::Builder::new().name("cue-download".into()).spawn(move || {
+                    use crate::model::weights::{DEFAULT_MODEL, fetch, hub_cache_dir};
+                    let offline = std::env::var_os("HF_HUB_OFFLINE").is_some_and(|v| v != "0" && !v.is_empty());
+                    let _ = sender.send(fetch(&hub_cache_dir(), DEFAULT_MODEL, offline).map_err(|e| e.to_string()));
+                    wake.request_repaint();
+                });
+                match spawned {
+                    Ok(_) => {
+                        self.maps.downloading = true;
+                        self.download = Some(receiver);
+                    }
+                    Err(e) => self.message = Some(format!("cannot start the download: {e}")),
+                }
+            }
             Command::ExportMapVolume => {
                 let Some(study) = &self.study else { return };
                 let view = self.settings.active_view;
@@ -670,6 +689,16 @@ impl eframe::App for CueApp {
         self.upload_volumes();
         self.maps.poll();
         self.training.poll();
+        if let Some(receiver) = &self.download
+            && let Ok(result) = receiver.try_recv()
+        {
+            self.download = None;
+            self.maps.downloading = false;
+            match result {
+                Ok(folder) => self.load_model(folder, None, true),
+                Err(e) => self.message = Some(format!("download failed: {e}")),
+            }
+        }
         if let Some(receiver) = &self.export
             && let Ok(message) = receiver.try_recv()
         {

@@ -89,6 +89,8 @@ pub enum Command {
         /// Without a prompt: look for the newest compatible one under weights/ (else zero-shot).
         search_weights: bool,
     },
+    /// Download the default backbone into the Hugging Face cache, then load it.
+    DownloadWeights,
     /// Ask for a CLIP model folder with the system's dialog.
     ChooseModelDialog,
     /// Ask for a trained prompt file with the system's dialog.

@@ -176,6 +176,7 @@ pub fn model_panel_ui(ui: &mut egui::Ui, settings: &mut Settings, maps: &MapStat
         ModelStatus::NotLoaded => {
             ui.label("No model loaded: anomaly maps need a CLIP backbone.");
             ui.label(RichText::new(weights_hint()).small());
+            download_ui(ui, maps, &mut commands);
         }
         ModelStatus::Loading(stage) => {
             ui.horizontal(|ui| {
@@ -191,6 +192,7 @@ pub fn model_panel_ui(ui: &mut egui::Ui, settings: &mut Settings, maps: &MapStat
         ModelStatus::Failed(message) => {
             ui.label(RichText::new(message).color(ui.visuals().warn_fg_color));
             ui.label(RichText::new(weights_hint()).small());
+            download_ui(ui, maps, &mut commands);
         }
     }
     ui.horizontal(|ui| {
@@ -239,6 +241,17 @@ pub fn model_panel_ui(ui: &mut egui::Ui, settings: &mut Settings, maps: &MapStat
         ui.label(RichText::new(format!("Last map: {ms:.0} ms")).small());
     }
     commands
+}
+
+fn download_ui(ui: &mut egui::Ui, maps: &MapState, commands: &mut Vec<Command>) {
+    if maps.downloading {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label(format!("Downloading {} (progress on the terminal)…", crate::model::weights::DEFAULT_MODEL));
+        });
+    } else if ui.button(format!("Download {}", crate::model::weights::DEFAULT_MODEL)).clicked() {
+        commands.push(Command::DownloadWeights);
+    }
 }
 
 fn weights_hint() -> String {
