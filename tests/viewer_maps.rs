@@ -137,5 +137,6 @@ fn the_training_tab_trains_and_the_evaluation_tab_fills_its_table() {
     harness.run_steps(2);
     let report = harness.state().evaluation.report.as_ref().unwrap_or_else(|| panic!("no report: {}", harness.state().evaluation.status));
     assert_eq!(report.cells.len(), 4);
+    assert!(report.cells.values().all(|c| c.pixel_roc.first() == Some(&[0.0, 0.0]) && c.pixel_roc.last() == Some(&[1.0, 1.0])), "ROC curves missing");
     assert!(harness.get_all_by_label("FLAIR").count() >= 1);
 }

@@ -477,6 +477,17 @@ pub fn evaluation_ui(ui: &mut egui::Ui, tab: &mut EvaluationTab, model: Option<&
             ui.end_row();
         }
     });
+    let image_metric = tab.metric == "image_auroc";
+    ui.label(RichText::new(if image_metric { "Image ROC curves" } else { "Pixel ROC curves" }).strong());
+    Plot::new("roc plot").height(260.0).data_aspect(1.0).legend(Legend::default()).x_axis_label("false-positive rate").y_axis_label("true-positive rate").show(ui, |plot| {
+        plot.line(Line::new("chance", vec![[0.0, 0.0], [1.0, 1.0]]));
+        for ((s, v), cell) in &report.cells {
+            let curve = if image_metric { &cell.image_roc } else { &cell.pixel_roc };
+            if !curve.is_empty() {
+                plot.line(Line::new(format!("{} {v}", s.to_uppercase()), curve.clone()));
+            }
+        }
+    });
     ui.horizontal(|ui| {
         let mut result = Ok(None);
         if ui.button("Export CSV…").clicked() {

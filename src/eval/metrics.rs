@@ -43,6 +43,26 @@ fn sweep(scores: &[f32], labels: &[bool]) -> Vec<(f32, usize, usize)> {
     points
 }
 
+/// The ROC curve as (false-positive rate, true-positive rate) points from (0, 0) to (1, 1), one
+/// per distinct score (as scikit-learn's `roc_curve` with `drop_intermediate=False`), thinned to
+/// at most `max_points` by keeping evenly spaced ones and both ends. `None` when either class is
+/// absent.
+pub fn roc_curve(scores: &[f32], labels: &[bool], max_points: usize) -> Option<Vec<[f64; 2]>> {
+    let positives = labels.iter().filter(|&&l| l).count();
+    let negatives = labels.len() - positives;
+    if positives == 0 || negatives == 0 {
+        return None;
+    }
+    let mut points = vec![[0.0, 0.0]];
+    points.extend(sweep(scores, labels).into_iter().map(|(_, tp, fp)| [fp as f64 / negatives as f64, tp as f64 / positives as f64]));
+    let max_points = max_points.max(2);
+    if points.len() > max_points {
+        let last = points.len() - 1;
+        points = (0..max_points).map(|i| points[i * last / (max_points - 1)]).collect();
+    }
+    Some(points)
+}
+
 /// Average precision as scikit-learn's `average_precision_score`: the sum over thresholds of
 /// the recall gained times the precision there. `None` without positives.
 pub fn average_precision(scores: &[f32], labels: &[bool]) -> Option<f64> {
@@ -185,6 +205,19 @@ pub fn aupro(maps: &[MapWithMask<'_>], max_fpr: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_roc_curve_runs_corner_to_corner_and_its_area_is_the_auroc() {
+        let scores = [0.1, 0.4, 0.35, 0.8, 0.35, 0.9, 0.05];
+        let labels = [false, false, true, true, false, true, false];
+        let curve = roc_curve(&scores, &labels, 100).unwrap();
+        assert_eq!(curve.first(), Some(&[0.0, 0.0]));
+        assert_eq!(curve.last(), Some(&[1.0, 1.0]));
+        let area: f64 = curve.windows(2).map(|w| (w[1][0] - w[0][0]) * (w[1][1] + w[0][1]) / 2.0).sum();
+        assert!((area - auroc(&scores, &labels).unwrap()).abs() < 1e-12);
+        assert_eq!(roc_curve(&scores, &labels, 3).unwrap().len(), 3);
+        assert!(roc_curve(&[0.1], &[true], 10).is_none());
+    }
 
     #[test]
     fn small_cases_by_hand() {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::eval::metrics::{MapWithMask, aupro, auroc, average_precision, best_dice};
+use crate::eval::metrics::{MapWithMask, aupro, auroc, average_precision, best_dice, roc_curve};
 use crate::model::clip::Clip;
 use crate::model::device::{DeviceChoice, choose};
 use crate::model::mapper::{AnomalyModel, SliceImage, ZeroShotPrompts, default_layers};
@@ -56,6 +56,12 @@ pub struct CellMetrics {
     pub slices: usize,
     /// Slices with anomalous pixels.
     pub anomalous_slices: usize,
+    /// Pixel ROC curve, (FPR, TPR), at most 200 points.
+    #[serde(skip)]
+    pub pixel_roc: Vec<[f64; 2]>,
+    /// Image ROC curve, (FPR, TPR), at most 200 points.
+    #[serde(skip)]
+    pub image_roc: Vec<[f64; 2]>,
 }
 
 /// The whole table.
@@ -243,6 +249,8 @@ pub fn evaluate(request: &EvalRequest, mut progress: impl FnMut(EvalProgress), c
                 best_dice: best_dice(&p.scores, &p.truth).map(|(d, _)| d),
                 slices: p.image_truth.len(),
                 anomalous_slices: p.image_truth.iter().filter(|&&t| t).count(),
+                pixel_roc: roc_curve(&p.scores, &p.truth, 200).unwrap_or_default(),
+                image_roc: roc_curve(&p.image_scores, &p.image_truth, 200).unwrap_or_default(),
             };
             (key, metrics)
         })
