@@ -65,6 +65,8 @@ fn maps_appear_over_slices_are_reused_and_whole_views_can_be_cancelled() {
     harness.state_mut().apply(Command::SelectSequence(flair), &egui::Context::default());
     harness.run_steps(3);
     assert_eq!(harness.get_all_by_label_contains("anomaly score").count(), 1, "the cached axial map of FLAIR is not shown");
+    // Its sagittal and coronal views show the plane cut from the axial maps, labelled so.
+    assert_eq!(harness.get_all_by_label("map from axial slices").count(), 2);
     assert_eq!(harness.state().maps.maps.len(), before);
 
     // A whole coronal view: progress, then cancel mid-way.

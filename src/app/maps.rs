@@ -67,6 +67,9 @@ pub struct MapState {
     pub downloading: bool,
     next_job: u64,
     overlays: HashMap<u64, (String, egui::TextureHandle)>,
+    /// Maps of one orientation's slice assembled from another orientation's maps, by
+    /// (sequence label, view, slice, source view, maps available then).
+    cross: HashMap<(String, View, usize, View, usize), Arc<SliceMap>>,
 }
 
 impl MapState {
@@ -83,6 +86,7 @@ impl MapState {
             downloading: false,
             next_job: 1,
             overlays: HashMap::new(),
+            cross: HashMap::new(),
         }
     }
 
@@ -219,6 +223,52 @@ impl MapState {
 }
 
 impl MapState {
+    /// When `view`'s slice has no map of its own: the same plane cut from the map volume of the
+    /// orientation with the most maps of this sequence, and that orientation. Unmapped pixels
+    /// are NaN (drawn clear).
+    pub fn cross_map(&mut self, study: &StudyView, sequence: usize, view: View, slice_index: usize) -> Option<(Arc<SliceMap>, View)> {
+        let prompt_id = self.prompt_id()?.to_string();
+        let label = study.study.sequences[sequence].kind.label().to_string();
+        let shape = study.study.shape();
+        let count = |v: View| self.maps.keys().filter(|k| k.view == v && k.sequence == label && k.prompt_id == prompt_id).count();
+        let (source, available) = View::ALL.iter().filter(|v| **v != view).map(|v| (*v, count(*v))).max_by_key(|(_, n)| *n)?;
+        if available == 0 {
+            return None;
+        }
+        let key = (label.clone(), view, slice_index, source, available);
+        if let Some(map) = self.cross.get(&key) {
+            return Some((map.clone(), source));
+        }
+        let source_maps: Vec<Option<Arc<SliceMap>>> = (0..shape[source.normal_axis()])
+            .map(|k| self.maps.get(&MapKey { sequence: label.clone(), view: source, slice_index: k, prompt_id: prompt_id.clone() }).cloned())
+            .collect();
+        let target = SliceAxes::new(view, DisplayConvention::Radiological);
+        let from = SliceAxes::new(source, DisplayConvention::Radiological);
+        let (width, height) = target.size(shape);
+        let mut scores = Vec::with_capacity(width * height);
+        for row in 0..height {
+            for column in 0..width {
+                let voxel = target.voxel_at(shape, slice_index, column, row);
+                let (c, r, k) = from.pixel_of(shape, voxel);
+                scores.push(source_maps[k].as_ref().and_then(|m| m.scores.get(r * m.width + c).copied()).unwrap_or(f32::NAN));
+            }
+        }
+        let map = Arc::new(SliceMap {
+            width,
+            height,
+            scores,
+            input_scores: Vec::new(),
+            input_size: 0,
+            placement: crate::model::preprocess::Placement { left: 0.0, top: 0.0, width: width as f64, height: height as f64 },
+            image_score: f32::NAN,
+            cls_score: f32::NAN,
+            layer_weights: Vec::new(),
+        });
+        self.cross.retain(|k, _| !(k.0 == key.0 && k.1 == view && k.2 == slice_index));
+        self.cross.insert(key, map.clone());
+        Some((map, source))
+    }
+
     /// The maps computed for one sequence and view, as a volume on the study's canonical grid
     /// (zero where no slice was mapped), and how many slices it holds.
     pub fn map_volume(&self, study: &StudyView, sequence: usize, view: View) -> (Vec<f32>, usize) {
@@ -285,8 +335,8 @@ pub fn overlay_image(
         for column in 0..width {
             let voxel = shown.voxel_at(shape, slice_index, column, row);
             let (c, r, _) = model.pixel_of(shape, voxel);
-            let t = map.scores.get(r * map.width + c).map_or(0.0, |v| (v - low) / range);
-            if t < threshold {
+            let t = map.scores.get(r * map.width + c).map_or(f32::NAN, |v| (v - low) / range);
+            if t.is_nan() || t < threshold {
                 pixels.push(egui::Color32::TRANSPARENT);
             } else {
                 let [red, green, blue] = colormap.rgb(t);

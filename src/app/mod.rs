@@ -514,9 +514,17 @@ impl CueApp {
                 None
             };
             let slice_index = study.cursor[view.normal_axis()];
-            let overlay = self.maps.map_of(study, *sequence, *view, slice_index).map(|map| {
+            let native = self.maps.map_of(study, *sequence, *view, slice_index).map(|m| (m, None));
+            let found = native.or_else(|| {
+                self.settings
+                    .map_cross_orientation
+                    .then(|| self.maps.cross_map(study, *sequence, *view, slice_index))
+                    .flatten()
+                    .map(|(m, from)| (m, Some(from)))
+            });
+            let overlay = found.map(|(map, from_view)| {
                 let texture = self.maps.overlay_texture(ui.ctx(), slot, &map, *view, shape, slice_index, &self.settings);
-                view::MapOverlay { texture, map, colormap: self.settings.map_colormap, threshold: self.settings.map_threshold }
+                view::MapOverlay { texture, map, colormap: self.settings.map_colormap, threshold: self.settings.map_threshold, from_view }
             });
             let spec = view::SliceViewSpec {
                 slot,

@@ -65,6 +65,8 @@ pub struct Settings {
     pub map_threshold: f32,
     /// The page shown.
     pub tab: super::tabs::Tab,
+    /// Show maps cut from another orientation's maps where a view has none of its own.
+    pub map_cross_orientation: bool,
 }
 
 impl Default for Settings {
@@ -84,6 +86,7 @@ impl Default for Settings {
             map_opacity: 0.55,
             map_threshold: 0.5,
             tab: super::tabs::Tab::Viewer,
+            map_cross_orientation: true,
         }
     }
 }

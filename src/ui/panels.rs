@@ -210,6 +210,8 @@ pub fn model_panel_ui(ui: &mut egui::Ui, settings: &mut Settings, maps: &MapStat
         }
     });
     ui.checkbox(&mut settings.map_on_click, "Map the slice I click (M)");
+    ui.checkbox(&mut settings.map_cross_orientation, "Show maps from other orientations")
+        .on_hover_text("Where a view has no map of its own, cut its plane from the orientation mapped most (labelled in the view)");
     egui::ComboBox::from_label("Map colormap").selected_text(settings.map_colormap.name()).show_ui(ui, |ui| {
         for c in Colormap::ALL.into_iter().filter(|c| *c != Colormap::Gray) {
             ui.selectable_value(&mut settings.map_colormap, c, c.name());

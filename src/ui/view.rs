@@ -19,6 +19,8 @@ pub struct MapOverlay {
     pub colormap: crate::render::Colormap,
     /// Fraction of the range below which nothing is drawn.
     pub threshold: f32,
+    /// Set when the map was cut from another orientation's maps (that orientation).
+    pub from_view: Option<View>,
 }
 
 /// Everything one view needs to draw itself.
@@ -141,12 +143,16 @@ pub fn slice_view_ui(ui: &mut egui::Ui, rect: Rect, spec: &SliceViewSpec<'_>) ->
     );
 
     if let Some(overlay) = &spec.overlay {
-        let (low, high) = overlay.map.scores.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        let (low, high) = overlay.map.scores.iter().filter(|v| !v.is_nan()).fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
         // The bar shows raw scores from the threshold up.
         let window = crate::volume::WindowLevel::from_range(low + overlay.threshold * (high - low), high);
         colour_bar_ui(&painter, rect, overlay.colormap, window);
         // A label, so assistive tools and tests can read it.
-        let text = egui::RichText::new(format!("anomaly score {:.4}", overlay.map.image_score)).color(Color32::from_rgb(255, 170, 60));
+        let caption = match overlay.from_view {
+            Some(from) => format!("map from {} slices", from.name()),
+            None => format!("anomaly score {:.4}", overlay.map.image_score),
+        };
+        let text = egui::RichText::new(caption).color(Color32::from_rgb(255, 170, 60));
         ui.put(Rect::from_min_size(rect.left_bottom() - Vec2::new(-6.0, 22.0), Vec2::new(200.0, 18.0)), egui::Label::new(text).selectable(false));
     } else if let Some((colormap, window)) = spec.colour_bar {
         colour_bar_ui(&painter, rect, colormap, window);
