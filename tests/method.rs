@@ -319,3 +319,48 @@ fn synthetic_lesions_let_training_run_on_normal_volumes_only() {
     assert!(anomalous >= 2, "{}", manifest.training);
     assert_eq!(manifest.training["config"]["synthetic"], true);
 }
+
+#[test]
+fn a_2d_bmad_folder_is_evaluated_as_one_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("chest");
+    for folder in ["test/good", "test/Ungood/img", "test/Ungood/anomaly_mask"] {
+        std::fs::create_dir_all(root.join(folder)).unwrap();
+    }
+    let picture = |seed: u32, bright: bool| {
+        image::GrayImage::from_fn(40, 36, |x, y| {
+            let base = ((x * 7 + y * 3 + seed) % 90) as u8 + 40;
+            image::Luma([if bright && (10..20).contains(&x) && (8..18).contains(&y) { 250 } else { base }])
+        })
+    };
+    for i in 0..3 {
+        picture(i, false).save(root.join(format!("test/good/{i}.png"))).unwrap();
+        picture(i + 10, true).save(root.join(format!("test/Ungood/img/{i}.png"))).unwrap();
+        if i < 2 {
+            image::GrayImage::from_fn(40, 36, |x, y| image::Luma([if (10..20).contains(&x) && (8..18).contains(&y) { 255 } else { 0 }]))
+                .save(root.join(format!("test/Ungood/anomaly_mask/{i}.png")))
+                .unwrap();
+        }
+    }
+    let device = Device::flex();
+    let clip = Clip::load(&tiny(), &device).unwrap();
+    let prompt = dir.path().join("p.bpk");
+    save_prompt(&PromptModel::new(&clip, &PromptConfig { context_tokens: 3, shared_context: true }, &device), &manifest(&clip), &prompt).unwrap();
+    let request = cue::eval::run::EvalRequest {
+        model: tiny(),
+        prompt: Some(prompt),
+        data: root,
+        sequences: Vec::new(),
+        views: Vec::new(),
+        max_slices: None,
+        min_brain_fraction: 0.05,
+        batch_size: 4,
+        device: cue::model::device::DeviceChoice::Cpu,
+    };
+    let report = cue::eval::run::evaluate(&request, |_| {}, &AtomicBool::new(false)).unwrap();
+    assert_eq!(report.cases, 6);
+    let cell = &report.cells[&("image".to_string(), "2d".to_string())];
+    assert_eq!((cell.slices, cell.anomalous_slices), (6, 3));
+    assert!(cell.image_auroc.is_some() && cell.pixel_auroc.is_some());
+    assert!(report.table("image_auroc").contains("IMAGE"));
+}

@@ -2,6 +2,9 @@
 //! view, with pixel-AUROC (pooled over all slice pixels, and within the brain: non-zero image
 //! pixels), image-AUROC (top-1 % score), AUPRO (FPR up to 0.3), pixel AP and best Dice.
 //! The whole folder is the test set (train on another folder, or the held-out split).
+//! A 2-D dataset in the BMAD layout (`test/good`, `test/Ungood/img`, `test/Ungood/anomaly_mask`:
+//! chest X-ray, retinal OCT) is evaluated as one cell, row `image`, column `2d`; anomalous
+//! images without a mask count for image-AUROC only.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,7 +14,7 @@ use crate::eval::metrics::{MapWithMask, aupro, auroc, average_precision, best_di
 use crate::model::clip::Clip;
 use crate::model::device::{DeviceChoice, choose};
 use crate::model::mapper::{AnomalyModel, SliceImage, ZeroShotPrompts, default_layers};
-use crate::train::dataset::{DatasetConfig, find_cases, slices_of};
+use crate::train::dataset::{DatasetConfig, find_cases, load_bmad_split, slices_of};
 use crate::volume::{SequenceKind, Study, View};
 
 /// What to evaluate.
@@ -184,6 +187,88 @@ struct Pool {
     maps: Vec<(Vec<f32>, Vec<bool>, usize)>,
 }
 
+impl Pool {
+    fn add(&mut self, scores: Vec<f32>, truth: Option<Vec<bool>>, brain: &[f32], width: usize, anomalous: bool) {
+        self.image_scores.push(top_image_score(&scores));
+        self.image_truth.push(anomalous);
+        let Some(truth) = truth else { return };
+        for ((&score, &t), &v) in scores.iter().zip(&truth).zip(brain) {
+            if v > 0.0 {
+                self.brain_scores.push(score);
+                self.brain_truth.push(t);
+            }
+        }
+        self.scores.extend_from_slice(&scores);
+        self.truth.extend_from_slice(&truth);
+        self.maps.push((scores, truth, width));
+    }
+
+    fn metrics(self) -> CellMetrics {
+        let maps: Vec<MapWithMask<'_>> = self.maps.iter().map(|(s, m, w)| MapWithMask { scores: s, mask: m, width: *w }).collect();
+        CellMetrics {
+            pixel_auroc: auroc(&self.scores, &self.truth),
+            pixel_auroc_brain: auroc(&self.brain_scores, &self.brain_truth),
+            image_auroc: auroc(&self.image_scores, &self.image_truth),
+            aupro: aupro(&maps, 0.3),
+            pixel_ap: average_precision(&self.scores, &self.truth),
+            best_dice: best_dice(&self.scores, &self.truth).map(|(d, _)| d),
+            slices: self.image_truth.len(),
+            anomalous_slices: self.image_truth.iter().filter(|&&t| t).count(),
+            pixel_roc: roc_curve(&self.scores, &self.truth, 200).unwrap_or_default(),
+            image_roc: roc_curve(&self.image_scores, &self.image_truth, 200).unwrap_or_default(),
+        }
+    }
+}
+
+/// The image score the maps carry (top 1 % mean), recomputed for pooled maps.
+fn top_image_score(scores: &[f32]) -> f32 {
+    crate::model::anomaly::top_k_mean(scores, (scores.len() / 100).max(1))
+}
+
+fn evaluate_images(
+    request: &EvalRequest,
+    model: AnomalyModel,
+    progress: &mut impl FnMut(EvalProgress),
+    cancel: &AtomicBool,
+) -> Result<EvalReport, EvalError> {
+    let samples = load_bmad_split(&request.data, "test").map_err(|e| EvalError(e.to_string()))?;
+    if samples.is_empty() {
+        return Err(EvalError(format!("no images under test/good or test/Ungood/img: {}", request.data.display())));
+    }
+    let mut pool = Pool::default();
+    let batch = request.batch_size.max(1);
+    for (i, chunk) in samples.chunks(batch).enumerate() {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(EvalError("evaluation cancelled".into()));
+        }
+        progress(EvalProgress { done: i * batch, total: samples.len(), case: chunk[0].path.display().to_string() });
+        let images: Vec<SliceImage<'_>> = chunk
+            .iter()
+            .map(|s| SliceImage { values: &s.image, width: s.width, height: s.height, pixel_spacing_mm: [1.0, 1.0] })
+            .collect();
+        for (s, m) in chunk.iter().zip(model.map(&images).map_err(|e| EvalError(e.to_string()))?) {
+            // Normal images are normal everywhere; anomalous ones without a mask have no pixel truth.
+            let truth = match (&s.mask, s.anomalous) {
+                (Some(mask), _) => Some(mask.iter().map(|&v| v > 0).collect()),
+                (None, false) => Some(vec![false; s.image.len()]),
+                (None, true) => None,
+            };
+            pool.add(m.scores, truth, &s.image, s.width, s.anomalous);
+        }
+    }
+    progress(EvalProgress { done: samples.len(), total: samples.len(), case: String::new() });
+    let mut cells = BTreeMap::new();
+    cells.insert(("image".to_string(), "2d".to_string()), pool.metrics());
+    Ok(EvalReport {
+        backbone: model.clip.id.name.clone(),
+        prompt: request.prompt.as_ref().map_or("zero-shot".into(), |p| p.display().to_string()),
+        cases: samples.len(),
+        cells,
+        sequences: vec!["image".into()],
+        views: vec!["2d".into()],
+    })
+}
+
 /// Runs the evaluation; `progress` is called per case; `cancel` stops between cases.
 pub fn evaluate(request: &EvalRequest, mut progress: impl FnMut(EvalProgress), cancel: &AtomicBool) -> Result<EvalReport, EvalError> {
     let err = |e: &dyn std::fmt::Display| EvalError(e.to_string());
@@ -196,6 +281,10 @@ pub fn evaluate(request: &EvalRequest, mut progress: impl FnMut(EvalProgress), c
             AnomalyModel::zero_shot(clip, layers, ZeroShotPrompts::default()).map_err(|e| err(&e))?
         }
     };
+    let test = request.data.join("test");
+    if test.join("good").is_dir() || test.join("Ungood").is_dir() {
+        return evaluate_images(request, model, &mut progress, cancel);
+    }
     let cases = find_cases(&request.data).map_err(|e| err(&e))?;
     let dataset = DatasetConfig {
         sequences: request.sequences.clone(),
@@ -219,42 +308,13 @@ pub fn evaluate(request: &EvalRequest, mut progress: impl FnMut(EvalProgress), c
             let maps = model.map(&images).map_err(|e| err(&e))?;
             for (s, m) in chunk.iter().zip(maps) {
                 let key = (s.sequence.label().to_lowercase(), s.view.name().to_string());
-                let pool = pools.entry(key).or_default();
-                let truth: Vec<bool> = s.mask.iter().map(|&v| v > 0).collect();
-                for ((&score, &t), &v) in m.scores.iter().zip(&truth).zip(&s.image) {
-                    if v > 0.0 {
-                        pool.brain_scores.push(score);
-                        pool.brain_truth.push(t);
-                    }
-                }
-                pool.scores.extend_from_slice(&m.scores);
-                pool.truth.extend_from_slice(&truth);
-                pool.image_scores.push(m.image_score);
-                pool.image_truth.push(s.is_anomalous());
-                pool.maps.push((m.scores, truth, s.width));
+                let truth = s.mask.iter().map(|&v| v > 0).collect();
+                pools.entry(key).or_default().add(m.scores, Some(truth), &s.image, s.width, s.is_anomalous());
             }
         }
     }
     progress(EvalProgress { done: cases.len(), total: cases.len(), case: String::new() });
-    let cells = pools
-        .into_iter()
-        .map(|(key, p)| {
-            let maps: Vec<MapWithMask<'_>> = p.maps.iter().map(|(s, m, w)| MapWithMask { scores: s, mask: m, width: *w }).collect();
-            let metrics = CellMetrics {
-                pixel_auroc: auroc(&p.scores, &p.truth),
-                pixel_auroc_brain: auroc(&p.brain_scores, &p.brain_truth),
-                image_auroc: auroc(&p.image_scores, &p.image_truth),
-                aupro: aupro(&maps, 0.3),
-                pixel_ap: average_precision(&p.scores, &p.truth),
-                best_dice: best_dice(&p.scores, &p.truth).map(|(d, _)| d),
-                slices: p.image_truth.len(),
-                anomalous_slices: p.image_truth.iter().filter(|&&t| t).count(),
-                pixel_roc: roc_curve(&p.scores, &p.truth, 200).unwrap_or_default(),
-                image_roc: roc_curve(&p.image_scores, &p.image_truth, 200).unwrap_or_default(),
-            };
-            (key, metrics)
-        })
-        .collect();
+    let cells = pools.into_iter().map(|(key, p)| (key, p.metrics())).collect();
     Ok(EvalReport {
         backbone: model.clip.id.name.clone(),
         prompt: request.prompt.as_ref().map_or("zero-shot".into(), |p| p.display().to_string()),
