@@ -39,7 +39,7 @@ pub struct EmbedArgs {
 }
 
 fn values<const D: usize>(t: burn::tensor::Tensor<D>) -> anyhow::Result<Vec<f32>> {
-    t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("reading a tensor back: {e:?}"))
+    Ok(crate::model::to_host(t))
 }
 
 fn rows(flat: Vec<f32>, width: usize) -> Vec<Vec<f32>> {

@@ -70,6 +70,9 @@ pub enum MapperError {
     /// Tokenizer problems.
     #[error("zero-shot prompts: {0}")]
     Tokenizer(String),
+    /// The vision tower stopped before its last block (cannot happen when asked for embeddings).
+    #[error("the vision tower returned no image embeddings")]
+    NoImageEmbeddings,
     /// Layers the backbone does not have.
     #[error("layer {layer} requested, the vision tower has {depth} blocks")]
     Layer {
@@ -196,7 +199,7 @@ impl AnomalyModel {
             slices.iter().map(|s| preprocess_grey(s.values, s.width, s.height, s.pixel_spacing_mm, size)).collect();
         let pixels = self.clip.pixels(&inputs.iter().map(|i| i.pixels.as_slice()).collect::<Vec<_>>(), size, size)?;
         let out = self.clip.model.encode_image(pixels, &self.layers, true);
-        let image_embeds = out.image_embeds.expect("asked for image embeddings");
+        let image_embeds = out.image_embeds.ok_or(MapperError::NoImageEmbeddings)?;
         let patches: Vec<Tensor<3>> = out.patch_embeds.into_iter().map(|(_, t)| t).collect();
         let placements: Vec<Placement> = inputs.iter().map(|i| i.placement).collect();
         let sizes: Vec<(usize, usize)> = slices.iter().map(|s| (s.width, s.height)).collect();
@@ -216,9 +219,9 @@ impl AnomalyModel {
         let (fused, weights) = fuse(&cosine);
         let cls = image_probability(image_embeds, &prompts, self.temperature);
         let [batch, count] = fused.dims();
-        let fused = host(fused);
-        let weights = host(weights);
-        let cls = host(cls);
+        let fused = super::to_host(fused);
+        let weights = super::to_host(weights);
+        let cls = super::to_host(cls);
         let grid = (count as f64).sqrt().round() as usize;
         let size = self.clip.config.vision.image_size;
         let layers = weights.len() / batch.max(1);
@@ -255,10 +258,6 @@ fn check_layers(clip: &Clip, layers: &[usize]) -> Result<(), MapperError> {
         Some(&layer) => Err(MapperError::Layer { layer, depth }),
         None => Ok(()),
     }
-}
-
-fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default()
 }
 
 /// Samples an input-frame map at each slice pixel's centre (bilinear, clamped at the edges).

@@ -26,6 +26,7 @@ use crate::model::head::{anomalous_probability, cosine_maps, image_probability};
 use crate::model::mapper::{DEFAULT_TEMPERATURE, default_layers};
 use crate::model::preprocess::{preprocess_grey, preprocess_mask};
 use crate::model::prompt::{PromptConfig, l2_normalise};
+use crate::model::to_host as host;
 use crate::model::trained::{FORMAT, PromptManifest, PromptModel, load_prompt, save_prompt};
 use crate::train::dataset::{DatasetConfig, SliceSample, find_cases, slices_of, split_by_patient};
 use crate::train::loss::{bce, dice, focal};
@@ -312,9 +313,6 @@ fn compute_features(clip: &Clip, items: &[&Prepared], layers: &[usize], size: us
         .collect())
 }
 
-fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default()
-}
 
 /// Feature cache over a slice list: entries computed once and kept while within the bound.
 struct FeatureCache {
