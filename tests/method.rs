@@ -306,6 +306,7 @@ fn synthetic_lesions_let_training_run_on_normal_volumes_only() {
         let mut c = cue();
         c.args(["train", "--model", tiny().to_str().unwrap(), "--data"]).arg(dir.path().join("normals"));
         c.args(["--out", out.to_str().unwrap(), "--epochs", "1", "--max-slices", "8", "--context-tokens", "3", "--device", "cpu"]);
+        c.args(["--focal-gamma", "1.5", "--image-loss-weight", "0.5", "--min-brain-fraction", "0.1"]);
         if synthetic {
             c.arg("--synthetic");
         }
@@ -318,6 +319,8 @@ fn synthetic_lesions_let_training_run_on_normal_volumes_only() {
     let anomalous = manifest.training["anomalous_train_slices"].as_u64().unwrap();
     assert!(anomalous >= 2, "{}", manifest.training);
     assert_eq!(manifest.training["config"]["synthetic"], true);
+    assert_eq!(manifest.training["config"]["focal_gamma"], 1.5);
+    assert_eq!(manifest.training["config"]["image_loss_weight"], 0.5);
 }
 
 #[test]

@@ -54,6 +54,15 @@ pub struct TrainArgs {
     separate_context: bool,
     #[arg(long)]
     temperature: Option<f32>,
+    /// Focal loss gamma.
+    #[arg(long)]
+    focal_gamma: Option<f32>,
+    /// Weight of the image-level BCE term.
+    #[arg(long)]
+    image_loss_weight: Option<f32>,
+    /// Least fraction of non-zero pixels for a slice to be used.
+    #[arg(long)]
+    min_brain_fraction: Option<f32>,
     #[arg(long)]
     seed: Option<u64>,
     #[arg(long)]
@@ -92,6 +101,9 @@ pub fn train_command(args: TrainArgs) -> anyhow::Result<()> {
     set!(layers);
     set!(context_tokens);
     set!(temperature);
+    set!(focal_gamma);
+    set!(image_loss_weight);
+    set!(min_brain_fraction);
     set!(seed);
     set!(validation_fraction);
     set!(cache_mb);
