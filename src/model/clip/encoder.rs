@@ -109,6 +109,26 @@ pub struct EncoderSizes {
     pub layer_norm_eps: f64,
 }
 
+macro_rules! sizes_from_config {
+    ($config:ty) => {
+        impl From<&$config> for EncoderSizes {
+            fn from(c: &$config) -> Self {
+                Self {
+                    width: c.hidden_size,
+                    intermediate: c.intermediate_size,
+                    layers: c.num_hidden_layers,
+                    heads: c.num_attention_heads,
+                    activation: c.hidden_act,
+                    layer_norm_eps: c.layer_norm_eps,
+                }
+            }
+        }
+    };
+}
+// Both towers' configs name these fields alike (transformers' `CLIPTextConfig`/`CLIPVisionConfig`).
+sizes_from_config!(super::config::TextConfig);
+sizes_from_config!(super::config::VisionConfig);
+
 /// A stack of blocks (`encoder.layers`).
 #[derive(Module, Debug)]
 pub struct ClipEncoder {

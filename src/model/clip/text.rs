@@ -37,17 +37,7 @@ impl ClipTextTransformer {
                 token_embedding: EmbeddingConfig::new(config.vocab_size, width).init(device),
                 position_embedding: EmbeddingConfig::new(config.max_position_embeddings, width).init(device),
             },
-            encoder: ClipEncoder::new(
-                EncoderSizes {
-                    width,
-                    intermediate: config.intermediate_size,
-                    layers: config.num_hidden_layers,
-                    heads: config.num_attention_heads,
-                    activation: config.hidden_act,
-                    layer_norm_eps: config.layer_norm_eps,
-                },
-                device,
-            ),
+            encoder: ClipEncoder::new(EncoderSizes::from(config), device),
             final_layer_norm: layer_norm(width, config.layer_norm_eps, device),
         }
     }

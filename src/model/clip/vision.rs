@@ -91,17 +91,7 @@ impl ClipVisionTransformer {
                 grid,
             },
             pre_layrnorm: layer_norm(width, config.layer_norm_eps, device),
-            encoder: ClipEncoder::new(
-                EncoderSizes {
-                    width,
-                    intermediate: config.intermediate_size,
-                    layers: config.num_hidden_layers,
-                    heads: config.num_attention_heads,
-                    activation: config.hidden_act,
-                    layer_norm_eps: config.layer_norm_eps,
-                },
-                device,
-            ),
+            encoder: ClipEncoder::new(EncoderSizes::from(config), device),
             post_layernorm: layer_norm(width, config.layer_norm_eps, device),
         }
     }
