@@ -45,6 +45,8 @@ pub struct FrameBench {
     pub uploaded_at_start: u64,
     /// Map the whole axial view while timing (a model must be loading).
     pub map_view: bool,
+    /// With `map_view`: only the cursor's axial slice.
+    pub one_slice: bool,
     last: Option<std::time::Instant>,
     rss_at_start: Option<u64>,
 }
@@ -52,7 +54,7 @@ pub struct FrameBench {
 impl FrameBench {
     /// Times `frames` frames once the study is on screen.
     pub fn new(frames: usize) -> Self {
-        Self { frames_left: frames, intervals_s: Vec::new(), uploaded_at_start: 0, map_view: false, last: None, rss_at_start: None }
+        Self { frames_left: frames, intervals_s: Vec::new(), uploaded_at_start: 0, map_view: false, one_slice: false, last: None, rss_at_start: None }
     }
 }
 
@@ -563,7 +565,11 @@ impl CueApp {
             match &self.maps.status {
                 maps::ModelStatus::Ready { .. } => {
                     let sequences = study.visible_indices();
-                    self.maps.map_view(study, View::Axial, &sequences);
+                    if bench.one_slice {
+                        self.maps.map_slice(study, View::Axial, &sequences[..sequences.len().min(1)]);
+                    } else {
+                        self.maps.map_view(study, View::Axial, &sequences);
+                    }
                 }
                 maps::ModelStatus::Failed(e) => {
                     println!("{}", serde_json::json!({ "error": e }));

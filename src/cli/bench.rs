@@ -93,9 +93,13 @@ pub enum BenchCommand {
         #[arg(long, default_value = "grid")]
         layout: String,
         /// With a CLIP model (zero-shot prompts): map the whole axial view while timing, and
-        /// report how long the first slice took from request to map.
+        /// report how long the first batch took from request to map.
         #[arg(long)]
         map_with: Option<PathBuf>,
+        /// With --map-with: map only the axial slice under the crosshair (what a click asks
+        /// for), reporting its request-to-map time.
+        #[arg(long, requires = "map_with")]
+        one_slice: bool,
     },
 }
 
@@ -109,7 +113,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             super::clip::bench(model, &preset, &batch, repeat.max(1), device, json)
         }
         #[cfg(feature = "gui")]
-        BenchCommand::Frames { paths, frames, width, height, layout, map_with } => {
+        BenchCommand::Frames { paths, frames, width, height, layout, map_with, one_slice } => {
             use crate::app::state::Layout;
             let paths = if paths.is_empty() { vec![shared_data_dir().join("cases/brats-sample")] } else { paths };
             let layout = match layout.to_ascii_lowercase().as_str() {
@@ -125,6 +129,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
                 if let Some(model) = map_with {
                     app.load_model(model, None, false);
                     bench.map_view = true;
+                    bench.one_slice = one_slice;
                 }
                 app.bench = Some(bench);
                 app
