@@ -245,14 +245,9 @@ impl MapState {
         let target = SliceAxes::new(view, DisplayConvention::Radiological);
         let from = SliceAxes::new(source, DisplayConvention::Radiological);
         let (width, height) = target.size(shape);
-        let mut scores = Vec::with_capacity(width * height);
-        for row in 0..height {
-            for column in 0..width {
-                let voxel = target.voxel_at(shape, slice_index, column, row);
-                let (c, r, k) = from.pixel_of(shape, voxel);
-                scores.push(source_maps[k].as_ref().and_then(|m| m.scores.get(r * m.width + c).copied()).unwrap_or(f32::NAN));
-            }
-        }
+        let scores = target.resample_from(&from, shape, slice_index, |c, r, k| {
+            source_maps[k].as_ref().and_then(|m| m.scores.get(r * m.width + c).copied()).unwrap_or(f32::NAN)
+        });
         let map = Arc::new(SliceMap {
             width,
             height,
@@ -283,12 +278,7 @@ impl MapState {
                 continue;
             }
             slices += 1;
-            for row in 0..map.height {
-                for column in 0..map.width {
-                    let [i, j, k] = axes.voxel_at(shape, key.slice_index, column, row);
-                    data[i + shape[0] * (j + shape[1] * k)] = map.scores[row * map.width + column];
-                }
-            }
+            axes.write_slice(&mut data, shape, key.slice_index, map.width, &map.scores);
         }
         (data, slices)
     }
@@ -330,20 +320,15 @@ pub fn overlay_image(
     let shown = SliceAxes::new(view, convention);
     let model = SliceAxes::new(view, DisplayConvention::Radiological);
     let (width, height) = shown.size(shape);
-    let mut pixels = Vec::with_capacity(width * height);
-    for row in 0..height {
-        for column in 0..width {
-            let voxel = shown.voxel_at(shape, slice_index, column, row);
-            let (c, r, _) = model.pixel_of(shape, voxel);
-            let t = map.scores.get(r * map.width + c).map_or(f32::NAN, |v| (v - low) / range);
-            if t.is_nan() || t < threshold {
-                pixels.push(egui::Color32::TRANSPARENT);
-            } else {
-                let [red, green, blue] = colormap.rgb(t);
-                pixels.push(egui::Color32::from_rgba_unmultiplied(red, green, blue, (opacity * 255.0) as u8));
-            }
+    let pixels = shown.resample_from(&model, shape, slice_index, |c, r, _| {
+        let t = map.scores.get(r * map.width + c).map_or(f32::NAN, |v| (v - low) / range);
+        if t.is_nan() || t < threshold {
+            egui::Color32::TRANSPARENT
+        } else {
+            let [red, green, blue] = colormap.rgb(t);
+            egui::Color32::from_rgba_unmultiplied(red, green, blue, (opacity * 255.0) as u8)
         }
-    }
+    });
     egui::ColorImage::new([width, height], pixels)
 }
 

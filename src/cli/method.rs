@@ -295,12 +295,7 @@ pub fn map_command(args: MapArgs) -> anyhow::Result<()> {
             .collect();
         let maps = model.map(&images)?;
         for ((&k, slice), map) in chunk.iter().zip(&slices).zip(maps) {
-            for row in 0..map.height {
-                for column in 0..map.width {
-                    let ijk = axes.voxel_at(volume.shape, k, column, row);
-                    scores[volume.index(ijk)] = map.scores[row * map.width + column];
-                }
-            }
+            axes.write_slice(&mut scores, volume.shape, k, map.width, &map.scores);
             eprintln!("{} slice {k}: image score {:.4}, CLS score {:.4}", view.name(), map.image_score, map.cls_score);
             last_png = Some((slice.clone(), map));
         }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::eval::metrics::{MapWithMask, aupro, auroc, average_precision, best_dice, roc_curve};
 use crate::model::clip::Clip;
 use crate::model::device::{DeviceChoice, choose};
-use crate::model::mapper::{AnomalyModel, SliceImage, ZeroShotPrompts, default_layers};
+use crate::model::mapper::{AnomalyModel, SliceImage, SliceMap, ZeroShotPrompts, default_layers};
 use crate::train::dataset::{DatasetConfig, find_cases, load_bmad_split, slices_of};
 use crate::volume::{SequenceKind, Study, View};
 
@@ -188,8 +188,9 @@ struct Pool {
 }
 
 impl Pool {
-    fn add(&mut self, scores: Vec<f32>, truth: Option<Vec<bool>>, brain: &[f32], width: usize, anomalous: bool) {
-        self.image_scores.push(top_image_score(&scores));
+    fn add(&mut self, map: SliceMap, truth: Option<Vec<bool>>, brain: &[f32], anomalous: bool) {
+        let (scores, width) = (map.scores, map.width);
+        self.image_scores.push(map.image_score);
         self.image_truth.push(anomalous);
         let Some(truth) = truth else { return };
         for ((&score, &t), &v) in scores.iter().zip(&truth).zip(brain) {
@@ -220,11 +221,6 @@ impl Pool {
     }
 }
 
-/// The image score the maps carry (top 1 % mean), recomputed for pooled maps.
-fn top_image_score(scores: &[f32]) -> f32 {
-    crate::model::anomaly::top_k_mean(scores, (scores.len() / 100).max(1))
-}
-
 fn evaluate_images(
     request: &EvalRequest,
     model: AnomalyModel,
@@ -253,7 +249,7 @@ fn evaluate_images(
                 (None, false) => Some(vec![false; s.image.len()]),
                 (None, true) => None,
             };
-            pool.add(m.scores, truth, &s.image, s.width, s.anomalous);
+            pool.add(m, truth, &s.image, s.anomalous);
         }
     }
     progress(EvalProgress { done: samples.len(), total: samples.len(), case: String::new() });
@@ -309,7 +305,7 @@ pub fn evaluate(request: &EvalRequest, mut progress: impl FnMut(EvalProgress), c
             for (s, m) in chunk.iter().zip(maps) {
                 let key = (s.sequence.label().to_lowercase(), s.view.name().to_string());
                 let truth = s.mask.iter().map(|&v| v > 0).collect();
-                pools.entry(key).or_default().add(m.scores, Some(truth), &s.image, s.width, s.is_anomalous());
+                pools.entry(key).or_default().add(m, Some(truth), &s.image, s.is_anomalous());
             }
         }
     }

@@ -145,6 +145,35 @@ impl SliceAxes {
             ijk[self.normal_axis],
         )
     }
+
+    /// Writes a slice's row-major `values` (`width` per row, in these axes) into canonical
+    /// voxels `data` of `shape` at slice `slice_index`.
+    pub fn write_slice(&self, data: &mut [f32], shape: [usize; 3], slice_index: usize, width: usize, values: &[f32]) {
+        for (n, &v) in values.iter().enumerate() {
+            let [i, j, k] = self.voxel_at(shape, slice_index, n % width, n / width);
+            data[i + shape[0] * (j + shape[1] * k)] = v;
+        }
+    }
+
+    /// For every pixel of slice `slice_index` in these axes (row-major), `sample` of the
+    /// (column, row, slice index) where `other` axes show the same voxel.
+    pub fn resample_from<T>(
+        &self,
+        other: &SliceAxes,
+        shape: [usize; 3],
+        slice_index: usize,
+        mut sample: impl FnMut(usize, usize, usize) -> T,
+    ) -> Vec<T> {
+        let (width, height) = self.size(shape);
+        let mut out = Vec::with_capacity(width * height);
+        for row in 0..height {
+            for column in 0..width {
+                let (c, r, k) = other.pixel_of(shape, self.voxel_at(shape, slice_index, column, row));
+                out.push(sample(c, r, k));
+            }
+        }
+        out
+    }
 }
 
 /// Orientation letters at the four edges of a view.
@@ -218,6 +247,27 @@ pub fn extract_slice<T: Copy>(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn written_slices_read_back_and_planes_resample_through_voxels() {
+        let shape = [4, 3, 5];
+        let axes = SliceAxes::new(View::Coronal, DisplayConvention::Radiological);
+        let (w, h) = axes.size(shape);
+        let values: Vec<f32> = (0..w * h).map(|n| n as f32 + 1.0).collect();
+        let mut data = vec![0.0; 60];
+        axes.write_slice(&mut data, shape, 2, w, &values);
+        let back = extract_slice(&data, shape, [1.0; 3], View::Coronal, 2, DisplayConvention::Radiological).unwrap();
+        assert_eq!(back.pixels, values);
+        // Through the axial axes: each axial pixel lands on the coronal plane j = 2 or not.
+        let axial = SliceAxes::new(View::Axial, DisplayConvention::Neurological);
+        let picked = axial.resample_from(&axes, shape, 1, |c, r, k| (k == 2).then(|| values[r * w + c]));
+        let direct = extract_slice(&data, shape, [1.0; 3], View::Axial, 1, DisplayConvention::Neurological).unwrap();
+        for (p, d) in picked.iter().zip(&direct.pixels) {
+            assert_eq!(p.unwrap_or(0.0), *d);
+        }
+        assert!(picked.iter().any(Option::is_some));
+    }
+
     use super::*;
 
     #[test]
