@@ -105,7 +105,7 @@ impl CueApp {
             Some(rs) => {
                 SliceRenderer::install(rs);
                 let info = rs.adapter.get_info();
-                tracing::info!(adapter = %info.name, backend = ?info.backend, "drawing slices with wgpu");
+                tracing::info!(adapter = %info.name, backend = ?info.backend, format = ?rs.target_format, "drawing slices with wgpu");
             }
             None => tracing::warn!("no wgpu render state: slices are drawn on the CPU"),
         }
@@ -812,7 +812,7 @@ impl eframe::App for CueApp {
 /// Opens the main window on `files` (each with the sequence the user named, if any), with
 /// `model` (a CLIP folder or .bpk, and a prompt) when given.
 pub fn run(files: loader::OpenRequest, model: Option<(PathBuf, Option<PathBuf>)>) -> anyhow::Result<()> {
-    run_window([1400.0, 900.0], move |cc| {
+    run_window([1400.0, 900.0], None, move |cc| {
         let mut app = CueApp::new_with_files(cc, files);
         if let Some((clip, prompt)) = model {
             app.load_model(clip, prompt, true);
@@ -823,17 +823,24 @@ pub fn run(files: loader::OpenRequest, model: Option<(PathBuf, Option<PathBuf>)>
 
 /// Opens the main window on the bundled demo case.
 pub fn run_demo() -> anyhow::Result<()> {
-    run_window([1400.0, 900.0], CueApp::new_with_demo)
+    run_window([1400.0, 900.0], None, CueApp::new_with_demo)
 }
 
 /// Opens a window of `size` points on the app `create` makes, and runs until it is closed.
+///
+/// With `scratch_storage`, settings and window geometry are read from and written to that
+/// folder instead of the user's, and the window keeps `size` (benchmarks must not depend on,
+/// or change, what the user last left open).
 pub fn run_window(
     size: [f32; 2],
+    scratch_storage: Option<PathBuf>,
     create: impl FnOnce(&eframe::CreationContext<'_>) -> CueApp + 'static,
 ) -> anyhow::Result<()> {
     prefer_gl_over_software_vulkan();
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default().with_title("CUE").with_inner_size(size).with_drag_and_drop(true),
+        persist_window: scratch_storage.is_none(),
+        persistence_path: scratch_storage,
         ..Default::default()
     };
     eframe::run_native("CUE", options, Box::new(move |cc| Ok(Box::new(create(cc)))))

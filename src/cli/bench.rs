@@ -122,7 +122,8 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
                 "grid" => Layout::Grid,
                 other => anyhow::bail!("unknown layout '{other}' (ortho, compare or grid)"),
             };
-            crate::app::run_window([width, height], move |cc| {
+            let scratch = std::env::temp_dir().join(format!("cue-bench-frames-{}", std::process::id()));
+            let result = crate::app::run_window([width, height], Some(scratch.clone()), move |cc| {
                 let mut app = crate::app::CueApp::new(cc, paths);
                 app.settings.layout = layout;
                 let mut bench = crate::app::FrameBench::new(frames);
@@ -133,7 +134,10 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
                 }
                 app.bench = Some(bench);
                 app
-            })
+            });
+            // Best effort: the folder holds only this run's throwaway settings.
+            let _ = std::fs::remove_dir_all(&scratch);
+            result
         }
     }
 }
