@@ -47,6 +47,9 @@ pub struct FrameBench {
     pub map_view: bool,
     /// With `map_view`: only the cursor's axial slice.
     pub one_slice: bool,
+    /// With `map_view`: step nothing and leave the window idle until this many maps have
+    /// arrived, then report the mapping rate with the window open.
+    pub hold_until_maps: Option<usize>,
     last: Option<std::time::Instant>,
     rss_at_start: Option<u64>,
 }
@@ -54,7 +57,16 @@ pub struct FrameBench {
 impl FrameBench {
     /// Times `frames` frames once the study is on screen.
     pub fn new(frames: usize) -> Self {
-        Self { frames_left: frames, intervals_s: Vec::new(), uploaded_at_start: 0, map_view: false, one_slice: false, last: None, rss_at_start: None }
+        Self {
+            frames_left: frames,
+            intervals_s: Vec::new(),
+            uploaded_at_start: 0,
+            map_view: false,
+            one_slice: false,
+            hold_until_maps: None,
+            last: None,
+            rss_at_start: None,
+        }
     }
 }
 
@@ -467,7 +479,7 @@ impl CueApp {
             ui.vertical_centered(|ui| {
                 ui.add_space(ui.available_height() * 0.35);
                 if let Some(job) = &self.loading {
-                    ui.spinner();
+                    crate::ui::busy_ui(ui);
                     ui.label(format!("Loading {} ({}/{})", job.what, job.progress.0, job.progress.1));
                 } else {
                     ui.heading("No study open");
@@ -584,6 +596,30 @@ impl CueApp {
             }
         }
         let now = std::time::Instant::now();
+        if let Some(target) = bench.hold_until_maps {
+            // Frames come only from the worker's events and the progress display here.
+            let start = *bench.last.get_or_insert(now);
+            bench.intervals_s.push(0.0);
+            let received = self.maps.maps.len();
+            // A whole-view job that ended (or was cancelled) early also ends the run.
+            if received >= target || (!bench.one_slice && self.maps.job.is_none()) {
+                let seconds = (now - start).as_secs_f64();
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "layout": format!("{:?}", self.settings.layout),
+                        "maps_received": received,
+                        "seconds": seconds,
+                        "seconds_per_map": seconds / received.max(1) as f64,
+                        "last_map_latency_ms": self.maps.last_latency_ms,
+                        "frames_drawn": bench.intervals_s.len(),
+                    })
+                );
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                self.bench = None;
+            }
+            return;
+        }
         match bench.last {
             None => {
                 bench.uploaded_at_start = uploaded;

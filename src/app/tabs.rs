@@ -98,6 +98,7 @@ impl TrainingTab {
         let (cancel, pause) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
         let (c, p) = (cancel.clone(), pause.clone());
         let spawned = std::thread::Builder::new().name("cue-train".into()).spawn(move || {
+            crate::threads::make_this_thread_background();
             let (events, inbox) = channel();
             let forward = sender.clone();
             let relay = std::thread::spawn(move || {
@@ -271,7 +272,7 @@ pub fn training_ui(ui: &mut egui::Ui, tab: &mut TrainingTab, model: Option<&Path
             if ui.button("Stop").clicked() {
                 tab.stop();
             }
-            ui.spinner();
+            crate::ui::busy_ui(ui);
             if let Some(eta) = tab.eta_s {
                 ui.label(format!("about {eta:.0} s left"));
             }
@@ -371,6 +372,7 @@ impl EvaluationTab {
         let c = cancel.clone();
         let wake = Arc::new(wake);
         let spawned = std::thread::Builder::new().name("cue-eval".into()).spawn(move || {
+            crate::threads::make_this_thread_background();
             let w = wake.clone();
             let result = evaluate(&request, |p| {
                 let _ = progress_tx.send(p);
@@ -441,7 +443,7 @@ pub fn evaluation_ui(ui: &mut egui::Ui, tab: &mut EvaluationTab, model: Option<&
     });
     ui.horizontal(|ui| {
         if running {
-            ui.spinner();
+            crate::ui::busy_ui(ui);
             if ui.button("Cancel").clicked()
                 && let Some((_, _, cancel)) = &tab.running
             {

@@ -100,6 +100,10 @@ pub enum BenchCommand {
         /// for), reporting its request-to-map time.
         #[arg(long, requires = "map_with")]
         one_slice: bool,
+        /// With --map-with: step nothing and leave the window idle until this many maps have
+        /// arrived; reports the mapping rate with the window open instead of frame times.
+        #[arg(long, requires = "map_with")]
+        hold_maps: Option<usize>,
     },
 }
 
@@ -113,7 +117,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             super::clip::bench(model, &preset, &batch, repeat.max(1), device, json)
         }
         #[cfg(feature = "gui")]
-        BenchCommand::Frames { paths, frames, width, height, layout, map_with, one_slice } => {
+        BenchCommand::Frames { paths, frames, width, height, layout, map_with, one_slice, hold_maps } => {
             use crate::app::state::Layout;
             let paths = if paths.is_empty() { vec![shared_data_dir().join("cases/brats-sample")] } else { paths };
             let layout = match layout.to_ascii_lowercase().as_str() {
@@ -131,6 +135,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
                     app.load_model(model, None, false);
                     bench.map_view = true;
                     bench.one_slice = one_slice;
+                    bench.hold_until_maps = hold_maps;
                 }
                 app.bench = Some(bench);
                 app

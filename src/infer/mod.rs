@@ -161,7 +161,10 @@ impl InferWorker {
         let cancelled = Arc::new(Mutex::new(Vec::new()));
         let busy = Arc::new(AtomicBool::new(false));
         let state = Worker { inbox, outbox, wake: Box::new(wake), cancelled: cancelled.clone(), busy: busy.clone(), model: None, prompt_id: String::new(), cache: HashMap::new(), order: VecDeque::new(), queue: VecDeque::new() };
-        if let Err(e) = std::thread::Builder::new().name("cue-infer".into()).spawn(move || state.run()) {
+        if let Err(e) = std::thread::Builder::new().name("cue-infer".into()).spawn(move || {
+            crate::threads::make_this_thread_background();
+            state.run()
+        }) {
             tracing::error!("cannot start the inference thread: {e}");
         }
         Self { requests, events, cancelled, busy }

@@ -180,7 +180,7 @@ pub fn model_panel_ui(ui: &mut egui::Ui, settings: &mut Settings, maps: &MapStat
         }
         ModelStatus::Loading(stage) => {
             ui.horizontal(|ui| {
-                ui.spinner();
+                crate::ui::busy_ui(ui);
                 ui.label(stage);
             });
         }
@@ -248,7 +248,7 @@ pub fn model_panel_ui(ui: &mut egui::Ui, settings: &mut Settings, maps: &MapStat
 fn download_ui(ui: &mut egui::Ui, maps: &MapState, commands: &mut Vec<Command>) {
     if maps.downloading {
         ui.horizontal(|ui| {
-            ui.spinner();
+            crate::ui::busy_ui(ui);
             ui.label(format!("Downloading {} (progress on the terminal)…", crate::model::weights::DEFAULT_MODEL));
         });
     } else if ui.button(format!("Download {}", crate::model::weights::DEFAULT_MODEL)).clicked() {
@@ -269,7 +269,7 @@ fn weights_hint() -> String {
 pub fn status_bar_ui(ui: &mut egui::Ui, settings: &Settings, study: Option<&StudyView>, loading: Option<String>) {
     ui.horizontal(|ui| {
         if let Some(text) = loading {
-            ui.spinner();
+            crate::ui::busy_ui(ui);
             ui.label(text);
             ui.separator();
         }
