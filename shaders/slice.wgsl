@@ -1,6 +1,6 @@
-// One slice of a volume held as a 3-D texture: window/level, colormap and an optional label
-// overlay, all per fragment, so stepping slices or changing the window uploads nothing but
-// these uniforms.
+// One slice of a volume held as a 3-D texture: window/level, colormap, an optional label
+// overlay and an optional RGBA overlay (the anomaly map), all per fragment in one pass, so
+// stepping slices or changing the window uploads nothing but these uniforms.
 //
 // Keep `Uniforms` in step with `SliceUniforms` in src/render/slice.rs, and colormap rows with
 // `Colormap` there.
@@ -14,12 +14,16 @@ struct Uniforms {
     size: vec4<i32>,
     // Window low, window width, colormap row, label opacity.
     window: vec4<f32>,
+    // Whether an overlay is bound (1) at the slice's size; unused.
+    overlay: vec4<i32>,
 };
 
 @group(0) @binding(0) var<uniform> u: Uniforms;
 @group(0) @binding(1) var intensities: texture_3d<f32>;
 @group(0) @binding(2) var labels: texture_3d<f32>;
 @group(0) @binding(3) var colormaps: texture_2d<f32>;
+// Premultiplied RGBA over the slice, one texel per pixel (the anomaly map).
+@group(0) @binding(4) var overlay: texture_2d<f32>;
 
 struct VertexOut {
     @builtin(position) position: vec4<f32>,
@@ -78,6 +82,11 @@ fn fs_main(in: VertexOut) -> @location(0) vec4<f32> {
         if (show) {
             colour = mix(colour, label_colour(label), u.window.w);
         }
+    }
+    if (u.overlay.x == 1) {
+        // Blended as egui blends images: premultiplied, in gamma space.
+        let over = textureLoad(overlay, pixel, 0);
+        colour = over.rgb + colour * (1.0 - over.a);
     }
     return vec4<f32>(colour, 1.0);
 }

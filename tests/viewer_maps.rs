@@ -56,6 +56,16 @@ fn maps_appear_over_slices_are_reused_and_whole_views_can_be_cancelled() {
     harness.run_steps(3);
     assert!(harness.get_all_by_label_contains("anomaly score").count() >= 4, "no score shown");
     assert!(harness.state().maps.last_latency_ms.is_some());
+    // The slice shader draws each map: four overlay textures bound, and the pixels change when
+    // the maps are made fully transparent.
+    let with_maps = harness.render().expect("render");
+    assert_eq!(harness.state().overlays_on_gpu(), Some(4));
+    harness.state_mut().settings.map_opacity = 0.0;
+    harness.run_steps(2);
+    let without = harness.render().expect("render");
+    let changed = with_maps.pixels().zip(without.pixels()).filter(|(a, b)| a != b).count();
+    assert!(changed > 1000, "only {changed} pixels show the maps");
+    harness.state_mut().settings.map_opacity = 0.55;
 
     // Ortho on another sequence: its axial map is shown from what was computed, no new work.
     let before = harness.state().maps.maps.len();

@@ -66,7 +66,7 @@ pub struct MapState {
     /// Whether the default backbone is being downloaded.
     pub downloading: bool,
     next_job: u64,
-    overlays: HashMap<u64, (String, egui::TextureHandle)>,
+    overlays: HashMap<u64, CachedOverlay>,
     /// Maps of one orientation's slice assembled from another orientation's maps, by
     /// (sequence label, view, slice, source view, maps available then).
     cross: HashMap<(String, View, usize, View, usize), Arc<SliceMap>>,
@@ -188,37 +188,62 @@ impl MapState {
         self.maps.get(&key).cloned()
     }
 
-    /// The overlay texture for view slot `slot`: the map in the displayed orientation, the
-    /// chosen colormap, values under the threshold (of the slice's min-max range) clear.
+    /// The overlay of view slot `slot`: the map in the displayed orientation, the chosen
+    /// colormap, values under the threshold (of the slice's min-max range) clear. Rebuilt
+    /// only when the map or a setting that shapes it changes.
     #[allow(clippy::too_many_arguments)] // the view's whole identity, read in one place
-    pub fn overlay_texture(
+    pub fn overlay(
         &mut self,
-        ctx: &egui::Context,
         slot: u64,
         map: &SliceMap,
         view: View,
         shape: [usize; 3],
         slice_index: usize,
         settings: &Settings,
-    ) -> egui::TextureId {
-        let key = format!(
-            "{:p}/{view:?}/{slice_index}/{:?}/{:?}/{}/{}",
-            map.scores.as_ptr(),
-            settings.convention,
-            settings.map_colormap,
-            settings.map_opacity,
-            settings.map_threshold
-        );
-        if let Some((k, texture)) = self.overlays.get(&slot)
-            && *k == key
-        {
-            return texture.id();
+    ) -> &mut CachedOverlay {
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            (map.scores.as_ptr() as usize, view, slice_index, settings.convention, settings.map_colormap).hash(&mut hasher);
+            (settings.map_opacity.to_bits(), settings.map_threshold.to_bits()).hash(&mut hasher);
+            hasher.finish()
+        };
+        let entry = self.overlays.entry(slot).or_insert_with(|| CachedOverlay { key: !key, size: [0, 0], rgba: Arc::from([]), texture: None });
+        if entry.key != key {
+            let image = overlay_image(map, view, shape, slice_index, settings.convention, settings.map_colormap, settings.map_opacity, settings.map_threshold);
+            *entry = CachedOverlay { key, size: image.size, rgba: Arc::from(image.as_raw()), texture: None };
         }
-        let image = overlay_image(map, view, shape, slice_index, settings.convention, settings.map_colormap, settings.map_opacity, settings.map_threshold);
-        let texture = ctx.load_texture(format!("cue map {slot}"), image, egui::TextureOptions::LINEAR);
-        let id = texture.id();
-        self.overlays.insert(slot, (key, texture));
-        id
+        entry
+    }
+}
+
+/// A view's map overlay as premultiplied RGBA, with an egui texture made on demand (the
+/// CPU slice path; the GPU path draws the bytes in the slice shader).
+pub struct CachedOverlay {
+    /// Identifies the map and settings it was made from.
+    pub key: u64,
+    /// Width and height in pixels (the displayed slice's).
+    pub size: [usize; 2],
+    /// Premultiplied sRGB RGBA bytes, row by row.
+    pub rgba: Arc<[u8]>,
+    texture: Option<egui::TextureHandle>,
+}
+
+impl CachedOverlay {
+    /// The overlay as an egui texture, uploaded on first use.
+    pub fn texture(&mut self, ctx: &egui::Context, slot: u64) -> egui::TextureId {
+        let (size, rgba) = (self.size, &self.rgba);
+        self.texture
+            .get_or_insert_with(|| {
+                let image = egui::ColorImage::from_rgba_premultiplied(size, rgba);
+                ctx.load_texture(format!("cue map {slot}"), image, egui::TextureOptions::LINEAR)
+            })
+            .id()
+    }
+
+    /// The overlay for the slice shader.
+    pub fn for_gpu(&self) -> crate::render::SliceOverlay {
+        crate::render::SliceOverlay { key: self.key, size: self.size, rgba: self.rgba.clone() }
     }
 }
 

@@ -8,4 +8,4 @@ mod colormap;
 mod slice;
 
 pub use colormap::Colormap;
-pub use slice::{LabelStyle, SliceDraw, SliceRenderer, VolumeId};
+pub use slice::{LabelStyle, SliceDraw, SliceOverlay, SliceRenderer, VolumeId};

@@ -26,6 +26,7 @@ pub struct SliceRenderer {
     bind_group_layout: wgpu::BindGroupLayout,
     colormaps: wgpu::TextureView,
     no_labels: wgpu::TextureView,
+    no_overlay: wgpu::TextureView,
     volumes: HashMap<VolumeId, wgpu::TextureView>,
     slots: HashMap<u64, Slot>,
     uploaded_bytes: u64,
@@ -36,10 +37,31 @@ struct Slot {
     bind_group: wgpu::BindGroup,
     bound: (VolumeId, Option<VolumeId>),
     written: Option<[u8; UNIFORM_BYTES as usize]>,
+    overlay: Option<SlotOverlay>,
+}
+
+/// A view's overlay texture and which image it holds.
+struct SlotOverlay {
+    texture: wgpu::Texture,
+    view: wgpu::TextureView,
+    key: u64,
 }
 
 /// Bytes of the uniform block; mirrors `Uniforms` in `shaders/slice.wgsl`.
-const UNIFORM_BYTES: u64 = 80;
+const UNIFORM_BYTES: u64 = 96;
+
+/// An RGBA image over a view's slice (an anomaly map), one texel per slice pixel, drawn in the
+/// slice's own pass: a separate blended image would cost a software rasteriser a second pass
+/// over every mapped view each frame.
+#[derive(Clone, Debug)]
+pub struct SliceOverlay {
+    /// Identifies the content: the texture is rewritten only when it changes.
+    pub key: u64,
+    /// Width and height in pixels (the slice's).
+    pub size: [usize; 2],
+    /// Premultiplied sRGB RGBA bytes, row by row from the top left.
+    pub rgba: std::sync::Arc<[u8]>,
+}
 
 impl SliceRenderer {
     /// Creates the pipeline and puts the renderer into egui-wgpu's callback resources.
@@ -79,6 +101,7 @@ impl SliceRenderer {
                 texture_entry(1, wgpu::TextureViewDimension::D3),
                 texture_entry(2, wgpu::TextureViewDimension::D3),
                 texture_entry(3, wgpu::TextureViewDimension::D2),
+                texture_entry(4, wgpu::TextureViewDimension::D2),
             ],
         });
         let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -128,11 +151,22 @@ impl SliceRenderer {
             &[0u8; 4],
             4,
         );
+        let no_overlay = create_texture(
+            device,
+            queue,
+            "cue no overlay",
+            wgpu::TextureFormat::Rgba8Unorm,
+            [1, 1, 1],
+            wgpu::TextureDimension::D2,
+            &[0u8; 4],
+            4,
+        );
         Self {
             pipeline,
             bind_group_layout,
             colormaps,
             no_labels,
+            no_overlay,
             volumes: HashMap::new(),
             slots: HashMap::new(),
             uploaded_bytes: 0,
@@ -177,6 +211,16 @@ impl SliceRenderer {
         render_state.renderer.read().callback_resources.get::<SliceRenderer>().map_or(0, |r| r.uploaded_bytes)
     }
 
+    /// How many views have an overlay texture bound (a check that maps reach the GPU).
+    pub fn overlays_bound(render_state: &egui_wgpu::RenderState) -> usize {
+        render_state
+            .renderer
+            .read()
+            .callback_resources
+            .get::<SliceRenderer>()
+            .map_or(0, |r| r.slots.values().filter(|s| s.overlay.is_some()).count())
+    }
+
     /// Whether a volume is on the GPU.
     pub fn has_volume(render_state: &egui_wgpu::RenderState, id: VolumeId) -> bool {
         render_state.renderer.read().callback_resources.get::<SliceRenderer>().is_some_and(|r| r.volumes.contains_key(&id))
@@ -214,6 +258,33 @@ fn create_texture(
     texture.create_view(&wgpu::TextureViewDescriptor::default())
 }
 
+fn create_overlay(device: &wgpu::Device, queue: &wgpu::Queue, overlay: &SliceOverlay) -> SlotOverlay {
+    let size = wgpu::Extent3d { width: overlay.size[0] as u32, height: overlay.size[1] as u32, depth_or_array_layers: 1 };
+    let texture = device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("cue overlay"),
+        size,
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba8Unorm,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    write_overlay(queue, &texture, overlay);
+    let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+    SlotOverlay { texture, view, key: overlay.key }
+}
+
+fn write_overlay(queue: &wgpu::Queue, texture: &wgpu::Texture, overlay: &SliceOverlay) {
+    let size = wgpu::Extent3d { width: overlay.size[0] as u32, height: overlay.size[1] as u32, depth_or_array_layers: 1 };
+    queue.write_texture(
+        wgpu::TexelCopyTextureInfo { texture, mip_level: 0, origin: wgpu::Origin3d::ZERO, aspect: wgpu::TextureAspect::All },
+        &overlay.rgba,
+        wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(4 * overlay.size[0] as u32), rows_per_image: Some(overlay.size[1] as u32) },
+        size,
+    );
+}
+
 /// One view's slice, drawn by egui-wgpu into the rectangle of its paint callback.
 #[derive(Clone, Debug)]
 pub struct SliceDraw {
@@ -233,6 +304,8 @@ pub struct SliceDraw {
     pub colormap: Colormap,
     /// A label volume drawn over the slice, its style and opacity.
     pub labels: Option<(VolumeId, LabelStyle, f32)>,
+    /// An image drawn over the slice and the labels (the anomaly map).
+    pub overlay: Option<SliceOverlay>,
 }
 
 impl SliceDraw {
@@ -248,6 +321,8 @@ impl SliceDraw {
             Some((_, style, opacity)) => (1, i32::from(style == LabelStyle::Outline), opacity),
             None => (0, 0, 0.0),
         };
+        // The overlay is used only where it matches the slice's size (the app builds it so).
+        let has_overlay = self.overlay.as_ref().is_some_and(|o| o.size == [width, height]);
         let ints: [[i32; 4]; 4] = [
             [base[0] as i32, base[1] as i32, base[2] as i32, 0],
             column_step,
@@ -262,6 +337,7 @@ impl SliceDraw {
         for (i, v) in floats.iter().enumerate() {
             bytes[64 + 4 * i..68 + 4 * i].copy_from_slice(&v.to_ne_bytes());
         }
+        bytes[80..84].copy_from_slice(&i32::from(has_overlay).to_ne_bytes());
         bytes
     }
 }
@@ -279,7 +355,27 @@ impl egui_wgpu::CallbackTrait for SliceDraw {
         let Some(volume) = renderer.volumes.get(&self.volume) else { return Vec::new() };
         let label_id = self.labels.map(|(id, _, _)| id).filter(|id| renderer.volumes.contains_key(id));
         let bound = (self.volume, label_id);
-        let stale = renderer.slots.get(&self.slot).is_none_or(|s| s.bound != bound);
+        let mut stale = renderer.slots.get(&self.slot).is_none_or(|s| s.bound != bound);
+        // The overlay texture: rewritten in place when only its content changes, recreated
+        // (and the bind group with it) when its size changes or it appears or goes.
+        let mut overlay = renderer.slots.get_mut(&self.slot).and_then(|s| s.overlay.take());
+        let same_size = |o: &SlotOverlay, new: &SliceOverlay| o.texture.width() as usize == new.size[0] && o.texture.height() as usize == new.size[1];
+        match (&self.overlay, overlay.as_mut()) {
+            (Some(new), Some(old)) if same_size(old, new) && old.key == new.key => {}
+            (Some(new), Some(old)) if same_size(old, new) => {
+                write_overlay(queue, &old.texture, new);
+                old.key = new.key;
+            }
+            (Some(new), _) if new.size[0] > 0 && new.size[1] > 0 && new.rgba.len() == 4 * new.size[0] * new.size[1] => {
+                overlay = Some(create_overlay(device, queue, new));
+                stale = true;
+            }
+            (_, Some(_)) => {
+                overlay = None;
+                stale = true;
+            }
+            _ => {}
+        }
         if stale {
             tracing::debug!(slot = self.slot, "binding slice textures");
             let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
@@ -297,15 +393,23 @@ impl egui_wgpu::CallbackTrait for SliceDraw {
                     wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::TextureView(volume) },
                     wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::TextureView(labels) },
                     wgpu::BindGroupEntry { binding: 3, resource: wgpu::BindingResource::TextureView(&renderer.colormaps) },
+                    wgpu::BindGroupEntry {
+                        binding: 4,
+                        resource: wgpu::BindingResource::TextureView(overlay.as_ref().map_or(&renderer.no_overlay, |o| &o.view)),
+                    },
                 ],
             });
-            renderer.slots.insert(self.slot, Slot { uniforms, bind_group, bound, written: None });
+            renderer.slots.insert(self.slot, Slot { uniforms, bind_group, bound, written: None, overlay: None });
         }
         let mut draw = self.clone();
         if label_id.is_none() {
             draw.labels = None;
         }
+        if overlay.is_none() {
+            draw.overlay = None;
+        }
         if let Some(slot) = renderer.slots.get_mut(&self.slot) {
+            slot.overlay = overlay;
             let bytes = draw.uniform_bytes();
             // Unchanged views (most of them, most frames) write nothing.
             if slot.written != Some(bytes) {

@@ -11,8 +11,9 @@ use crate::volume::{SliceAxes, View};
 
 /// An anomaly map shown over a slice.
 pub struct MapOverlay {
-    /// The map drawn in the displayed orientation with its colormap and threshold.
-    pub texture: egui::TextureId,
+    /// The map drawn in the displayed orientation with its colormap and threshold, as an egui
+    /// texture; `None` where the slice's own GPU pass draws it.
+    pub texture: Option<egui::TextureId>,
     /// The map (raw scores, image score).
     pub map: std::sync::Arc<crate::model::mapper::SliceMap>,
     /// Its colormap, for the colour bar.
@@ -94,22 +95,46 @@ pub fn voxel_at(image: Rect, spec: &SliceViewSpec<'_>, pos: Pos2) -> Option<[usi
     Some(spec.axes.voxel_at(spec.shape, slice_index, column.min(width - 1), row.min(height - 1)))
 }
 
+/// The parts of `outer` that `inner` leaves uncovered, as at most four rectangles (above,
+/// below, left and right of it).
+pub fn margins(outer: Rect, inner: Rect) -> Vec<Rect> {
+    let inner = inner.intersect(outer);
+    if !inner.is_positive() {
+        return vec![outer];
+    }
+    let candidates = [
+        Rect::from_x_y_ranges(outer.x_range(), outer.min.y..=inner.min.y),
+        Rect::from_x_y_ranges(outer.x_range(), inner.max.y..=outer.max.y),
+        Rect::from_x_y_ranges(outer.min.x..=inner.min.x, inner.y_range()),
+        Rect::from_x_y_ranges(inner.max.x..=outer.max.x, inner.y_range()),
+    ];
+    candidates.into_iter().filter(|r| r.is_positive()).collect()
+}
+
 /// Draws a view in `rect` and returns what the user asked of it.
 pub fn slice_view_ui(ui: &mut egui::Ui, rect: Rect, spec: &SliceViewSpec<'_>) -> Vec<Command> {
     let mut commands = Vec::new();
     let id = ui.make_persistent_id(("slice view", spec.slot));
     let response = ui.interact(rect, id, Sense::click_and_drag());
     let painter = ui.painter_at(rect);
-    painter.rect_filled(rect, 0.0, Color32::BLACK);
     let image = image_rect(rect, spec);
+    // The slice is opaque: black goes only where it leaves the view uncovered, sparing a
+    // software rasteriser a blended pass under the whole image.
+    if spec.gpu.is_some() || spec.cpu_texture.is_some() {
+        for margin in margins(rect, image) {
+            painter.rect_filled(margin, 0.0, Color32::BLACK);
+        }
+    } else {
+        painter.rect_filled(rect, 0.0, Color32::BLACK);
+    }
     if let Some(draw) = &spec.gpu {
         painter.add(egui_wgpu::Callback::new_paint_callback(image, draw.clone()));
     } else if let Some(texture) = spec.cpu_texture {
         painter.image(texture, image, Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)), Color32::WHITE);
     }
 
-    if let Some(overlay) = &spec.overlay {
-        painter.image(overlay.texture, image, Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)), Color32::WHITE);
+    if let Some(texture) = spec.overlay.as_ref().and_then(|o| o.texture) {
+        painter.image(texture, image, Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)), Color32::WHITE);
     }
 
     // Crosshair through the centre of the cursor voxel.
@@ -203,4 +228,44 @@ pub fn slice_view_ui(ui: &mut egui::Ui, rect: Rect, spec: &SliceViewSpec<'_>) ->
         }
     }
     commands
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn area(r: Rect) -> f32 {
+        r.width() * r.height()
+    }
+
+    #[test]
+    fn margins_cover_exactly_what_the_image_leaves() {
+        let outer = Rect::from_min_max(Pos2::new(10.0, 20.0), Pos2::new(410.0, 320.0));
+        for inner in [
+            Rect::from_min_max(Pos2::new(60.0, 20.0), Pos2::new(360.0, 320.0)), // pillarbox
+            Rect::from_min_max(Pos2::new(10.0, 45.0), Pos2::new(410.0, 295.0)), // letterbox
+            Rect::from_min_max(Pos2::new(100.0, 100.0), Pos2::new(200.0, 150.0)), // inside
+            Rect::from_min_max(Pos2::new(-50.0, 0.0), Pos2::new(200.0, 500.0)), // panned off the edge
+        ] {
+            let parts = margins(outer, inner);
+            let covered = inner.intersect(outer);
+            let total: f32 = parts.iter().map(|r| area(*r)).sum::<f32>() + area(covered);
+            assert!((total - area(outer)).abs() < 1e-2, "{inner:?}: {total} vs {}", area(outer));
+            for (i, a) in parts.iter().enumerate() {
+                assert!(outer.contains_rect(*a));
+                assert!(!a.intersect(covered).is_positive(), "{a:?} overlaps the image");
+                for b in &parts[i + 1..] {
+                    assert!(!a.intersect(*b).is_positive(), "{a:?} overlaps {b:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn margins_of_a_zoomed_or_absent_image() {
+        let outer = Rect::from_min_max(Pos2::ZERO, Pos2::new(100.0, 100.0));
+        assert!(margins(outer, outer.expand(30.0)).is_empty(), "an image over the whole view leaves nothing");
+        let away = Rect::from_min_max(Pos2::new(200.0, 200.0), Pos2::new(300.0, 300.0));
+        assert_eq!(margins(outer, away), vec![outer]);
+    }
 }
