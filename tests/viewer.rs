@@ -69,6 +69,24 @@ fn brats_study_opens_and_keys_step_slices() {
 }
 
 #[test]
+fn only_views_whose_slice_changed_are_rendered_again() {
+    let Some(data) = shared_data("slice images") else { return };
+    let mut harness = open(vec![data.join("cases/brats-sample")]);
+    harness.remove_cursor();
+    harness.render().expect("render");
+    let first = harness.state().slice_images_rendered().expect("wgpu");
+    assert!(first >= 3, "the three Ortho views were never rendered ({first})");
+    harness.run_steps(2);
+    harness.render().expect("render");
+    assert_eq!(harness.state().slice_images_rendered(), Some(first), "an unchanged frame rendered slices");
+    // One axial step: the axial view changes; sagittal and coronal only move their crosshair.
+    harness.key_press(egui::Key::ArrowUp);
+    harness.run_steps(1);
+    harness.render().expect("render");
+    assert_eq!(harness.state().slice_images_rendered(), Some(first + 1));
+}
+
+#[test]
 fn clicking_moves_the_crosshair_and_the_status_shows_the_intensity() {
     let Some(data) = shared_data("viewer click") else { return };
     let mut harness = open(vec![data.join("cases/brats-sample")]);

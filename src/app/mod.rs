@@ -205,6 +205,11 @@ impl CueApp {
         app
     }
 
+    /// How many slice images the GPU has rendered so far (`None` without wgpu).
+    pub fn slice_images_rendered(&self) -> Option<u64> {
+        self.render_state.as_ref().map(SliceRenderer::images_rendered)
+    }
+
     /// How many views have a map overlay on the GPU (`None` without wgpu).
     pub fn overlays_on_gpu(&self) -> Option<usize> {
         self.render_state.as_ref().map(SliceRenderer::overlays_bound)
@@ -571,6 +576,8 @@ impl CueApp {
                 colormap: display.colormap,
                 labels: labels.map(|id| (id, self.settings.label_style, self.settings.label_opacity)),
                 overlay: gpu_overlay,
+                // Set by the view, which knows where the slice lies.
+                image_in_view: [0.0, 0.0, 1.0, 1.0],
             });
             let cpu_texture = if gpu.is_none() {
                 Some(cpu_slice_texture(&mut self.cpu_textures, ui.ctx(), slot, study, *sequence, *view, self.settings.convention))

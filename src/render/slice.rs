@@ -21,9 +21,21 @@ pub enum LabelStyle {
 }
 
 /// GPU state shared by every view, stored in egui-wgpu's callback resources.
+///
+/// Each view renders its slice at the slice's own resolution into its place in one atlas
+/// texture when something it shows changes, and every frame draws that image at screen size:
+/// a software rasteriser pays for the full slice shader on the slice's pixels, only for views
+/// that changed, instead of on every screen pixel of every view on every frame (hovering or
+/// scrolling one view redraws the whole window). Changed views render in one pass: separate
+/// passes per view made llvmpipe serialise them.
 pub struct SliceRenderer {
     pipeline: wgpu::RenderPipeline,
     bind_group_layout: wgpu::BindGroupLayout,
+    blit_pipeline: wgpu::RenderPipeline,
+    blit_layout: wgpu::BindGroupLayout,
+    atlas: Option<Atlas>,
+    max_atlas_side: u32,
+    images_rendered: u64,
     colormaps: wgpu::TextureView,
     no_labels: wgpu::TextureView,
     no_overlay: wgpu::TextureView,
@@ -38,6 +50,54 @@ struct Slot {
     bound: (VolumeId, Option<VolumeId>),
     written: Option<[u8; UNIFORM_BYTES as usize]>,
     overlay: Option<SlotOverlay>,
+    /// The slice's size in pixels, as last prepared.
+    size: [u32; 2],
+    /// Whether its atlas image is out of date.
+    needs_render: bool,
+    /// Where the image lies in the view, as last prepared.
+    image_in_view: [f32; 4],
+    blit: Option<SlotBlit>,
+}
+
+/// Where a view's image sits in the atlas, and the bind group that draws it from there.
+struct SlotBlit {
+    rect: [u32; 4],
+    uniforms: wgpu::Buffer,
+    written: Option<[f32; 8]>,
+    bind_group: wgpu::BindGroup,
+}
+
+/// The texture holding every view's slice image.
+struct Atlas {
+    texture: wgpu::Texture,
+    view: wgpu::TextureView,
+    /// Rectangle (x, y, width, height) of each slot.
+    rects: HashMap<u64, [u32; 4]>,
+}
+
+/// Bytes of the blit's uniform block; mirrors `Place` in `shaders/slice_blit.wgsl`.
+const BLIT_UNIFORM_BYTES: u64 = 32;
+
+/// Format of the slice images.
+const IMAGE_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba8Unorm;
+
+/// Places rectangles of `sizes` (by slot, in slot order) in columns no taller than `max_side`;
+/// returns each one's (x, y, width, height) and the atlas size needed.
+fn pack(sizes: &[(u64, [u32; 2])], max_side: u32) -> (HashMap<u64, [u32; 4]>, [u32; 2]) {
+    let mut rects = HashMap::new();
+    let (mut x, mut y, mut column_width, mut height) = (0u32, 0u32, 0u32, 0u32);
+    for &(slot, [w, h]) in sizes {
+        if y > 0 && y + h > max_side {
+            x += column_width;
+            y = 0;
+            column_width = 0;
+        }
+        rects.insert(slot, [x, y, w, h]);
+        y += h;
+        column_width = column_width.max(w);
+        height = height.max(y);
+    }
+    (rects, [(x + column_width).max(1), height.max(1)])
 }
 
 /// A view's overlay texture and which image it holds.
@@ -125,11 +185,58 @@ impl SliceRenderer {
                 module: &shader,
                 entry_point: Some("fs_main"),
                 compilation_options: Default::default(),
+                targets: &[Some(IMAGE_FORMAT.into())],
+            }),
+            multiview_mask: None,
+            cache: None,
+        });
+        let blit_shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("cue slice blit shader"),
+            source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/slice_blit.wgsl").into()),
+        });
+        let blit_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("cue slice blit bind group layout"),
+            entries: &[
+                texture_entry(0, wgpu::TextureViewDimension::D2),
+                wgpu::BindGroupLayoutEntry {
+                    binding: 1,
+                    visibility: wgpu::ShaderStages::FRAGMENT,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: wgpu::BufferSize::new(BLIT_UNIFORM_BYTES),
+                    },
+                    count: None,
+                },
+            ],
+        });
+        let blit_pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("cue slice blit pipeline layout"),
+            bind_group_layouts: &[Some(&blit_layout)],
+            immediate_size: 0,
+        });
+        let blit_pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+            label: Some("cue slice blit pipeline"),
+            layout: Some(&blit_pipeline_layout),
+            vertex: wgpu::VertexState {
+                module: &blit_shader,
+                entry_point: Some("vs_main"),
+                compilation_options: Default::default(),
+                buffers: &[],
+            },
+            primitive: wgpu::PrimitiveState { topology: wgpu::PrimitiveTopology::TriangleStrip, ..Default::default() },
+            depth_stencil: None,
+            multisample: wgpu::MultisampleState::default(),
+            fragment: Some(wgpu::FragmentState {
+                module: &blit_shader,
+                entry_point: Some(if target_format.is_srgb() { "fs_linear" } else { "fs_gamma" }),
+                compilation_options: Default::default(),
                 targets: &[Some(target_format.into())],
             }),
             multiview_mask: None,
             cache: None,
         });
+        let max_atlas_side = device.limits().max_texture_dimension_2d;
         let lut = Colormap::lookup_texture_bytes();
         let colormaps = create_texture(
             device,
@@ -164,6 +271,11 @@ impl SliceRenderer {
         Self {
             pipeline,
             bind_group_layout,
+            blit_pipeline,
+            blit_layout,
+            atlas: None,
+            max_atlas_side,
+            images_rendered: 0,
             colormaps,
             no_labels,
             no_overlay,
@@ -209,6 +321,125 @@ impl SliceRenderer {
     /// Total bytes of volume data uploaded so far (a check that stepping uploads nothing).
     pub fn uploaded_bytes(render_state: &egui_wgpu::RenderState) -> u64 {
         render_state.renderer.read().callback_resources.get::<SliceRenderer>().map_or(0, |r| r.uploaded_bytes)
+    }
+
+    /// Lays out the atlas for the views' current sizes (growing it when needed) and renders
+    /// the images of views that changed, all in one pass.
+    fn render_images(&mut self, device: &wgpu::Device, queue: &wgpu::Queue, encoder: &mut wgpu::CommandEncoder) {
+        let mut sizes: Vec<(u64, [u32; 2])> =
+            self.slots.iter().filter(|(_, s)| s.size[0] > 0 && s.size[1] > 0).map(|(k, s)| (*k, s.size)).collect();
+        sizes.sort_unstable_by_key(|(k, _)| *k);
+        let (rects, needed) = pack(&sizes, self.max_atlas_side);
+        if needed[0] > self.max_atlas_side || needed[1] > self.max_atlas_side {
+            tracing::warn!(?needed, "slice images do not fit one texture; views not drawn");
+            return;
+        }
+        let layout_changed = self.atlas.as_ref().is_none_or(|a| a.rects != rects);
+        if layout_changed {
+            let fits = self.atlas.as_ref().is_some_and(|a| a.texture.width() >= needed[0] && a.texture.height() >= needed[1]);
+            let (texture, view) = match self.atlas.take() {
+                Some(a) if fits => (a.texture, a.view),
+                _ => {
+                    // Some slack so a new view or a resize rarely reallocates.
+                    let round = |v: u32| v.div_ceil(256).saturating_mul(256).min(self.max_atlas_side);
+                    let texture = device.create_texture(&wgpu::TextureDescriptor {
+                        label: Some("cue slice atlas"),
+                        size: wgpu::Extent3d { width: round(needed[0]), height: round(needed[1]), depth_or_array_layers: 1 },
+                        mip_level_count: 1,
+                        sample_count: 1,
+                        dimension: wgpu::TextureDimension::D2,
+                        format: IMAGE_FORMAT,
+                        usage: wgpu::TextureUsages::RENDER_ATTACHMENT | wgpu::TextureUsages::TEXTURE_BINDING,
+                        view_formats: &[],
+                    });
+                    let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+                    for slot in self.slots.values_mut() {
+                        slot.blit = None;
+                    }
+                    (texture, view)
+                }
+            };
+            self.atlas = Some(Atlas { texture, view, rects });
+        }
+        let Some(atlas) = &self.atlas else { return };
+        let mut to_render = Vec::new();
+        for (key, slot) in &mut self.slots {
+            let Some(&rect) = atlas.rects.get(key) else { continue };
+            if slot.blit.as_ref().is_none_or(|b| b.rect != rect) {
+                let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("cue slice blit uniforms"),
+                    size: BLIT_UNIFORM_BYTES,
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                });
+                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("cue slice blit bind group"),
+                    layout: &self.blit_layout,
+                    entries: &[
+                        wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::TextureView(&atlas.view) },
+                        wgpu::BindGroupEntry { binding: 1, resource: uniforms.as_entire_binding() },
+                    ],
+                });
+                slot.blit = Some(SlotBlit { rect, uniforms, written: None, bind_group });
+                slot.needs_render = true;
+            }
+            if let Some(blit) = &mut slot.blit {
+                // The image's place in the atlas (texels), then in the view (fractions).
+                let [l, t, r, b] = slot.image_in_view;
+                let values = [
+                    rect[0] as f32,
+                    rect[1] as f32,
+                    rect[2] as f32,
+                    rect[3] as f32,
+                    l,
+                    t,
+                    r,
+                    b,
+                ];
+                if blit.written != Some(values) {
+                    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+                    queue.write_buffer(&blit.uniforms, 0, &bytes);
+                    blit.written = Some(values);
+                }
+            }
+            if slot.needs_render {
+                slot.needs_render = false;
+                to_render.push((rect, *key));
+            }
+        }
+        if to_render.is_empty() {
+            return;
+        }
+        // Recorded before egui's own pass in the same encoder, so the images are ready when
+        // `paint` draws them.
+        let mut pass = encoder.begin_render_pass(&wgpu::RenderPassDescriptor {
+            label: Some("cue slice images"),
+            color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+                view: &atlas.view,
+                depth_slice: None,
+                resolve_target: None,
+                ops: wgpu::Operations { load: wgpu::LoadOp::Load, store: wgpu::StoreOp::Store },
+            })],
+            depth_stencil_attachment: None,
+            timestamp_writes: None,
+            occlusion_query_set: None,
+            multiview_mask: None,
+        });
+        pass.set_pipeline(&self.pipeline);
+        for ([x, y, w, h], key) in to_render {
+            let Some(slot) = self.slots.get(&key) else { continue };
+            pass.set_viewport(x as f32, y as f32, w as f32, h as f32, 0.0, 1.0);
+            pass.set_scissor_rect(x, y, w, h);
+            pass.set_bind_group(0, &slot.bind_group, &[]);
+            pass.draw(0..4, 0..1);
+            self.images_rendered += 1;
+        }
+    }
+
+    /// How many slice images have been rendered so far (a check that unchanged views are not
+    /// rendered again).
+    pub fn images_rendered(render_state: &egui_wgpu::RenderState) -> u64 {
+        render_state.renderer.read().callback_resources.get::<SliceRenderer>().map_or(0, |r| r.images_rendered)
     }
 
     /// How many views have an overlay texture bound (a check that maps reach the GPU).
@@ -306,6 +537,9 @@ pub struct SliceDraw {
     pub labels: Option<(VolumeId, LabelStyle, f32)>,
     /// An image drawn over the slice and the labels (the anomaly map).
     pub overlay: Option<SliceOverlay>,
+    /// Where the slice lies in the callback's rectangle, as fractions of it (left, top,
+    /// right, bottom; outside 0-1 when zoomed in); the rest of the rectangle is black.
+    pub image_in_view: [f32; 4],
 }
 
 impl SliceDraw {
@@ -359,12 +593,14 @@ impl egui_wgpu::CallbackTrait for SliceDraw {
         // The overlay texture: rewritten in place when only its content changes, recreated
         // (and the bind group with it) when its size changes or it appears or goes.
         let mut overlay = renderer.slots.get_mut(&self.slot).and_then(|s| s.overlay.take());
+        let mut overlay_written = false;
         let same_size = |o: &SlotOverlay, new: &SliceOverlay| o.texture.width() as usize == new.size[0] && o.texture.height() as usize == new.size[1];
         match (&self.overlay, overlay.as_mut()) {
             (Some(new), Some(old)) if same_size(old, new) && old.key == new.key => {}
             (Some(new), Some(old)) if same_size(old, new) => {
                 write_overlay(queue, &old.texture, new);
                 old.key = new.key;
+                overlay_written = true;
             }
             (Some(new), _) if new.size[0] > 0 && new.size[1] > 0 && new.rgba.len() == 4 * new.size[0] * new.size[1] => {
                 overlay = Some(create_overlay(device, queue, new));
@@ -399,7 +635,7 @@ impl egui_wgpu::CallbackTrait for SliceDraw {
                     },
                 ],
             });
-            renderer.slots.insert(self.slot, Slot { uniforms, bind_group, bound, written: None, overlay: None });
+            renderer.slots.insert(self.slot, Slot { uniforms, bind_group, bound, written: None, overlay: None, size: [0, 0], needs_render: true, image_in_view: [0.0, 0.0, 1.0, 1.0], blit: None });
         }
         let mut draw = self.clone();
         if label_id.is_none() {
@@ -408,14 +644,33 @@ impl egui_wgpu::CallbackTrait for SliceDraw {
         if overlay.is_none() {
             draw.overlay = None;
         }
-        if let Some(slot) = renderer.slots.get_mut(&self.slot) {
-            slot.overlay = overlay;
-            let bytes = draw.uniform_bytes();
-            // Unchanged views (most of them, most frames) write nothing.
-            if slot.written != Some(bytes) {
-                queue.write_buffer(&slot.uniforms, 0, &bytes);
-                slot.written = Some(bytes);
-            }
+        let (width, height) = self.axes.size(self.shape);
+        let Some(slot) = renderer.slots.get_mut(&self.slot) else { return Vec::new() };
+        slot.overlay = overlay;
+        let bytes = draw.uniform_bytes();
+        // Unchanged views (most of them, most frames) write and render nothing.
+        let mut render = overlay_written;
+        if slot.written != Some(bytes) {
+            queue.write_buffer(&slot.uniforms, 0, &bytes);
+            slot.written = Some(bytes);
+            render = true;
+        }
+        slot.size = [width as u32, height as u32];
+        slot.needs_render |= render;
+        slot.image_in_view = self.image_in_view;
+        Vec::new()
+    }
+
+    fn finish_prepare(
+        &self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        egui_encoder: &mut wgpu::CommandEncoder,
+        resources: &mut egui_wgpu::CallbackResources,
+    ) -> Vec<wgpu::CommandBuffer> {
+        // Every view's callback gets here; the first does the work for all of them.
+        if let Some(renderer) = resources.get_mut::<SliceRenderer>() {
+            renderer.render_images(device, queue, egui_encoder);
         }
         Vec::new()
     }
@@ -427,9 +682,36 @@ impl egui_wgpu::CallbackTrait for SliceDraw {
         resources: &egui_wgpu::CallbackResources,
     ) {
         let Some(renderer) = resources.get::<SliceRenderer>() else { return };
-        let Some(slot) = renderer.slots.get(&self.slot) else { return };
-        render_pass.set_pipeline(&renderer.pipeline);
-        render_pass.set_bind_group(0, &slot.bind_group, &[]);
+        let Some(blit) = renderer.slots.get(&self.slot).and_then(|s| s.blit.as_ref()) else { return };
+        render_pass.set_pipeline(&renderer.blit_pipeline);
+        render_pass.set_bind_group(0, &blit.bind_group, &[]);
         render_pass.draw(0..4, 0..1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packing_keeps_images_apart_and_within_the_side_limit() {
+        let sizes: Vec<(u64, [u32; 2])> = (0..12).map(|slot| (slot, [240, if slot % 3 == 0 { 240 } else { 155 }])).collect();
+        for max_side in [4096, 700, 240] {
+            let (rects, [width, height]) = pack(&sizes, max_side);
+            assert_eq!(rects.len(), sizes.len());
+            for (slot, [w, h]) in &sizes {
+                let [x, y, rw, rh] = rects[slot];
+                assert_eq!((rw, rh), (*w, *h));
+                assert!(x + rw <= width && y + rh <= height, "{slot} outside the atlas");
+                assert!(rh > max_side || y + rh <= max_side, "{slot} taller than the limit allows");
+            }
+            for (a, ra) in &rects {
+                for (b, rb) in &rects {
+                    let apart = ra[0] + ra[2] <= rb[0] || rb[0] + rb[2] <= ra[0] || ra[1] + ra[3] <= rb[1] || rb[1] + rb[3] <= ra[1];
+                    assert!(a == b || apart, "{a} and {b} overlap");
+                }
+            }
+        }
+        assert_eq!(pack(&sizes, 4096).1, [240, 4 * 240 + 8 * 155], "one column when it fits");
     }
 }
