@@ -73,9 +73,10 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Frame time of the Grid layout (every sequence x three orientations) while stepping one
-    /// slice per frame, in a real window; prints one JSON line and closes. Under Xvfb use a
-    /// screen of at least the window's size.
+    /// Frame time of a layout (default Grid: every sequence x three orientations) while
+    /// stepping one slice per frame, in a real window; prints one JSON line and closes. Under
+    /// Xvfb use a screen of at least the window's size. The user's settings are not read or
+    /// changed.
     #[cfg(feature = "gui")]
     Frames {
         /// Files or a study folder; default: ../shared/data/cases/brats-sample.
