@@ -93,6 +93,23 @@ fn maps_appear_over_slices_are_reused_and_whole_views_can_be_cancelled() {
     let coronal = harness.state().maps.maps.keys().filter(|k| k.view == View::Coronal).count();
     assert!(coronal > 0 && coronal < total, "{coronal} of {total} coronal maps");
 
+    // All three orientations natively, one job after another; Cancel drops the queued ones.
+    harness.state_mut().settings.layout = Layout::Ortho;
+    harness.run_steps(1);
+    harness.get_by_label("Map all orientations");
+    harness.state_mut().apply(Command::MapAllViews, &egui::Context::default());
+    harness.run_steps(2);
+    assert_eq!(harness.state().maps.job.map(|j| j.view), Some(View::Axial));
+    let queued: Vec<View> = harness.state().maps.queued_views.iter().map(|(v, _)| *v).collect();
+    assert_eq!(queued, [View::Sagittal, View::Coronal]);
+    harness.get_by_label_contains("then sagittal, coronal");
+    step_until(&mut harness, "the sagittal job", |app| app.maps.job.is_some_and(|j| j.view == View::Sagittal));
+    let axial_flair = harness.state().maps.maps.keys().filter(|k| k.view == View::Axial && k.sequence == "FLAIR").count();
+    assert_eq!(axial_flair, 155, "every axial slice of the shown sequence");
+    harness.state_mut().apply(Command::CancelMapping, &egui::Context::default());
+    harness.run_steps(2);
+    assert!(harness.state().maps.job.is_none() && harness.state().maps.queued_views.is_empty());
+
     // What "Export map volume" writes: the coronal maps of T1 on the study's grid.
     let app = harness.state();
     let study = app.study.as_ref().unwrap();

@@ -59,6 +59,8 @@ pub struct MapState {
     pub maps: HashMap<MapKey, Arc<SliceMap>>,
     /// The running whole-view job.
     pub job: Option<ViewJob>,
+    /// Whole-view jobs to start when the running one ends: each view and its sequences.
+    pub queued_views: std::collections::VecDeque<(View, Vec<usize>)>,
     /// Request-to-result time of the last computed map, ms.
     pub last_latency_ms: Option<f64>,
     /// The last worker error.
@@ -81,6 +83,7 @@ impl MapState {
             status: ModelStatus::NotLoaded,
             maps: HashMap::new(),
             job: None,
+            queued_views: Default::default(),
             last_latency_ms: None,
             error: None,
             downloading: false,
@@ -170,10 +173,32 @@ impl MapState {
         self.worker.send(InferRequest::MapView { job: id, view, items });
     }
 
-    /// Stops the running whole-view job.
+    /// Stops the running whole-view job and drops those queued after it.
     pub fn cancel(&mut self) {
+        self.queued_views.clear();
         if let Some(job) = self.job.take() {
             self.worker.send(InferRequest::Cancel { job: job.id });
+        }
+    }
+
+    /// Maps every slice of each of `views` (with its sequences) natively, one whole-view job
+    /// after another; the first starts now.
+    pub fn map_views(&mut self, study: &StudyView, views: Vec<(View, Vec<usize>)>) {
+        self.cancel();
+        self.queued_views = views.into();
+        self.start_queued(study);
+    }
+
+    /// Starts the next queued whole-view job when none is running (call every frame).
+    pub fn start_queued(&mut self, study: &StudyView) {
+        if self.job.is_none()
+            && let Some((view, sequences)) = self.queued_views.pop_front()
+        {
+            self.map_view(study, view, &sequences);
+            if self.job.is_none() {
+                // Not startable (no model): the rest cannot start either.
+                self.queued_views.clear();
+            }
         }
     }
 

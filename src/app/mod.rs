@@ -315,6 +315,18 @@ impl CueApp {
                 }
             }
             Command::CancelMapping => self.maps.cancel(),
+            Command::MapAllViews => {
+                // The sequences on screen in any view (Compare shows one orientation only).
+                let mut sequences: Vec<usize> = self.cells().0.into_iter().map(|(_, s)| s).collect();
+                sequences.sort_unstable();
+                sequences.dedup();
+                if let Some(study) = &self.study {
+                    self.maps.map_views(study, View::ALL.iter().map(|v| (*v, sequences.clone())).collect());
+                }
+                if let Some(e) = self.maps.error.take() {
+                    self.message = Some(e);
+                }
+            }
             Command::DownloadWeights => {
                 let (sender, receiver) = channel();
                 let wake = ctx.clone();
@@ -790,6 +802,9 @@ impl eframe::App for CueApp {
         }
         self.upload_volumes();
         self.maps.poll();
+        if let Some(study) = &self.study {
+            self.maps.start_queued(study);
+        }
         self.training.poll();
         if let Some(receiver) = &self.download
             && let Ok(result) = receiver.try_recv()

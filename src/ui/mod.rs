@@ -75,6 +75,8 @@ pub enum Command {
     MapSlice(View),
     /// Map every slice of a view for the sequences shown, as a job with progress.
     MapWholeView(View),
+    /// Map every slice of all three orientations natively, one whole-view job after another.
+    MapAllViews,
     /// Save the maps computed for the shown sequence and the active view as a NIfTI volume on
     /// the study's grid (raw scores, aligned to the source's world coordinates).
     ExportMapVolume,

@@ -222,15 +222,29 @@ pub fn model_panel_ui(ui: &mut egui::Ui, settings: &mut Settings, maps: &MapStat
     let ready = matches!(maps.status, ModelStatus::Ready { .. });
     match maps.job {
         Some(job) => {
-            ui.add(egui::ProgressBar::new(job.done as f32 / job.total.max(1) as f32).text(format!("Mapping {} {}/{}", job.view.name(), job.done, job.total)));
+            let then: Vec<&str> = maps.queued_views.iter().map(|(v, _)| v.name()).collect();
+            let then = if then.is_empty() { String::new() } else { format!(", then {}", then.join(", ")) };
+            ui.add(
+                egui::ProgressBar::new(job.done as f32 / job.total.max(1) as f32)
+                    .text(format!("Mapping {} {}/{}{then}", job.view.name(), job.done, job.total)),
+            );
             if ui.button("Cancel mapping").clicked() {
                 commands.push(Command::CancelMapping);
             }
         }
         None => {
-            if ui.add_enabled(ready && has_study, egui::Button::new("Map whole view")).clicked() {
-                commands.push(Command::MapWholeView(settings.active_view));
-            }
+            ui.horizontal(|ui| {
+                if ui.add_enabled(ready && has_study, egui::Button::new("Map whole view")).clicked() {
+                    commands.push(Command::MapWholeView(settings.active_view));
+                }
+                if ui
+                    .add_enabled(ready && has_study, egui::Button::new("Map all orientations"))
+                    .on_hover_text("Every slice of the axial, sagittal and coronal views, each mapped natively, one after another")
+                    .clicked()
+                {
+                    commands.push(Command::MapAllViews);
+                }
+            });
         }
     }
     if ui.add_enabled(!maps.maps.is_empty() && has_study, egui::Button::new("Export map volume (NIfTI)…"))
