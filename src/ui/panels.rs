@@ -233,18 +233,16 @@ pub fn model_panel_ui(ui: &mut egui::Ui, settings: &mut Settings, maps: &MapStat
             }
         }
         None => {
-            ui.horizontal(|ui| {
-                if ui.add_enabled(ready && has_study, egui::Button::new("Map whole view")).clicked() {
-                    commands.push(Command::MapWholeView(settings.active_view));
-                }
-                if ui
-                    .add_enabled(ready && has_study, egui::Button::new("Map all orientations"))
-                    .on_hover_text("Every slice of the axial, sagittal and coronal views, each mapped natively, one after another")
-                    .clicked()
-                {
-                    commands.push(Command::MapAllViews);
-                }
-            });
+            if ui.add_enabled(ready && has_study, egui::Button::new("Map whole view")).clicked() {
+                commands.push(Command::MapWholeView(settings.active_view));
+            }
+            if ui
+                .add_enabled(ready && has_study, egui::Button::new("Map all orientations"))
+                .on_hover_text("Every slice of the axial, sagittal and coronal views, each mapped natively, one after another")
+                .clicked()
+            {
+                commands.push(Command::MapAllViews);
+            }
         }
     }
     if ui.add_enabled(!maps.maps.is_empty() && has_study, egui::Button::new("Export map volume (NIfTI)…"))
