@@ -592,7 +592,7 @@ impl CueApp {
                 image_in_view: [0.0, 0.0, 1.0, 1.0],
             });
             let cpu_texture = if gpu.is_none() {
-                Some(cpu_slice_texture(&mut self.cpu_textures, ui.ctx(), slot, study, *sequence, *view, self.settings.convention))
+                Some(cpu_slice_texture(&mut self.cpu_textures, ui.ctx(), slot, study, *sequence, *view, &self.settings))
             } else {
                 None
             };
@@ -743,12 +743,17 @@ fn cpu_slice_texture(
     study: &StudyView,
     sequence: usize,
     view: View,
-    convention: DisplayConvention,
+    settings: &Settings,
 ) -> egui::TextureId {
+    let convention = settings.convention;
     let display = &study.sequences[sequence];
     let volume = &study.study.sequences[sequence].volume;
     let slice_index = study.cursor[view.normal_axis()];
-    let key = format!("{sequence}/{view:?}/{slice_index}/{convention:?}/{:?}/{:?}", display.window, display.colormap);
+    let labels = study.label_index().filter(|_| settings.show_labels);
+    let key = format!(
+        "{sequence}/{view:?}/{slice_index}/{convention:?}/{:?}/{:?}/{labels:?}/{:?}/{}",
+        display.window, display.colormap, settings.label_style, settings.label_opacity
+    );
     if let Some((k, texture)) = cache.get(&slot)
         && *k == key
     {
@@ -756,14 +761,17 @@ fn cpu_slice_texture(
     }
     let image = match extract_slice(&volume.data, volume.shape, volume.voxel_size_mm(), view, slice_index, convention) {
         Ok(slice) => {
-            let pixels = slice
-                .pixels
-                .iter()
-                .map(|v| {
-                    let [r, g, b] = display.colormap.rgb(display.window.apply(*v));
-                    egui::Color32::from_rgb(r, g, b)
-                })
-                .collect();
+            let mut rgb: Vec<[u8; 3]> = slice.pixels.iter().map(|v| display.colormap.rgb(display.window.apply(*v))).collect();
+            // The segmentation as the slice shader draws it, so the fallback shows it too.
+            if let Some(label) = labels {
+                let label_volume = &study.study.sequences[label].volume;
+                if let Ok(label_slice) =
+                    extract_slice(&label_volume.data, label_volume.shape, label_volume.voxel_size_mm(), view, slice_index, convention)
+                {
+                    crate::render::paint_labels(&mut rgb, &label_slice.pixels, slice.width, settings.label_style, settings.label_opacity);
+                }
+            }
+            let pixels = rgb.into_iter().map(|[r, g, b]| egui::Color32::from_rgb(r, g, b)).collect();
             egui::ColorImage::new([slice.width, slice.height], pixels)
         }
         Err(_) => egui::ColorImage::new([1, 1], vec![egui::Color32::BLACK]),

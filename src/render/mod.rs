@@ -8,7 +8,9 @@
 //! nothing of the app's state.
 
 mod colormap;
+mod labels;
 mod slice;
 
 pub use colormap::Colormap;
+pub use labels::{LABEL_COLOURS, label_colour, paint_labels};
 pub use slice::{LabelStyle, SliceDraw, SliceOverlay, SliceRenderer, VolumeId};
