@@ -2,8 +2,8 @@
 // overlay and an optional RGBA overlay (the anomaly map), all per fragment in one pass, so
 // stepping slices or changing the window uploads nothing but these uniforms.
 //
-// Keep `Uniforms` in step with `SliceUniforms` in src/render/slice.rs, and colormap rows with
-// `Colormap` there.
+// Built after shaders/quad.wgsl (the quad and `VertexOut`). Keep `Uniforms` in step with
+// `SliceDraw::uniform_bytes` in src/render/slice.rs, and colormap rows with `Colormap`.
 
 struct Uniforms {
     // Voxel of the top-left pixel, and the voxel step per column and per row (x, y, z, unused).
@@ -24,21 +24,6 @@ struct Uniforms {
 @group(0) @binding(3) var colormaps: texture_2d<f32>;
 // Premultiplied RGBA over the slice, one texel per pixel (the anomaly map).
 @group(0) @binding(4) var overlay: texture_2d<f32>;
-
-struct VertexOut {
-    @builtin(position) position: vec4<f32>,
-    @location(0) uv: vec2<f32>,
-};
-
-@vertex
-fn vs_main(@builtin(vertex_index) index: u32) -> VertexOut {
-    // A quad over the whole viewport, which egui sets to the image's rectangle.
-    let uv = vec2<f32>(f32(index & 1u), f32((index >> 1u) & 1u));
-    var out: VertexOut;
-    out.position = vec4<f32>(uv.x * 2.0 - 1.0, 1.0 - uv.y * 2.0, 0.0, 1.0);
-    out.uv = uv;
-    return out;
-}
 
 fn voxel_of(pixel: vec2<i32>) -> vec3<i32> {
     return u.base.xyz + pixel.x * u.column_step.xyz + pixel.y * u.row_step.xyz;

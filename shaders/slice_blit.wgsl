@@ -3,9 +3,10 @@
 // slice's own resolution and only when the view changes; every frame pays for this one
 // opaque pass with one texture read per pixel.
 //
-// Keep the quad in step with `vs_main` in slice.wgsl.
+// Built after shaders/quad.wgsl (the quad and `VertexOut`).
 
 @group(0) @binding(0) var atlas: texture_2d<f32>;
+
 struct Place {
     // The view's image in the atlas, in texels: x, y, width, height.
     atlas: vec4<f32>,
@@ -24,20 +25,6 @@ fn view_colour(uv: vec2<f32>) -> vec4<f32> {
     let pixel = clamp(vec2<i32>(floor(local * place.atlas.zw)), vec2<i32>(0, 0), size - vec2<i32>(1, 1));
     let loaded = textureLoad(atlas, vec2<i32>(place.atlas.xy) + pixel, 0);
     return select(vec4<f32>(0.0, 0.0, 0.0, 1.0), loaded, inside);
-}
-
-struct VertexOut {
-    @builtin(position) position: vec4<f32>,
-    @location(0) uv: vec2<f32>,
-};
-
-@vertex
-fn vs_main(@builtin(vertex_index) index: u32) -> VertexOut {
-    let uv = vec2<f32>(f32(index & 1u), f32((index >> 1u) & 1u));
-    var out: VertexOut;
-    out.position = vec4<f32>(uv.x * 2.0 - 1.0, 1.0 - uv.y * 2.0, 0.0, 1.0);
-    out.uv = uv;
-    return out;
 }
 
 // For a target that stores gamma-encoded values as they are (egui's usual framebuffer).

@@ -133,7 +133,7 @@ impl SliceRenderer {
     fn new(device: &wgpu::Device, queue: &wgpu::Queue, target_format: wgpu::TextureFormat) -> Self {
         let shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("cue slice shader"),
-            source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/slice.wgsl").into()),
+            source: wgpu::ShaderSource::Wgsl(concat!(include_str!("../../shaders/quad.wgsl"), include_str!("../../shaders/slice.wgsl")).into()),
         });
         let texture_entry = |binding, dimension| wgpu::BindGroupLayoutEntry {
             binding,
@@ -164,35 +164,10 @@ impl SliceRenderer {
                 texture_entry(4, wgpu::TextureViewDimension::D2),
             ],
         });
-        let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("cue slice pipeline layout"),
-            bind_group_layouts: &[Some(&bind_group_layout)],
-            immediate_size: 0,
-        });
-        let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
-            label: Some("cue slice pipeline"),
-            layout: Some(&layout),
-            vertex: wgpu::VertexState {
-                module: &shader,
-                entry_point: Some("vs_main"),
-                compilation_options: Default::default(),
-                buffers: &[],
-            },
-            primitive: wgpu::PrimitiveState { topology: wgpu::PrimitiveTopology::TriangleStrip, ..Default::default() },
-            depth_stencil: None,
-            multisample: wgpu::MultisampleState::default(),
-            fragment: Some(wgpu::FragmentState {
-                module: &shader,
-                entry_point: Some("fs_main"),
-                compilation_options: Default::default(),
-                targets: &[Some(IMAGE_FORMAT.into())],
-            }),
-            multiview_mask: None,
-            cache: None,
-        });
+        let pipeline = quad_pipeline(device, "cue slice pipeline", &shader, &bind_group_layout, "fs_main", IMAGE_FORMAT);
         let blit_shader = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("cue slice blit shader"),
-            source: wgpu::ShaderSource::Wgsl(include_str!("../../shaders/slice_blit.wgsl").into()),
+            source: wgpu::ShaderSource::Wgsl(concat!(include_str!("../../shaders/quad.wgsl"), include_str!("../../shaders/slice_blit.wgsl")).into()),
         });
         let blit_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("cue slice blit bind group layout"),
@@ -210,32 +185,8 @@ impl SliceRenderer {
                 },
             ],
         });
-        let blit_pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("cue slice blit pipeline layout"),
-            bind_group_layouts: &[Some(&blit_layout)],
-            immediate_size: 0,
-        });
-        let blit_pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
-            label: Some("cue slice blit pipeline"),
-            layout: Some(&blit_pipeline_layout),
-            vertex: wgpu::VertexState {
-                module: &blit_shader,
-                entry_point: Some("vs_main"),
-                compilation_options: Default::default(),
-                buffers: &[],
-            },
-            primitive: wgpu::PrimitiveState { topology: wgpu::PrimitiveTopology::TriangleStrip, ..Default::default() },
-            depth_stencil: None,
-            multisample: wgpu::MultisampleState::default(),
-            fragment: Some(wgpu::FragmentState {
-                module: &blit_shader,
-                entry_point: Some(if target_format.is_srgb() { "fs_linear" } else { "fs_gamma" }),
-                compilation_options: Default::default(),
-                targets: &[Some(target_format.into())],
-            }),
-            multiview_mask: None,
-            cache: None,
-        });
+        let fragment = if target_format.is_srgb() { "fs_linear" } else { "fs_gamma" };
+        let blit_pipeline = quad_pipeline(device, "cue slice blit pipeline", &blit_shader, &blit_layout, fragment, target_format);
         let max_atlas_side = device.limits().max_texture_dimension_2d;
         let lut = Colormap::lookup_texture_bytes();
         let colormaps = create_texture(
@@ -456,6 +407,39 @@ impl SliceRenderer {
     pub fn has_volume(render_state: &egui_wgpu::RenderState, id: VolumeId) -> bool {
         render_state.renderer.read().callback_resources.get::<SliceRenderer>().is_some_and(|r| r.volumes.contains_key(&id))
     }
+}
+
+/// A pipeline drawing `quad.wgsl`'s four-vertex quad over the viewport with one bind group
+/// and the fragment entry point `fragment` into `format`, without blending.
+fn quad_pipeline(
+    device: &wgpu::Device,
+    label: &str,
+    shader: &wgpu::ShaderModule,
+    bind_group_layout: &wgpu::BindGroupLayout,
+    fragment: &str,
+    format: wgpu::TextureFormat,
+) -> wgpu::RenderPipeline {
+    let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(label),
+        bind_group_layouts: &[Some(bind_group_layout)],
+        immediate_size: 0,
+    });
+    device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+        label: Some(label),
+        layout: Some(&layout),
+        vertex: wgpu::VertexState { module: shader, entry_point: Some("vs_main"), compilation_options: Default::default(), buffers: &[] },
+        primitive: wgpu::PrimitiveState { topology: wgpu::PrimitiveTopology::TriangleStrip, ..Default::default() },
+        depth_stencil: None,
+        multisample: wgpu::MultisampleState::default(),
+        fragment: Some(wgpu::FragmentState {
+            module: shader,
+            entry_point: Some(fragment),
+            compilation_options: Default::default(),
+            targets: &[Some(format.into())],
+        }),
+        multiview_mask: None,
+        cache: None,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
