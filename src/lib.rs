@@ -1,23 +1,23 @@
 //! CUE: a desktop viewer for multi-sequence MRI with CLIP-guided anomaly maps.
 //!
-//! Layers, with dependencies pointing one way: [`volume`] (NIfTI, orientation, studies) is
-//! the base; [`model`] holds CLIP in Burn, the learned prompt and adaptor and the anomaly
-//! maps; [`train`] fits the prompt; [`eval`] measures it; [`infer`] is the worker thread
-//! between the UI and the model; [`render`] draws slices with wgpu; [`ui`] holds the egui
-//! widgets and panels; [`app`] is the desktop window; [`cli`] is the command line over all of
-//! them.
+//! The layers are workspace crates whose dependencies point one way, so Cargo enforces the
+//! architecture: [`volume`] (NIfTI, orientation, studies; no model, GPU or UI) is the base;
+//! [`model`] holds CLIP in Burn, the learned prompt and adaptor and the anomaly maps;
+//! [`method`] trains and evaluates the prompt; [`render`] draws slices with wgpu;
+//! [`workspace`] is the application state below the UI; [`app`] is the egui desktop window;
+//! [`cli`] is the command line over all of them. This crate re-exports them under short names.
 
 #[cfg(feature = "gui")]
-pub mod app;
+pub use cue_app as app;
+#[cfg(feature = "gui")]
+pub use cue_app::ui;
+pub use cue_method as method;
+pub use cue_method::{eval, train};
+pub use cue_model as model;
+pub use cue_render as render;
+pub use cue_volume as volume;
+pub use cue_volume::{process, threads};
+pub use cue_workspace as workspace;
+pub use cue_workspace::infer;
+
 pub mod cli;
-pub mod eval;
-pub mod infer;
-pub mod model;
-pub mod process;
-#[cfg(feature = "gui")]
-pub mod render;
-pub mod threads;
-pub mod train;
-#[cfg(feature = "gui")]
-pub mod ui;
-pub mod volume;

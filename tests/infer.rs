@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cue::infer::{InferEvent, InferRequest, InferWorker, MapItem, ModelSpec};
+use cue::workspace::map_store::{StudyId, VolumeId};
 use cue::model::device::DeviceChoice;
 use cue::volume::View;
 
@@ -21,7 +22,7 @@ fn prompt_file(dir: &std::path::Path) -> PathBuf {
 fn item(sequence: &str, slice_index: usize) -> MapItem {
     let (width, height) = (40, 30);
     let values = (0..width * height).map(|i| ((i * 7 + slice_index) % 50) as f32 / 50.0).collect();
-    MapItem { sequence: sequence.into(), slice_index, values, width, height, pixel_spacing_mm: [1.0, 1.0] }
+    MapItem { study: StudyId(1), volume: VolumeId(1), sequence: sequence.into(), slice_index, values, width, height, pixel_spacing_mm: [1.0, 1.0] }
 }
 
 fn wait_for(worker: &InferWorker, what: &str, mut accept: impl FnMut(&InferEvent) -> bool) -> Vec<InferEvent> {

@@ -52,7 +52,7 @@ fn maps_appear_over_slices_are_reused_and_whole_views_can_be_cancelled() {
     harness.remove_cursor();
     harness.run_steps(2);
     harness.key_press(egui::Key::M);
-    step_until(&mut harness, "four maps", |app| app.maps.maps.len() >= 4);
+    step_until(&mut harness, "four maps", |app| app.maps.native_keys().len() >= 4);
     harness.run_steps(3);
     assert!(harness.get_all_by_label_contains("anomaly score").count() >= 4, "no score shown");
     assert!(harness.state().maps.last_latency_ms.is_some());
@@ -68,7 +68,7 @@ fn maps_appear_over_slices_are_reused_and_whole_views_can_be_cancelled() {
     harness.state_mut().settings.map_opacity = 0.55;
 
     // Ortho on another sequence: its axial map is shown from what was computed, no new work.
-    let before = harness.state().maps.maps.len();
+    let before = harness.state().maps.native_keys().len();
     harness.state_mut().settings.layout = Layout::Ortho;
     let study_view = harness.state().study.as_ref().unwrap();
     let flair = (0..study_view.study.sequences.len()).find(|&i| study_view.study.sequences[i].kind.label() == "FLAIR").unwrap();
@@ -77,7 +77,7 @@ fn maps_appear_over_slices_are_reused_and_whole_views_can_be_cancelled() {
     assert_eq!(harness.get_all_by_label_contains("anomaly score").count(), 1, "the cached axial map of FLAIR is not shown");
     // Its sagittal and coronal views show the plane cut from the axial maps, labelled so.
     assert_eq!(harness.get_all_by_label("map from axial slices").count(), 2);
-    assert_eq!(harness.state().maps.maps.len(), before);
+    assert_eq!(harness.state().maps.native_keys().len(), before);
 
     // A whole coronal view: progress, then cancel mid-way.
     harness.state_mut().apply(Command::MapWholeView(View::Coronal), &egui::Context::default());
@@ -90,7 +90,7 @@ fn maps_appear_over_slices_are_reused_and_whole_views_can_be_cancelled() {
     assert!(harness.state().maps.job.is_none(), "still mapping after cancel");
     std::thread::sleep(Duration::from_millis(300));
     harness.run_steps(2);
-    let coronal = harness.state().maps.maps.keys().filter(|k| k.view == View::Coronal).count();
+    let coronal = harness.state().maps.native_keys().iter().filter(|k| k.view == View::Coronal).count();
     assert!(coronal > 0 && coronal < total, "{coronal} of {total} coronal maps");
 
     // All three orientations natively, one job after another; Cancel drops the queued ones.
@@ -104,7 +104,7 @@ fn maps_appear_over_slices_are_reused_and_whole_views_can_be_cancelled() {
     assert_eq!(queued, [View::Sagittal, View::Coronal]);
     harness.get_by_label_contains("then sagittal, coronal");
     step_until(&mut harness, "the sagittal job", |app| app.maps.job.is_some_and(|j| j.view == View::Sagittal));
-    let axial_flair = harness.state().maps.maps.keys().filter(|k| k.view == View::Axial && k.sequence == "FLAIR").count();
+    let axial_flair = harness.state().maps.native_keys().iter().filter(|k| k.view == View::Axial && k.sequence == "FLAIR").count();
     assert_eq!(axial_flair, 155, "every axial slice of the shown sequence");
     harness.state_mut().apply(Command::CancelMapping, &egui::Context::default());
     harness.run_steps(2);
@@ -114,7 +114,7 @@ fn maps_appear_over_slices_are_reused_and_whole_views_can_be_cancelled() {
     let app = harness.state();
     let study = app.study.as_ref().unwrap();
     let (volume, slices) = app.maps.map_volume(study, 0, View::Coronal);
-    let t1_maps = app.maps.maps.keys().filter(|k| k.view == View::Coronal && k.sequence == "T1").count();
+    let t1_maps = app.maps.native_keys().iter().filter(|k| k.view == View::Coronal && k.sequence == "T1").count();
     assert_eq!(slices, t1_maps);
     let shape = study.study.shape();
     let filled: std::collections::BTreeSet<usize> =
@@ -142,9 +142,9 @@ fn the_training_tab_trains_and_the_evaluation_tab_fills_its_table() {
     harness.run_steps(2);
     harness.get_by_label("Start training").click();
     harness.run_steps(1);
-    assert!(harness.state().training.is_running(), "training did not start");
-    step_until(&mut harness, "training to finish", |app| !app.training.is_running());
-    let tab = &harness.state().training;
+    assert!(harness.state().runs.training.is_running(), "training did not start");
+    step_until(&mut harness, "training to finish", |app| !app.runs.training.is_running());
+    let tab = &harness.state().runs.training;
     assert!(tab.losses.len() >= 2, "the loss plot got {} points; log {:?}", tab.losses.len(), tab.log);
     assert_eq!(tab.finished.as_deref(), Some(out.as_path()), "{:?}", tab.log);
     harness.run_steps(2);
@@ -162,9 +162,9 @@ fn the_training_tab_trains_and_the_evaluation_tab_fills_its_table() {
     harness.run_steps(2);
     harness.get_by_label("Run evaluation").click();
     harness.run_steps(1);
-    step_until(&mut harness, "evaluation to finish", |app| !app.evaluation.is_running());
+    step_until(&mut harness, "evaluation to finish", |app| !app.runs.evaluation.is_running());
     harness.run_steps(2);
-    let report = harness.state().evaluation.report.as_ref().unwrap_or_else(|| panic!("no report: {}", harness.state().evaluation.status));
+    let report = harness.state().runs.evaluation.report.as_ref().unwrap_or_else(|| panic!("no report: {}", harness.state().runs.evaluation.status));
     assert_eq!(report.cells.len(), 4);
     assert!(report.cells.values().all(|c| c.pixel_roc.first() == Some(&[0.0, 0.0]) && c.pixel_roc.last() == Some(&[1.0, 1.0])), "ROC curves missing");
     assert!(harness.get_all_by_label("FLAIR").count() >= 1);

@@ -2,7 +2,7 @@
 //! hang or an allocation the input cannot justify.
 #![no_main]
 
-use cue::volume::{OpenImage, Volume};
+use cue_volume::{OpenImage, Volume};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,8 +6,8 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Subcommand;
 
-use crate::process::memory_status_bytes;
-use crate::volume::{Volume, study::load_parallel};
+use cue_volume::process::memory_status_bytes;
+use cue_volume::{Volume, study::load_parallel};
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -45,8 +45,8 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
         /// auto, gpu or cpu.
-        #[arg(long, default_value_t = crate::model::device::DeviceChoice::Cpu)]
-        device: crate::model::device::DeviceChoice,
+        #[arg(long, default_value_t = cue_model::device::DeviceChoice::Cpu)]
+        device: cue_model::device::DeviceChoice,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -67,8 +67,8 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 32)]
         context_tokens: usize,
         /// auto, gpu or cpu.
-        #[arg(long, default_value_t = crate::model::device::DeviceChoice::Cpu)]
-        device: crate::model::device::DeviceChoice,
+        #[arg(long, default_value_t = cue_model::device::DeviceChoice::Cpu)]
+        device: cue_model::device::DeviceChoice,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -119,7 +119,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         }
         #[cfg(feature = "gui")]
         BenchCommand::Frames { paths, frames, width, height, layout, map_with, one_slice, hold_maps } => {
-            use crate::app::state::Layout;
+            use cue_app::state::Layout;
             let paths = if paths.is_empty() { vec![shared_data_dir().join("cases/brats-sample")] } else { paths };
             let layout = match layout.to_ascii_lowercase().as_str() {
                 "ortho" => Layout::Ortho,
@@ -128,10 +128,10 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
                 other => anyhow::bail!("unknown layout '{other}' (ortho, compare or grid)"),
             };
             let scratch = std::env::temp_dir().join(format!("cue-bench-frames-{}", std::process::id()));
-            let result = crate::app::run_window([width, height], Some(scratch.clone()), move |cc| {
-                let mut app = crate::app::CueApp::new(cc, paths);
+            let result = cue_app::run_window([width, height], Some(scratch.clone()), move |cc| {
+                let mut app = cue_app::CueApp::new(cc, paths);
                 app.settings.layout = layout;
-                let mut bench = crate::app::FrameBench::new(frames);
+                let mut bench = cue_app::FrameBench::new(frames);
                 if let Some(model) = map_with {
                     app.load_model(model, None, false);
                     bench.map_view = true;

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 
-use crate::model::clip::Clip;
-use crate::model::clip::tokenizer::ClipTokenizer;
-use crate::model::device::{DeviceChoice, choose};
-use crate::model::preprocess::preprocess_grey;
+use cue_model::clip::Clip;
+use cue_model::clip::tokenizer::ClipTokenizer;
+use cue_model::device::{DeviceChoice, choose};
+use cue_model::preprocess::preprocess_grey;
 
 /// Options of `cue clip-embed`.
 #[derive(Debug, Args)]
@@ -39,7 +39,7 @@ pub struct EmbedArgs {
 }
 
 fn values<const D: usize>(t: burn::tensor::Tensor<D>) -> anyhow::Result<Vec<f32>> {
-    Ok(crate::model::to_host(t))
+    Ok(cue_model::to_host(t)?)
 }
 
 fn rows(flat: Vec<f32>, width: usize) -> Vec<Vec<f32>> {
@@ -62,8 +62,8 @@ pub fn read_grey(path: &Path) -> anyhow::Result<(Vec<f32>, usize, usize)> {
 
 /// Runs `cue clip-embed`.
 pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
-    let chosen = choose(args.device)?;
-    let clip = Clip::load(&args.model, &chosen.device)?;
+    let loaded = cue_model::loader::load_named(&args.model, args.device)?;
+    let (clip, chosen) = (loaded.clip, loaded.device);
     let mut out = serde_json::Map::new();
     out.insert("model".into(), clip.id.name.clone().into());
     out.insert("device".into(), chosen.description.clone().into());
@@ -162,7 +162,7 @@ pub fn bench(
     device: DeviceChoice,
     json: bool,
 ) -> anyhow::Result<()> {
-    use crate::model::clip::{BackboneId, ClipConfig, ClipModel};
+    use cue_model::clip::{BackboneId, ClipConfig, ClipModel};
     use burn::module::Module;
     use std::time::Instant;
     let chosen = choose(device)?;
@@ -246,7 +246,7 @@ pub fn bench(
         matmul_gflops,
         vision_median_s: vision,
         text_median_s: super::bench::median(&mut text_times),
-        peak_rss_bytes: crate::process::memory_status_bytes("VmHWM").unwrap_or(0),
+        peak_rss_bytes: cue_volume::process::memory_status_bytes("VmHWM").unwrap_or(0),
     };
     let _ = std::fs::remove_dir_all(&temp);
     if json {

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::volume::OpenImage;
+use cue_volume::OpenImage;
 
 /// What `cue info --json` prints.
 #[derive(Debug, serde::Serialize)]
@@ -10,7 +10,7 @@ struct Info {
     file: String,
     data_file: String,
     format: &'static str,
-    endianness: crate::volume::Endianness,
+    endianness: cue_volume::Endianness,
     shape: Vec<usize>,
     datatype: &'static str,
     voxel_size_mm: [f64; 3],
@@ -30,7 +30,7 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<()> {
     let image = OpenImage::open(path)?;
     let (header_path, data_path) = (image.header_path.clone(), image.data_path.clone());
     let header = image.verify_data()?;
-    let problem = |p| crate::volume::VolumeError::invalid(p, &header_path);
+    let problem = |p| cue_volume::VolumeError::invalid(p, &header_path);
     let affine = header.world_from_voxel().map_err(problem)?;
     let rescale = header.rescale().map_err(problem)?;
     let info = Info {

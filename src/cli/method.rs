@@ -6,12 +6,12 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use clap::Args;
 
-use crate::eval::run::{EvalRequest, METRICS, evaluate};
-use crate::model::clip::Clip;
-use crate::model::device::{DeviceChoice, choose};
-use crate::model::mapper::{AnomalyModel, SliceImage, ZeroShotPrompts, default_layers};
-use crate::train::trainer::{TrainConfig, TrainEvent, TrainOutcome, TrainRequest, train};
-use crate::volume::{DisplayConvention, SequenceKind, SliceAxes, View, Volume, VoxelData, WindowLevel, WriteOptions, extract_slice, slice_count, write_nifti1};
+use cue_method::eval::run::{EvalRequest, METRICS, evaluate};
+use cue_model::clip::Clip;
+use cue_model::device::{DeviceChoice, choose};
+use cue_model::mapper::{AnomalyModel, SliceImage, ZeroShotPrompts, default_layers};
+use cue_method::train::trainer::{TrainConfig, TrainEvent, TrainOutcome, TrainRequest, train};
+use cue_volume::{DisplayConvention, SequenceKind, SliceAxes, View, Volume, VoxelData, WindowLevel, WriteOptions, extract_slice, slice_count, write_nifti1};
 
 /// Options of `cue train` (each overrides the config file).
 #[derive(Debug, Args)]
@@ -269,8 +269,7 @@ pub fn map_command(args: MapArgs) -> anyhow::Result<()> {
         anyhow::ensure!(k < count, "{} slice {k} requested, the volume has {count}: {}", view.name(), args.volume.display());
         vec![k]
     };
-    let chosen = choose(args.device)?;
-    let clip = Clip::load(&args.model, &chosen.device)?;
+    let clip = cue_model::loader::load_named(&args.model, args.device)?.clip;
     let model = match &args.prompt {
         Some(p) => AnomalyModel::trained(clip, p)?,
         None => {
@@ -313,7 +312,7 @@ pub fn map_command(args: MapArgs) -> anyhow::Result<()> {
 /// The slice in grey with the min-max-normalised map blended over it in a black-red-yellow-white
 /// ramp (alpha 0.5, values under 0.2 left clear).
 fn write_overlay_png(path: &Path, grey: &[f32], scores: &[f32], width: usize, height: usize) -> anyhow::Result<()> {
-    let map = crate::model::anomaly::normalise_min_max(scores);
+    let map = cue_model::anomaly::normalise_min_max(scores);
     let mut rgb = Vec::with_capacity(width * height * 3);
     for (&g, &t) in grey.iter().zip(&map) {
         let heat = [(3.0 * t).clamp(0.0, 1.0), (3.0 * t - 1.0).clamp(0.0, 1.0), (3.0 * t - 2.0).clamp(0.0, 1.0)];
@@ -346,9 +345,9 @@ struct MethodBenchReport {
 /// `cue bench method`: one slice map and one training step (with and without the feature
 /// cache) at the preset's shapes with random weights.
 pub fn bench_method(preset: &str, batch: usize, repeat: usize, context_tokens: usize, device: DeviceChoice, json: bool) -> anyhow::Result<()> {
-    use crate::model::clip::{BackboneId, ClipConfig, ClipModel};
-    use crate::model::prompt::PromptConfig;
-    use crate::model::trained::PromptModel;
+    use cue_model::clip::{BackboneId, ClipConfig, ClipModel};
+    use cue_model::prompt::PromptConfig;
+    use cue_model::trained::PromptModel;
     use burn::module::Module;
     use burn::optim::{AdamConfig, GradientsParams};
     use burn::tensor::{Tensor, TensorData};
@@ -367,7 +366,7 @@ pub fn bench_method(preset: &str, batch: usize, repeat: usize, context_tokens: u
     let mut prompt = PromptModel::new(&clip, &prompt_config, &ad);
     let size = config.vision.image_size;
     let slice: Vec<f32> = (0..size * size).map(|i| (i % 89) as f32 / 89.0).collect();
-    let train_config = crate::train::trainer::TrainConfig { context_tokens, ..Default::default() };
+    let train_config = cue_method::train::trainer::TrainConfig { context_tokens, ..Default::default() };
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
@@ -385,8 +384,8 @@ pub fn bench_method(preset: &str, batch: usize, repeat: usize, context_tokens: u
     };
     // The map of one slice through the real mapper path (trained-prompt mode).
     let mapper_prompt = PromptModel::new(&clip, &prompt_config, &ad);
-    let manifest = crate::model::trained::PromptManifest {
-        format: crate::model::trained::FORMAT.into(),
+    let manifest = cue_model::trained::PromptManifest {
+        format: cue_model::trained::FORMAT.into(),
         backbone: clip.id.name.clone(),
         backbone_sha256: clip.id.sha256.clone(),
         layers: layers.clone(),
@@ -400,7 +399,7 @@ pub fn bench_method(preset: &str, batch: usize, repeat: usize, context_tokens: u
     };
     let mapper = AnomalyModel {
         clip: Clip { model: clip.model.clone(), config: config.clone(), device: ad.clone(), id: clip.id.clone() },
-        prompts: crate::model::mapper::Prompts::Trained { model: Box::new(mapper_prompt), manifest: Box::new(manifest) },
+        prompts: cue_model::mapper::Prompts::Trained { model: Box::new(mapper_prompt), manifest: Box::new(manifest) },
         layers: layers.clone(),
         temperature: 0.07,
     };
@@ -408,7 +407,7 @@ pub fn bench_method(preset: &str, batch: usize, repeat: usize, context_tokens: u
         let image = SliceImage { values: &slice, width: size, height: size, pixel_spacing_mm: [1.0, 1.0] };
         std::hint::black_box(mapper.map(&[image]).ok());
     });
-    let pixels: Vec<f32> = crate::model::preprocess::normalise_grey(&slice);
+    let pixels: Vec<f32> = cue_model::preprocess::normalise_grey(&slice);
     let images: Vec<&[f32]> = (0..batch).map(|_| pixels.as_slice()).collect();
     let mut mask = vec![0f32; batch * size * size];
     mask[size * size / 2] = 1.0;
@@ -424,7 +423,7 @@ pub fn bench_method(preset: &str, batch: usize, repeat: usize, context_tokens: u
         };
         let masks = Tensor::from_data(TensorData::new(mask.clone(), [batch, 1, size, size]), &ad);
         let label = Tensor::from_data(TensorData::new(labels.clone(), [batch]), &ad);
-        let loss = crate::train::trainer::batch_loss(&prompt, &clip, cls, &patches, masks, label, &train_config);
+        let loss = cue_method::train::trainer::batch_loss(&prompt, &clip, cls, &patches, masks, label, &train_config);
         let grads = GradientsParams::from_grads(loss.backward(), &prompt);
         prompt = optimizer.step(1e-3, prompt.clone(), grads);
         Ok(())

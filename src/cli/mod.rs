@@ -110,14 +110,14 @@ enum WeightsCommand {
     Status {
         /// Repository (openai/clip-vit-large-patch14) or preset (ViT-B/32, ViT-B/16, ViT-L/14,
         /// ViT-L/14-336).
-        #[arg(long, default_value = crate::model::weights::DEFAULT_MODEL)]
+        #[arg(long, default_value = cue_model::weights::DEFAULT_MODEL)]
         model: String,
     },
     /// Download config.json, model.safetensors and tokenizer.json with progress, then check
     /// them; offline (HF_HUB_OFFLINE=1) or failed downloads say which file to place where.
     Fetch {
         /// Repository or preset, as for `status`.
-        #[arg(long, default_value = crate::model::weights::DEFAULT_MODEL)]
+        #[arg(long, default_value = cue_model::weights::DEFAULT_MODEL)]
         model: String,
         /// Do not convert to Burnpack after downloading.
         #[arg(long)]
@@ -140,8 +140,8 @@ enum WeightsCommand {
 }
 
 fn weights(command: WeightsCommand) -> anyhow::Result<()> {
-    use crate::model::clip::ClipConfig;
-    use crate::model::weights::{check_folder, fetch, hub_cache_dir, status};
+    use cue_model::clip::ClipConfig;
+    use cue_model::weights::{check_folder, fetch, hub_cache_dir, status};
     let repo = |model: &str| ClipConfig::preset_repository(model).unwrap_or(model).to_owned();
     let cache = hub_cache_dir();
     match command {
@@ -170,7 +170,7 @@ fn weights(command: WeightsCommand) -> anyhow::Result<()> {
             let folder = fetch(&cache, &repo(&model), offline)?;
             println!("{}", folder.display());
             if !no_convert {
-                clip::convert(&folder, &folder.join(crate::model::weights::BURNPACK_NAME), false)?;
+                clip::convert(&folder, &folder.join(cue_model::weights::BURNPACK_NAME), false)?;
             }
             Ok(())
         }
@@ -212,10 +212,10 @@ fn init_logging() {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         #[cfg(feature = "gui")]
-        None => crate::app::run_demo(),
+        None => cue_app::run_demo(),
         #[cfg(feature = "gui")]
         Some(Command::View { paths, model, prompt }) => {
-            crate::app::run(paths.into_iter().map(|p| named_sequence(&p)).collect(), model.map(|m| (m, prompt)))
+            cue_app::run(paths.into_iter().map(|p| named_sequence(&p)).collect(), model.map(|m| (m, prompt)))
         }
         #[cfg(not(feature = "gui"))]
         Some(Command::View { .. }) => anyhow::bail!("this build of cue has no desktop app (built without the `gui` feature)"),
@@ -237,9 +237,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `KIND=FILE` as the file with its named sequence; anything else as a plain path.
 #[cfg(feature = "gui")]
-fn named_sequence(arg: &std::path::Path) -> (PathBuf, Option<crate::volume::SequenceKind>) {
+fn named_sequence(arg: &std::path::Path) -> (PathBuf, Option<cue_volume::SequenceKind>) {
     if let Some((kind, file)) = arg.to_str().and_then(|s| s.split_once('='))
-        && let Some(kind) = crate::volume::SequenceKind::parse_known(kind)
+        && let Some(kind) = cue_volume::SequenceKind::parse_known(kind)
     {
         return (PathBuf::from(file), Some(kind));
     }
@@ -247,7 +247,7 @@ fn named_sequence(arg: &std::path::Path) -> (PathBuf, Option<crate::volume::Sequ
 }
 
 fn phantom(out: &std::path::Path, seed: u64, cases: usize, downsample: usize, template: Option<PathBuf>) -> anyhow::Result<()> {
-    use crate::volume::phantom::{PhantomConfig, Template, generate, write_case};
+    use cue_volume::phantom::{PhantomConfig, Template, generate, write_case};
     anyhow::ensure!(downsample >= 1, "--downsample must be at least 1");
     let template_dir = template.unwrap_or_else(|| bench::shared_data_dir().join("templates/mni152-2009a"));
     let template = Template::load(&template_dir)?;
@@ -264,7 +264,7 @@ fn phantom(out: &std::path::Path, seed: u64, cases: usize, downsample: usize, te
 }
 
 fn canonical(input: &std::path::Path, output: &std::path::Path, volume_index: usize) -> anyhow::Result<()> {
-    use crate::volume::{Volume, VoxelData, WriteOptions, write_nifti1};
+    use cue_volume::{Volume, VoxelData, WriteOptions, write_nifti1};
     let volume = Volume::read_canonical(input, volume_index)?;
     tracing::info!(from = %volume.source.header.world_from_voxel().map(|a| a.axcodes()).unwrap_or_default(), shape = ?volume.shape, "re-oriented to RAS");
     let options = WriteOptions { descrip: format!("CUE canonical of volume {volume_index}"), ..Default::default() };
@@ -276,7 +276,7 @@ fn canonical(input: &std::path::Path, output: &std::path::Path, volume_index: us
 #[cfg(all(test, feature = "gui"))]
 mod tests {
     use super::*;
-    use crate::volume::SequenceKind;
+    use cue_volume::SequenceKind;
     use std::path::Path;
 
     #[test]

@@ -6,16 +6,26 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 /// `../shared/data` (or `$CUE_SHARED_DATA`), or `None` with a message saying the test skips.
+///
+/// With `CUE_REQUIRE_SHARED=1` (CI) a missing folder fails the test, naming the path, so a run
+/// without the data can never pass while testing nothing.
 pub fn shared_data(test: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("CUE_SHARED_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
     if dir.is_dir() {
         Some(dir)
+    } else if shared_data_required() {
+        panic!("{test}: CUE_REQUIRE_SHARED is set but the shared test data is missing: {}", dir.display());
     } else {
         eprintln!("SKIP {test}: shared test data not found at {} (set CUE_SHARED_DATA)", dir.display());
         None
     }
+}
+
+/// Whether `CUE_REQUIRE_SHARED` asks for the shared data to be present.
+pub fn shared_data_required() -> bool {
+    std::env::var_os("CUE_REQUIRE_SHARED").is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 /// Runs `f` on its own thread and fails the test if it does not finish in `limit`.
@@ -51,24 +61,9 @@ pub fn tiny_clip() -> PathBuf {
 pub fn tiny_prompt_file(dir: &std::path::Path) -> PathBuf {
     use cue::model::clip::Clip;
     use cue::model::prompt::PromptConfig;
-    use cue::model::trained::{FORMAT, PromptManifest, PromptModel, save_prompt};
-    let device = burn::tensor::Device::flex();
-    let clip = Clip::load(&tiny_clip(), &device).expect("tiny CLIP");
-    let config = PromptConfig { context_tokens: 3, shared_context: true };
-    let manifest = PromptManifest {
-        format: FORMAT.into(),
-        backbone: clip.id.name.clone(),
-        backbone_sha256: clip.id.sha256.clone(),
-        layers: vec![1, 2, 3],
-        prompt: config.clone(),
-        temperature: 0.07,
-        preprocessing: String::new(),
-        training: serde_json::Value::Null,
-        metrics: serde_json::Value::Null,
-        epochs_done: 1,
-        code_version: String::new(),
-    };
+    let clip = Clip::load(&tiny_clip(), &burn::tensor::Device::flex()).expect("tiny CLIP");
     let path = dir.join("p.bpk");
-    save_prompt(&PromptModel::new(&clip, &config, &device), &manifest, &path).expect("write the prompt");
+    let config = PromptConfig { context_tokens: 3, shared_context: true };
+    cue::model::trained::save_untrained_prompt(&clip, &config, vec![1, 2, 3], &path).expect("write the prompt");
     path
 }

@@ -1,0 +1,564 @@
+//! Fitting the prompt and adaptor with the backbone frozen.
+//!
+//! Per step (batch of slices): adaptor on the normalised CLS embedding -> `pi'`; both prompts
+//! through the frozen text tower; cosine maps of each layer's patches; loss = focal (gamma) +
+//! Dice on the per-layer anomalous probability upsampled to the input size, plus
+//! `image_loss_weight` x BCE of the CLS-based image probability; Adam. The frozen image
+//! features of every slice are computed once and cached in memory up to `cache_mb`
+//! (slices beyond the bound are recomputed each epoch), so later epochs cost only the text
+//! tower and the head. After each epoch: validation (pixel- and image-AUROC on the held-out
+//! patients) and an atomic checkpoint of the prompt file, so a killed run leaves the last one
+//! loadable and `resume` continues from it (Adam's moments restart).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::eval::metrics::auroc;
+use cue_model::clip::Clip;
+use cue_model::device::{DeviceChoice, choose};
+use cue_model::head::{anomalous_probability, cosine_maps, image_probability};
+use cue_model::mapper::{DEFAULT_TEMPERATURE, default_layers};
+use cue_model::preprocess::{preprocess_grey, preprocess_mask};
+use cue_model::prompt::{PromptConfig, l2_normalise};
+use cue_model::to_host as host;
+use cue_model::trained::{FORMAT, PromptManifest, PromptModel, load_prompt, save_prompt};
+use crate::train::dataset::{DatasetConfig, SliceSample, find_cases, slices_of, split_by_patient};
+use crate::train::loss::{bce, dice, focal};
+use crate::train::synth::{LesionConfig, LesionKind, paste_lesion};
+use cue_volume::phantom::Rng;
+use cue_volume::{SequenceKind, Study, View};
+
+/// Every training option (a JSON or TOML file may set any subset; flags override).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Seed of the split, the shuffles, the initial prompts and synthetic lesions.
+    pub seed: u64,
+    /// Passes over the training slices.
+    pub epochs: usize,
+    /// Slices per step.
+    pub batch_size: usize,
+    /// Adam's learning rate.
+    pub learning_rate: f64,
+    /// Vision blocks (1-based); empty: the ends of the tower's quarters (6, 12, 18, 24).
+    pub layers: Vec<usize>,
+    /// Tokens of `P_independent` and of `P_dependent` (N).
+    pub context_tokens: usize,
+    /// One context for both prompts.
+    pub shared_context: bool,
+    /// Temperature of the probabilities.
+    pub temperature: f32,
+    /// Focal loss gamma.
+    pub focal_gamma: f32,
+    /// Weight of the image-level BCE.
+    pub image_loss_weight: f32,
+    /// Sequences (t1, t1ce, t2, flair).
+    pub sequences: Vec<String>,
+    /// Views (axial, sagittal, coronal).
+    pub views: Vec<String>,
+    /// At most this many slices per case, sequence and view (evenly spaced); 0: all.
+    pub max_slices: usize,
+    /// Fraction of patients held out for validation.
+    pub validation_fraction: f64,
+    /// Least fraction of non-zero pixels for a slice to be used.
+    pub min_brain_fraction: f32,
+    /// Paste synthetic lesions into normal slices (for folders of normal volumes).
+    pub synthetic: bool,
+    /// Bound of the in-memory feature cache, MiB.
+    pub cache_mb: usize,
+    /// auto, gpu or cpu.
+    pub device: DeviceChoice,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            epochs: 5,
+            batch_size: 8,
+            learning_rate: 1e-3,
+            layers: Vec::new(),
+            context_tokens: 32,
+            shared_context: true,
+            temperature: DEFAULT_TEMPERATURE,
+            focal_gamma: 2.0,
+            image_loss_weight: 1.0,
+            sequences: vec!["t1".into()],
+            views: vec!["axial".into()],
+            max_slices: 0,
+            validation_fraction: 0.2,
+            min_brain_fraction: 0.05,
+            synthetic: false,
+            cache_mb: 4096,
+            device: DeviceChoice::Auto,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a JSON (`.json`) or TOML (anything else) file.
+    pub fn from_file(path: &Path) -> Result<Self, TrainError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::Config(format!("cannot read ({e}): {}", path.display())))?;
+        let parsed = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text).map_err(|e| e.to_string())
+        } else {
+            toml::from_str(&text).map_err(|e| e.to_string())
+        };
+        parsed.map_err(|e| TrainError::Config(format!("{e}: {}", path.display())))
+    }
+
+    fn dataset(&self) -> Result<DatasetConfig, TrainError> {
+        let sequences = self
+            .sequences
+            .iter()
+            .map(|s| SequenceKind::parse_known(s).ok_or_else(|| TrainError::Config(format!("unknown sequence '{s}'"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let views = self.views.iter().map(|v| v.parse::<View>().map_err(TrainError::Config)).collect::<Result<Vec<_>, _>>()?;
+        Ok(DatasetConfig {
+            sequences,
+            views,
+            min_brain_fraction: self.min_brain_fraction,
+            max_slices: (self.max_slices > 0).then_some(self.max_slices),
+        })
+    }
+}
+
+/// Progress of a run, for the CLI and the training tab.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainEvent {
+    /// Loading and preparing data.
+    Preparing {
+        /// What is happening.
+        stage: String,
+        /// Done so far.
+        done: usize,
+        /// Total.
+        total: usize,
+    },
+    /// Training begins.
+    Started {
+        /// Training slices.
+        train_slices: usize,
+        /// Validation slices.
+        validation_slices: usize,
+        /// Steps per epoch.
+        steps_per_epoch: usize,
+        /// First epoch (0 unless resumed).
+        first_epoch: usize,
+    },
+    /// One optimiser step.
+    Step {
+        /// Epoch (0-based).
+        epoch: usize,
+        /// Step within the epoch.
+        step: usize,
+        /// Steps per epoch.
+        steps: usize,
+        /// Loss of the batch.
+        loss: f32,
+        /// Learning rate.
+        learning_rate: f64,
+        /// Estimated seconds left.
+        eta_s: f64,
+    },
+    /// An epoch ended and its checkpoint is written.
+    Epoch {
+        /// Epoch (0-based).
+        epoch: usize,
+        /// Mean training loss.
+        loss: f32,
+        /// Validation pixel-AUROC (None without anomalous validation pixels).
+        pixel_auroc: Option<f64>,
+        /// Validation image-AUROC (None without both classes).
+        image_auroc: Option<f64>,
+        /// The checkpoint.
+        checkpoint: PathBuf,
+    },
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainOutcome {
+    /// All epochs done.
+    Finished {
+        /// The prompt file.
+        path: PathBuf,
+    },
+    /// Cancelled; the last checkpoint (if any epoch finished) stays.
+    Cancelled {
+        /// Epochs completed.
+        epochs_done: usize,
+    },
+}
+
+/// Training failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrainError {
+    /// Options.
+    #[error("training config: {0}")]
+    Config(String),
+    /// Data.
+    #[error("training data: {0}")]
+    Data(String),
+    /// Model loading, device, prompt files.
+    #[error("{0}")]
+    Model(String),
+}
+
+/// What to train.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainRequest {
+    /// Options.
+    pub config: TrainConfig,
+    /// CLIP folder or .bpk.
+    pub model: PathBuf,
+    /// Dataset root (BraTS layout).
+    pub data: PathBuf,
+    /// The prompt file to write.
+    pub out: PathBuf,
+    /// Continue from `out` if it exists.
+    pub resume: bool,
+}
+
+/// A prepared slice: CLIP input, mask at the input size, label.
+struct Prepared {
+    pixels: Vec<f32>,
+    mask: Vec<f32>,
+    anomalous: bool,
+}
+
+/// Frozen features of one slice.
+#[derive(Clone)]
+struct Features {
+    cls: Vec<f32>,
+    patches: Vec<Vec<f32>>,
+}
+
+fn model_error(e: impl std::fmt::Display) -> TrainError {
+    TrainError::Model(e.to_string())
+}
+
+fn load_slices(request: &TrainRequest, events: &Sender<TrainEvent>, cancel: &AtomicBool) -> Result<(Vec<SliceSample>, Vec<SliceSample>, usize, usize), TrainError> {
+    let config = &request.config;
+    let dataset = config.dataset()?;
+    let cases = find_cases(&request.data).map_err(|e| TrainError::Data(e.to_string()))?;
+    let (train_cases, validation_cases) = split_by_patient(&cases, config.validation_fraction, config.seed);
+    let load = |cases: &[PathBuf], stage: &str| -> Result<Vec<SliceSample>, TrainError> {
+        let mut slices = Vec::new();
+        for (i, case) in cases.iter().enumerate() {
+            if cancel.load(Ordering::Relaxed) {
+                break;
+            }
+            let _ = events.send(TrainEvent::Preparing { stage: stage.into(), done: i, total: cases.len() });
+            let study = Study::load_folder(case).map_err(|e| TrainError::Data(e.to_string()))?;
+            slices.extend(slices_of(&study, &dataset));
+        }
+        Ok(slices)
+    };
+    let mut train = load(&train_cases, "loading training cases")?;
+    let validation = load(&validation_cases, "loading validation cases")?;
+    if config.synthetic {
+        let mut rng = Rng::new(config.seed ^ 0x5EED);
+        let lesion = LesionConfig::default();
+        for (i, slice) in train.iter_mut().enumerate() {
+            if slice.is_anomalous() || i % 2 == 1 {
+                continue; // Half the normal slices stay normal.
+            }
+            let kind = if i % 4 == 0 { LesionKind::Blob } else { LesionKind::CutPaste };
+            if let Some(s) = paste_lesion(&slice.image, slice.width, slice.height, &slice.sequence, kind, &lesion, &mut rng) {
+                slice.image = s.image;
+                slice.mask = s.mask;
+            }
+        }
+    }
+    if train.is_empty() {
+        return Err(TrainError::Data(format!("no training slices of {:?} in {:?}: {}", config.sequences, config.views, request.data.display())));
+    }
+    Ok((train, validation, train_cases.len(), validation_cases.len()))
+}
+
+fn prepare(slices: &[SliceSample], size: usize) -> Vec<Prepared> {
+    slices
+        .iter()
+        .map(|s| {
+            let input = preprocess_grey(&s.image, s.width, s.height, s.pixel_spacing_mm, size);
+            let mask = preprocess_mask(&s.mask, s.width, s.height, &input.placement, size);
+            Prepared { pixels: input.pixels, mask, anomalous: s.is_anomalous() }
+        })
+        .collect()
+}
+
+/// Computes frozen features for `items` in chunks (no gradients: the backbone is frozen).
+fn compute_features(clip: &Clip, items: &[&Prepared], layers: &[usize], size: usize) -> Result<Vec<Features>, TrainError> {
+    let pixels = clip.pixels(&items.iter().map(|p| p.pixels.as_slice()).collect::<Vec<_>>(), size, size).map_err(model_error)?;
+    let out = clip.model.encode_image(pixels, layers, true);
+    let cls = host(out.image_embeds.ok_or_else(|| TrainError::Model("no image embeddings".into()))?).map_err(model_error)?;
+    let width = cls.len() / items.len();
+    let patches: Vec<Vec<f32>> = out.patch_embeds.into_iter().map(|(_, t)| host(t)).collect::<Result<_, _>>().map_err(model_error)?;
+    Ok((0..items.len())
+        .map(|b| Features {
+            cls: cls[b * width..(b + 1) * width].to_vec(),
+            patches: patches.iter().map(|p| {
+                let per = p.len() / items.len();
+                p[b * per..(b + 1) * per].to_vec()
+            }).collect(),
+        })
+        .collect())
+}
+
+
+/// Feature cache over a slice list: entries computed once and kept while within the bound.
+struct FeatureCache {
+    entries: Vec<Option<Features>>,
+    bytes: usize,
+    limit: usize,
+}
+
+impl FeatureCache {
+    fn new(count: usize, limit_mb: usize) -> Self {
+        Self { entries: vec![None; count], bytes: 0, limit: limit_mb << 20 }
+    }
+
+    fn get(&mut self, clip: &Clip, prepared: &[Prepared], indices: &[usize], layers: &[usize], size: usize) -> Result<Vec<Features>, TrainError> {
+        let missing: Vec<usize> = indices.iter().copied().filter(|&i| self.entries[i].is_none()).collect();
+        let mut fresh = Vec::new();
+        for chunk in missing.chunks(8) {
+            let items: Vec<&Prepared> = chunk.iter().map(|&i| &prepared[i]).collect();
+            fresh.extend(chunk.iter().copied().zip(compute_features(clip, &items, layers, size)?));
+        }
+        let mut out = Vec::with_capacity(indices.len());
+        for &i in indices {
+            if let Some(f) = &self.entries[i] {
+                out.push(f.clone());
+            } else if let Some((_, f)) = fresh.iter().find(|(j, _)| *j == i) {
+                let size = 4 * (f.cls.len() + f.patches.iter().map(Vec::len).sum::<usize>());
+                if self.bytes + size <= self.limit {
+                    self.bytes += size;
+                    self.entries[i] = Some(f.clone());
+                }
+                out.push(f.clone());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Batch tensors from cached features.
+fn batch_tensors(features: &[Features], layers: usize, device: &Device) -> (Tensor<2>, Vec<Tensor<3>>) {
+    let batch = features.len();
+    let width = features[0].cls.len();
+    let cls: Vec<f32> = features.iter().flat_map(|f| f.cls.iter().copied()).collect();
+    let cls = Tensor::from_data(TensorData::new(cls, [batch, width]), device);
+    let patches = (0..layers)
+        .map(|l| {
+            let per = features[0].patches[l].len();
+            let flat: Vec<f32> = features.iter().flat_map(|f| f.patches[l].iter().copied()).collect();
+            Tensor::from_data(TensorData::new(flat, [batch, per / width, width]), device)
+        })
+        .collect();
+    (cls, patches)
+}
+
+/// The loss of one batch.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_loss(
+    model: &PromptModel,
+    clip: &Clip,
+    cls: Tensor<2>,
+    patches: &[Tensor<3>],
+    masks: Tensor<4>,
+    labels: Tensor<1>,
+    config: &TrainConfig,
+) -> Tensor<1> {
+    let size = clip.config.vision.image_size;
+    let grid = clip.config.vision.patches_per_side();
+    let bias = model.adaptor.forward(l2_normalise(cls.clone()));
+    let prompts = model.prompt.features(clip, bias);
+    let maps = cosine_maps(patches, &prompts);
+    let prob = anomalous_probability(&maps, [grid, grid], size, config.temperature);
+    let [batch, layers, _, _] = prob.dims();
+    let target = masks.expand([batch, layers, size, size]);
+    let pixel = focal(prob.clone(), target.clone(), config.focal_gamma)
+        + dice(prob.reshape([batch * layers, size, size]), target.reshape([batch * layers, size, size]));
+    let image = bce(image_probability(cls, &prompts, config.temperature), labels);
+    pixel + image * config.image_loss_weight
+}
+
+/// Validation: pixel-AUROC over all input pixels of the validation slices, and image-AUROC of
+/// the top-1 % score.
+fn validate(model: &PromptModel, clip: &Clip, prepared: &[Prepared], cache: &mut FeatureCache, config: &TrainConfig, layers: &[usize]) -> Result<(Option<f64>, Option<f64>), TrainError> {
+    let size = clip.config.vision.image_size;
+    let (mut scores, mut truth, mut image_scores, mut image_truth) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let indices: Vec<usize> = (0..prepared.len()).collect();
+    for chunk in indices.chunks(config.batch_size.max(1)) {
+        let features = cache.get(clip, prepared, chunk, layers, size)?;
+        let (cls, patches) = batch_tensors(&features, layers.len(), &clip.device);
+        let bias = model.adaptor.forward(l2_normalise(cls));
+        let prompts = model.prompt.features(clip, bias);
+        let (fused, _) = cue_model::head::fuse(&cosine_maps(&patches, &prompts));
+        let grid = clip.config.vision.patches_per_side();
+        let fused = host(fused.detach()).map_err(model_error)?;
+        for (k, &i) in chunk.iter().enumerate() {
+            let map = cue_model::anomaly::resize_bilinear(&fused[k * grid * grid..(k + 1) * grid * grid], grid, grid, size, size);
+            image_scores.push(cue_model::anomaly::top_k_mean(&map, (map.len() / 100).max(1)));
+            image_truth.push(prepared[i].anomalous);
+            truth.extend(prepared[i].mask.iter().map(|&m| m > 0.5));
+            scores.extend(map);
+        }
+    }
+    Ok((auroc(&scores, &truth), auroc(&image_scores, &image_truth)))
+}
+
+/// Runs training; events go to `events`, `cancel` stops it between steps.
+pub fn train(request: &TrainRequest, events: &Sender<TrainEvent>, cancel: &AtomicBool) -> Result<TrainOutcome, TrainError> {
+    train_with_pause(request, events, cancel, &AtomicBool::new(false))
+}
+
+/// [`train`], holding between steps while `pause` is set.
+pub fn train_with_pause(
+    request: &TrainRequest,
+    events: &Sender<TrainEvent>,
+    cancel: &AtomicBool,
+    pause: &AtomicBool,
+) -> Result<TrainOutcome, TrainError> {
+    let config = &request.config;
+    if config.batch_size == 0 || config.epochs == 0 {
+        return Err(TrainError::Config("epochs and batch_size must be at least 1".into()));
+    }
+    let chosen = choose(config.device).map_err(model_error)?;
+    let device = chosen.device.clone().autodiff();
+    let source = cue_model::loader::ModelSource::parse(&request.model.to_string_lossy());
+    let mut clip = cue_model::loader::load_onto(&source, &device).map_err(model_error)?;
+    // Frozen: no parameter of the backbone takes part in the gradient.
+    clip.model = clip.model.freeze();
+    let layers = if config.layers.is_empty() { default_layers(clip.model.vision_layers()) } else { config.layers.clone() };
+    if let Some(bad) = layers.iter().find(|&&l| l == 0 || l > clip.model.vision_layers()) {
+        return Err(TrainError::Config(format!("layer {bad} requested, the vision tower has {} blocks", clip.model.vision_layers())));
+    }
+    let prompt_config = PromptConfig { context_tokens: config.context_tokens, shared_context: config.shared_context };
+    if prompt_config.prompt_tokens() > clip.config.text.max_position_embeddings {
+        return Err(TrainError::Config(format!(
+            "a prompt of {} tokens exceeds the text context of {}",
+            prompt_config.prompt_tokens(),
+            clip.config.text.max_position_embeddings
+        )));
+    }
+    let (train_slices, validation_slices, train_cases, validation_cases) = load_slices(request, events, cancel)?;
+    let size = clip.config.vision.image_size;
+    let train_prepared = prepare(&train_slices, size);
+    let validation_prepared = prepare(&validation_slices, size);
+    let per_slice = 4 * clip.config.projection_dim * (1 + layers.len() * clip.config.vision.patches_per_side().pow(2));
+    let train_limit = config.cache_mb.min((config.cache_mb * 3) / 4 + per_slice / (1 << 20));
+    let mut train_cache = FeatureCache::new(train_prepared.len(), train_limit);
+    let mut validation_cache = FeatureCache::new(validation_prepared.len(), config.cache_mb - train_limit.min(config.cache_mb));
+
+    let (mut model, mut first_epoch) = if request.resume && request.out.exists() {
+        let (model, manifest) = load_prompt(&request.out, &clip, &device).map_err(model_error)?;
+        (model, manifest.epochs_done)
+    } else {
+        device.seed(config.seed);
+        (PromptModel::new(&clip, &prompt_config, &device), 0)
+    };
+    first_epoch = first_epoch.min(config.epochs);
+    let mut optimizer = AdamConfig::new().init();
+    let steps = train_prepared.len().div_ceil(config.batch_size);
+    let _ = events.send(TrainEvent::Started {
+        train_slices: train_prepared.len(),
+        validation_slices: validation_prepared.len(),
+        steps_per_epoch: steps,
+        first_epoch,
+    });
+    let anomalous_train = train_prepared.iter().filter(|p| p.anomalous).count();
+    let training_summary = serde_json::json!({
+        "data": request.data.display().to_string(),
+        "train_cases": train_cases,
+        "validation_cases": validation_cases,
+        "train_slices": train_prepared.len(),
+        "anomalous_train_slices": anomalous_train,
+        "validation_slices": validation_prepared.len(),
+        "config": config,
+    });
+    let mut rng = Rng::new(config.seed.wrapping_add(17));
+    let started = Instant::now();
+    let total_steps = (config.epochs - first_epoch) * steps;
+    let mut steps_done = 0usize;
+    for epoch in first_epoch..config.epochs {
+        let mut order: Vec<usize> = (0..train_prepared.len()).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+        }
+        let mut loss_sum = 0.0;
+        for (step, chunk) in order.chunks(config.batch_size).enumerate() {
+            while pause.load(Ordering::Relaxed) && !cancel.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            if cancel.load(Ordering::Relaxed) {
+                return Ok(TrainOutcome::Cancelled { epochs_done: epoch });
+            }
+            let features = train_cache.get(&clip, &train_prepared, chunk, &layers, size)?;
+            let (cls, patches) = batch_tensors(&features, layers.len(), &device);
+            let masks: Vec<f32> = chunk.iter().flat_map(|&i| train_prepared[i].mask.iter().copied()).collect();
+            let masks = Tensor::from_data(TensorData::new(masks, [chunk.len(), 1, size, size]), &device);
+            let labels: Vec<f32> = chunk.iter().map(|&i| f32::from(u8::from(train_prepared[i].anomalous))).collect();
+            let labels = Tensor::from_data(TensorData::new(labels, [chunk.len()]), &device);
+            let loss = batch_loss(&model, &clip, cls, &patches, masks, labels, config);
+            let loss_value = host(loss.clone().detach()).map_err(model_error)?.first().copied().unwrap_or(f32::NAN);
+            if !loss_value.is_finite() {
+                return Err(TrainError::Model(format!("the loss became {loss_value} at epoch {epoch}, step {step}; lower the learning rate")));
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(config.learning_rate, model, grads);
+            loss_sum += loss_value;
+            steps_done += 1;
+            let per_step = started.elapsed().as_secs_f64() / steps_done as f64;
+            let _ = events.send(TrainEvent::Step {
+                epoch,
+                step,
+                steps,
+                loss: loss_value,
+                learning_rate: config.learning_rate,
+                eta_s: per_step * (total_steps - steps_done) as f64,
+            });
+        }
+        let (pixel_auroc, image_auroc) = if validation_prepared.is_empty() {
+            (None, None)
+        } else {
+            validate(&model, &clip, &validation_prepared, &mut validation_cache, config, &layers)?
+        };
+        let manifest = PromptManifest {
+            format: FORMAT.into(),
+            backbone: clip.id.name.clone(),
+            backbone_sha256: clip.id.sha256.clone(),
+            layers: layers.clone(),
+            prompt: prompt_config.clone(),
+            temperature: config.temperature,
+            preprocessing: "slice windowed to [0,1] (0.5-99.5 percentile of non-zero voxels), resized with physical aspect kept and padded to the input square, grey to 3 channels, CLIP mean/std".into(),
+            training: training_summary.clone(),
+            metrics: serde_json::json!({"validation_pixel_auroc": pixel_auroc, "validation_image_auroc": image_auroc, "train_loss": loss_sum / steps as f32}),
+            epochs_done: epoch + 1,
+            code_version: env!("CARGO_PKG_VERSION").into(),
+        };
+        save_prompt(&model, &manifest, &request.out).map_err(model_error)?;
+        let _ = events.send(TrainEvent::Epoch {
+            epoch,
+            loss: loss_sum / steps as f32,
+            pixel_auroc,
+            image_auroc,
+            checkpoint: request.out.clone(),
+        });
+    }
+    Ok(TrainOutcome::Finished { path: request.out.clone() })
+}
+
+/// Whether any parameter of `model` has a gradient in `grads` (the frozen-backbone check);
+/// the gradients found are taken out of `grads`.
+pub fn has_any_gradient<M: Module>(model: &M, grads: &mut burn::tensor::Gradients) -> bool {
+    !GradientsParams::from_module(grads, model).is_empty()
+}

@@ -1,0 +1,281 @@
+//! Slices to anomaly maps: preprocessing, the frozen vision tower, the prompts (trained, or
+//! zero-shot text prompts), the head, and the map carried back onto the slice's own pixels.
+//!
+//! Image score: the mean of the top 1 % of the slice's raw map values (`image_score`, used for
+//! image-AUROC); the CLS-based probability (`cls_score`, softmax over the CLS embedding's
+//! cosines with the two prompts) is reported beside it.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::anomaly::{resize_bilinear, top_k_mean};
+use super::clip::tokenizer::ClipTokenizer;
+use super::clip::{Clip, ClipInputError};
+use super::head::{cosine_maps, fuse, image_probability};
+use super::preprocess::{Placement, bilinear_at, preprocess_grey};
+use super::prompt::{PromptFeatures, l2_normalise};
+use super::trained::{PromptFileError, PromptManifest, PromptModel, load_prompt};
+
+/// Hand-written prompts for zero-shot mode; each class's text embeddings are averaged
+/// (normalised, CLIP's prompt ensembling).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ZeroShotPrompts {
+    /// Normal-class texts.
+    pub normal: Vec<String>,
+    /// Anomalous-class texts.
+    pub anomalous: Vec<String>,
+}
+
+impl Default for ZeroShotPrompts {
+    fn default() -> Self {
+        let s = |v: &[&str]| v.iter().map(|t| (*t).to_string()).collect();
+        Self {
+            normal: s(&["a normal brain MRI", "an MRI of a healthy brain", "a brain MRI without lesions"]),
+            anomalous: s(&["a brain MRI with a tumour", "an MRI of a brain with a lesion", "a brain MRI showing an abnormality"]),
+        }
+    }
+}
+
+/// Where the prompt features come from.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per loaded model
+pub enum Prompts {
+    /// A trained prompt + adaptor (image-dependent).
+    Trained {
+        /// Weights.
+        model: Box<PromptModel>,
+        /// Its manifest.
+        manifest: Box<PromptManifest>,
+    },
+    /// Fixed text prompts.
+    ZeroShot {
+        /// `[1, projection]`, normalised.
+        normal: Tensor<2>,
+        /// `[1, projection]`, normalised.
+        anomalous: Tensor<2>,
+        /// The texts.
+        texts: ZeroShotPrompts,
+    },
+}
+
+/// Errors making maps.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MapperError {
+    /// Bad model input.
+    #[error(transparent)]
+    Input(#[from] ClipInputError),
+    /// Prompt file problems.
+    #[error(transparent)]
+    Prompt(#[from] PromptFileError),
+    /// Tokenizer problems.
+    #[error("zero-shot prompts: {0}")]
+    Tokenizer(String),
+    /// Reading the map back from the device failed.
+    #[error(transparent)]
+    DeviceRead(#[from] super::HostReadError),
+    /// The vision tower stopped before its last block (cannot happen when asked for embeddings).
+    #[error("the vision tower returned no image embeddings")]
+    NoImageEmbeddings,
+    /// Layers the backbone does not have.
+    #[error("layer {layer} requested, the vision tower has {depth} blocks")]
+    Layer {
+        /// Requested.
+        layer: usize,
+        /// Available.
+        depth: usize,
+    },
+}
+
+/// One slice to map: grey values in [0, 1], row-major.
+#[derive(Clone, Copy, Debug)]
+pub struct SliceImage<'a> {
+    /// Values.
+    pub values: &'a [f32],
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Pixel size (across, down), millimetres.
+    pub pixel_spacing_mm: [f64; 2],
+}
+
+/// One slice's map.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SliceMap {
+    /// Slice width.
+    pub width: usize,
+    /// Slice height.
+    pub height: usize,
+    /// Raw fused map `M` on the slice's pixels (row-major).
+    pub scores: Vec<f32>,
+    /// Raw fused map at the model input (`size x size`).
+    pub input_scores: Vec<f32>,
+    /// Input side.
+    pub input_size: usize,
+    /// Where the slice sits in the input.
+    pub placement: Placement,
+    /// Mean of the top 1 % of `scores`.
+    pub image_score: f32,
+    /// CLS-based probability of "anomalous".
+    pub cls_score: f32,
+    /// Softmax layer weights, in `layers` order.
+    pub layer_weights: Vec<f32>,
+}
+
+/// The frozen backbone with its prompts: what the viewer, `cue map` and `cue eval` run.
+#[derive(Debug)]
+pub struct AnomalyModel {
+    /// Backbone.
+    pub clip: Clip,
+    /// Prompts.
+    pub prompts: Prompts,
+    /// Vision blocks (1-based).
+    pub layers: Vec<usize>,
+    /// Temperature of the probabilities.
+    pub temperature: f32,
+}
+
+/// The default layers: the ends of each quarter of the vision tower (6, 12, 18, 24 for
+/// ViT-L/14), without repeats.
+pub fn default_layers(depth: usize) -> Vec<usize> {
+    let mut layers: Vec<usize> = (1..=4).map(|q| (depth * q / 4).max(1)).collect();
+    layers.dedup();
+    layers
+}
+
+/// CLIP's temperature (1 / logit scale 100).
+pub const DEFAULT_TEMPERATURE: f32 = 0.07;
+
+impl AnomalyModel {
+    /// Zero-shot mode with hand-written texts.
+    pub fn zero_shot(clip: Clip, layers: Vec<usize>, texts: ZeroShotPrompts) -> Result<Self, MapperError> {
+        check_layers(&clip, &layers)?;
+        let tokenizer = ClipTokenizer::embedded().map_err(|e| MapperError::Tokenizer(e.to_string()))?;
+        let context = clip.config.text.max_position_embeddings;
+        let class = |texts: &[String]| -> Result<Tensor<2>, MapperError> {
+            let ids: Vec<Vec<u32>> = texts.iter().map(|t| tokenizer.tokenize(t, context).ids).collect();
+            let embeds = l2_normalise(clip.encode_text_ids(&ids)?);
+            Ok(l2_normalise(embeds.mean_dim(0)))
+        };
+        let (normal, anomalous) = (class(&texts.normal)?, class(&texts.anomalous)?);
+        Ok(Self { clip, prompts: Prompts::ZeroShot { normal, anomalous, texts }, layers, temperature: DEFAULT_TEMPERATURE })
+    }
+
+    /// A trained prompt file (its layers and temperature come from its manifest).
+    pub fn trained(clip: Clip, path: &std::path::Path) -> Result<Self, MapperError> {
+        let device = clip.device.clone();
+        let (model, manifest) = load_prompt(path, &clip, &device)?;
+        check_layers(&clip, &manifest.layers)?;
+        Ok(Self {
+            layers: manifest.layers.clone(),
+            temperature: manifest.temperature,
+            prompts: Prompts::Trained { model: Box::new(model), manifest: Box::new(manifest) },
+            clip,
+        })
+    }
+
+    /// Prompt features for a batch of (unnormalised) image embeddings.
+    pub fn prompt_features(&self, image_embeds: Tensor<2>) -> PromptFeatures {
+        let [batch, _] = image_embeds.dims();
+        match &self.prompts {
+            Prompts::Trained { model, .. } => {
+                let bias = model.adaptor.forward(l2_normalise(image_embeds));
+                model.prompt.features(&self.clip, bias)
+            }
+            Prompts::ZeroShot { normal, anomalous, .. } => {
+                let [_, width] = normal.dims();
+                PromptFeatures {
+                    normal: normal.clone().expand([batch, width]),
+                    anomalous: anomalous.clone().expand([batch, width]),
+                }
+            }
+        }
+    }
+
+    /// Maps a batch of slices.
+    pub fn map(&self, slices: &[SliceImage<'_>]) -> Result<Vec<SliceMap>, MapperError> {
+        if slices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let size = self.clip.config.vision.image_size;
+        let inputs: Vec<_> =
+            slices.iter().map(|s| preprocess_grey(s.values, s.width, s.height, s.pixel_spacing_mm, size)).collect();
+        let pixels = self.clip.pixels(&inputs.iter().map(|i| i.pixels.as_slice()).collect::<Vec<_>>(), size, size)?;
+        let out = self.clip.model.encode_image(pixels, &self.layers, true);
+        let image_embeds = out.image_embeds.ok_or(MapperError::NoImageEmbeddings)?;
+        let patches: Vec<Tensor<3>> = out.patch_embeds.into_iter().map(|(_, t)| t).collect();
+        let placements: Vec<Placement> = inputs.iter().map(|i| i.placement).collect();
+        let sizes: Vec<(usize, usize)> = slices.iter().map(|s| (s.width, s.height)).collect();
+        self.maps_from_features(image_embeds, &patches, &placements, &sizes)
+    }
+
+    /// Maps from already computed features (the training cache and the worker reuse them).
+    pub fn maps_from_features(
+        &self,
+        image_embeds: Tensor<2>,
+        patches: &[Tensor<3>],
+        placements: &[Placement],
+        sizes: &[(usize, usize)],
+    ) -> Result<Vec<SliceMap>, MapperError> {
+        let prompts = self.prompt_features(image_embeds.clone());
+        let cosine = cosine_maps(patches, &prompts);
+        let (fused, weights) = fuse(&cosine);
+        let cls = image_probability(image_embeds, &prompts, self.temperature);
+        let [batch, count] = fused.dims();
+        let fused = super::to_host(fused)?;
+        let weights = super::to_host(weights)?;
+        let cls = super::to_host(cls)?;
+        let grid = (count as f64).sqrt().round() as usize;
+        let size = self.clip.config.vision.image_size;
+        let layers = weights.len() / batch.max(1);
+        Ok((0..batch)
+            .map(|b| {
+                let input_scores = resize_bilinear(&fused[b * count..(b + 1) * count], grid, grid, size, size);
+                let (width, height) = sizes[b];
+                let scores = onto_slice(&input_scores, size, &placements[b], width, height);
+                let k = (scores.len() / 100).max(1);
+                SliceMap {
+                    width,
+                    height,
+                    image_score: top_k_mean(&scores, k),
+                    scores,
+                    input_scores,
+                    input_size: size,
+                    placement: placements[b],
+                    cls_score: cls[b],
+                    layer_weights: weights[b * layers..(b + 1) * layers].to_vec(),
+                }
+            })
+            .collect())
+    }
+
+    /// Whether the prompts are trained (otherwise zero-shot).
+    pub fn is_trained(&self) -> bool {
+        matches!(self.prompts, Prompts::Trained { .. })
+    }
+}
+
+fn check_layers(clip: &Clip, layers: &[usize]) -> Result<(), MapperError> {
+    let depth = clip.model.vision_layers();
+    match layers.iter().find(|&&l| l == 0 || l > depth) {
+        Some(&layer) => Err(MapperError::Layer { layer, depth }),
+        None => Ok(()),
+    }
+}
+
+/// Samples an input-frame map at each slice pixel's centre (bilinear, clamped at the edges).
+pub fn onto_slice(input: &[f32], size: usize, placement: &Placement, width: usize, height: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(width * height);
+    for row in 0..height {
+        for column in 0..width {
+            let (x, y) = placement.input_position(column as f64, row as f64, width, height);
+            out.push(bilinear_at(input, size, size, x, y));
+        }
+    }
+    out
+}
+
+/// Host values as a `[rows, width]` tensor.
+pub fn tensor2(values: Vec<f32>, rows: usize, width: usize, device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(values, [rows, width]), device)
+}

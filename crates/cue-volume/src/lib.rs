@@ -1,0 +1,32 @@
+//! The volume layer: NIfTI reading and writing, orientation, studies and slices, and the
+//! thread rules (which threads may block) every layer above follows.
+//!
+//! Nothing here knows about the UI, the GPU or the model (Cargo enforces it: this crate
+//! depends on none of them); everything else builds on it.
+
+pub mod affine;
+pub mod datatype;
+pub mod error;
+pub mod header;
+pub mod phantom;
+pub mod process;
+pub mod read;
+pub mod slice;
+pub mod source;
+pub mod study;
+pub mod threads;
+#[allow(clippy::module_inception)]
+pub mod volume;
+pub mod window;
+pub mod write;
+
+pub use affine::{Affine, AxisOrientation};
+pub use datatype::{DataType, Endianness, VoxelData};
+pub use error::{Problem, VolumeError};
+pub use header::{NiftiFormat, NiftiHeader, Rescale};
+pub use read::{NiftiImage, OpenImage};
+pub use slice::{DisplayConvention, EdgeLabels, Slice, SliceAxes, View, extract_slice, slice_count};
+pub use study::{Sequence, SequenceKind, Study};
+pub use volume::{Volume, VolumeSource};
+pub use window::WindowLevel;
+pub use write::{WriteOptions, write_nifti1};

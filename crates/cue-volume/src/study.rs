@@ -1,0 +1,426 @@
+//! Studies: one patient's sequences on one voxel grid.
+
+use std::path::{Path, PathBuf};
+
+use super::affine::Affine;
+use super::error::{Result, VolumeError};
+use super::volume::Volume;
+
+/// What an image of a study shows.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub enum SequenceKind {
+    /// T1-weighted, native.
+    T1,
+    /// T1-weighted after contrast (gadolinium).
+    T1ce,
+    /// T2-weighted.
+    T2,
+    /// T2 fluid-attenuated inversion recovery.
+    Flair,
+    /// A label map (segmentation); resampled with nearest neighbour.
+    Segmentation,
+    /// Anything else, named by the user (the file name until then).
+    Other(String),
+}
+
+impl SequenceKind {
+    /// Short display name.
+    pub fn label(&self) -> &str {
+        match self {
+            Self::T1 => "T1",
+            Self::T1ce => "T1CE",
+            Self::T2 => "T2",
+            Self::Flair => "FLAIR",
+            Self::Segmentation => "Segmentation",
+            Self::Other(name) => name,
+        }
+    }
+
+    /// Whether voxels are labels rather than intensities.
+    pub fn is_label(&self) -> bool {
+        matches!(self, Self::Segmentation)
+    }
+
+    /// Recognises the sequence of a file from BraTS 2021 (`_t1`, `_t1ce`, `_t2`, `_flair`,
+    /// `_seg`), BraTS 2023 (`-t1n`, `-t1c`, `-t2w`, `-t2f`, `-seg`) and bare names
+    /// (`t1c.nii.gz`, `flair.nii.gz`, `segmentation.nii.gz`, ...). `None` when unknown.
+    pub fn detect(path: &Path) -> Option<Self> {
+        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        let stem = ["nii.gz", "nii", "hdr.gz", "hdr", "img.gz", "img"]
+            .iter()
+            .find_map(|ext| name.strip_suffix(&format!(".{ext}")))
+            .unwrap_or(&name);
+        let last = stem.rsplit(['_', '-', '.', ' ']).next().unwrap_or(stem);
+        Some(match last {
+            "t1" | "t1n" | "t1w" | "t1native" => Self::T1,
+            "t1ce" | "t1c" | "t1gd" | "t1post" => Self::T1ce,
+            "t2" | "t2w" => Self::T2,
+            "flair" | "t2f" | "t2flair" => Self::Flair,
+            "seg" | "segmentation" | "label" | "labels" | "mask" => Self::Segmentation,
+            _ => return None,
+        })
+    }
+}
+
+impl SequenceKind {
+    /// A sequence named on the command line (`t1`, `t1n`, `t1ce`, `t1c`, `t2`, `t2w`, `flair`,
+    /// `t2f`, `seg`, `segmentation`), `None` for anything else.
+    pub fn parse_known(name: &str) -> Option<Self> {
+        match name.parse::<Self>() {
+            Ok(Self::Other(_)) | Err(_) => None,
+            Ok(kind) => Some(kind),
+        }
+    }
+}
+
+impl std::str::FromStr for SequenceKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "t1" | "t1n" => Self::T1,
+            "t1ce" | "t1c" => Self::T1ce,
+            "t2" | "t2w" => Self::T2,
+            "flair" | "t2f" => Self::Flair,
+            "seg" | "segmentation" => Self::Segmentation,
+            other => Self::Other(other.to_owned()),
+        })
+    }
+}
+
+/// One image of a study, on the study's reference grid.
+#[derive(Clone, Debug)]
+pub struct Sequence {
+    /// What it shows.
+    pub kind: SequenceKind,
+    /// The canonical volume, resampled to the reference grid if it was on another.
+    pub volume: Volume,
+    /// Whether it was resampled (trilinear for images, nearest for labels).
+    pub resampled: bool,
+}
+
+/// One patient's sequences sharing one canonical voxel grid.
+#[derive(Clone, Debug)]
+pub struct Study {
+    /// Display name (the folder's name, or the first file's).
+    pub name: String,
+    /// The sequences, images in the order T1, T1CE, T2, FLAIR, others, then labels.
+    pub sequences: Vec<Sequence>,
+}
+
+/// Extensions of files a study folder may hold (image members of pairs are skipped).
+fn is_volume_file(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_ascii_lowercase();
+    name.ends_with(".nii") || name.ends_with(".nii.gz") || name.ends_with(".hdr") || name.ends_with(".hdr.gz")
+}
+
+impl Study {
+    /// Loads every NIfTI file of a folder (not recursing).
+    pub fn load_folder(folder: &Path) -> Result<Self> {
+        let (name, files) = study_files(&[folder.to_path_buf()])?;
+        let files: Vec<(PathBuf, Option<SequenceKind>)> = files.into_iter().map(|f| (f, None)).collect();
+        Self::load_files(&name, &files)
+    }
+
+    /// Loads files, each with its sequence given or (with `None`) detected from its name;
+    /// files whose name says nothing become [`SequenceKind::Other`] named after the file.
+    /// Files load in parallel; sequences on a different grid from the reference (the first
+    /// image in T1, T1CE, T2, FLAIR order) are resampled into it using both affines.
+    pub fn load_files(name: &str, files: &[(PathBuf, Option<SequenceKind>)]) -> Result<Self> {
+        Self::load_files_with_progress(name, files, &|_, _| {})
+    }
+
+    /// [`Study::load_files`], calling `progress(files_loaded, files_total)` as files finish.
+    pub fn load_files_with_progress(
+        name: &str,
+        files: &[(PathBuf, Option<SequenceKind>)],
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<Self> {
+        let kinds: Vec<SequenceKind> = files
+            .iter()
+            .map(|(path, kind)| {
+                kind.clone().or_else(|| SequenceKind::detect(path)).unwrap_or_else(|| {
+                    SequenceKind::Other(
+                        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                    )
+                })
+            })
+            .collect();
+        for (a, kind) in kinds.iter().enumerate() {
+            if let Some(b) = kinds[..a].iter().position(|k| k == kind) {
+                return Err(VolumeError::Study {
+                    reason: format!(
+                        "two files are {} ({} and {}); open one case at a time or name each file's sequence",
+                        kind.label(),
+                        files[b].0.display(),
+                        files[a].0.display()
+                    ),
+                    path: files[a].0.clone(),
+                });
+            }
+        }
+        let volumes = load_parallel_with_progress(files.iter().map(|(p, _)| p.as_path()).collect(), progress)?;
+        let mut sequences: Vec<Sequence> = kinds
+            .into_iter()
+            .zip(volumes)
+            .map(|(kind, volume)| Sequence { kind, volume, resampled: false })
+            .collect();
+        sequences.sort_by(|a, b| (a.kind.is_label(), &a.kind).cmp(&(b.kind.is_label(), &b.kind)));
+        let reference = sequences[0].volume.clone_grid();
+        for sequence in &mut sequences[1..] {
+            if !reference.same_grid(&sequence.volume) {
+                let is_label = sequence.kind.is_label();
+                sequence.volume = resample_to(&sequence.volume, &reference, is_label)
+                    .map_err(|reason| VolumeError::Study { reason, path: sequence.volume.source.path.clone() })?;
+                sequence.resampled = true;
+            }
+        }
+        Ok(Self { name: name.to_owned(), sequences })
+    }
+
+    /// The sequence of a kind.
+    pub fn sequence(&self, kind: &SequenceKind) -> Option<&Sequence> {
+        self.sequences.iter().find(|s| &s.kind == kind)
+    }
+
+    /// The shared canonical grid's shape.
+    pub fn shape(&self) -> [usize; 3] {
+        self.sequences[0].volume.shape
+    }
+
+    /// The shared canonical grid's `world_from_voxel`.
+    pub fn world_from_voxel(&self) -> Affine {
+        self.sequences[0].volume.world_from_voxel
+    }
+}
+
+/// The NIfTI files named by `paths` (files, or folders whose NIfTI files are taken, not
+/// recursing) and a study name: the folder's name, or the first file's.
+pub fn study_files(paths: &[PathBuf]) -> Result<(String, Vec<PathBuf>)> {
+    let mut files = Vec::new();
+    let mut name = None;
+    for path in paths {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path).map_err(|e| VolumeError::io("list", e, path))?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && is_volume_file(p))
+                .collect();
+            if found.is_empty() {
+                return Err(VolumeError::Study {
+                    reason: "no NIfTI files (.nii, .nii.gz, .hdr) in folder".into(),
+                    path: path.clone(),
+                });
+            }
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+        name.get_or_insert_with(|| path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    }
+    Ok((name.unwrap_or_default(), files))
+}
+
+/// Loads canonical volumes, two at a time (one per core on the machines CUE targets).
+pub fn load_parallel(paths: Vec<&Path>) -> Result<Vec<Volume>> {
+    load_parallel_with_progress(paths, &|_, _| {})
+}
+
+/// [`load_parallel`], calling `progress(files_loaded, files_total)` as files finish.
+pub fn load_parallel_with_progress(paths: Vec<&Path>, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<Vec<Volume>> {
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(paths.len()).max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<Option<Result<Volume>>> = (0..paths.len()).map(|_| None).collect();
+    let slots: Vec<std::sync::Mutex<&mut Option<Result<Volume>>>> =
+        results.iter_mut().map(std::sync::Mutex::new).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(path) = paths.get(i) else { break };
+                    let loaded = Volume::read_canonical(path, 0);
+                    if let Ok(mut slot) = slots[i].lock() {
+                        **slot = Some(loaded);
+                    }
+                    progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, paths.len());
+                }
+            });
+        }
+    });
+    drop(slots);
+    results
+        .into_iter()
+        .zip(&paths)
+        .map(|(r, p)| {
+            r.unwrap_or_else(|| {
+                Err(VolumeError::Study { reason: "loader thread failed".into(), path: p.to_path_buf() })
+            })
+        })
+        .collect()
+}
+
+/// A voxel grid: shape and `world_from_voxel`.
+#[derive(Clone, Copy, Debug)]
+pub struct Grid {
+    /// (nx, ny, nz).
+    pub shape: [usize; 3],
+    /// Voxel indices to world millimetres.
+    pub world_from_voxel: Affine,
+}
+
+impl Volume {
+    /// The grid of this volume.
+    pub fn clone_grid(&self) -> Grid {
+        Grid { shape: self.shape, world_from_voxel: self.world_from_voxel }
+    }
+}
+
+impl Grid {
+    /// Whether `volume` lies on this grid (same shape, affines within 1 micrometre).
+    pub fn same_grid(&self, volume: &Volume) -> bool {
+        self.shape == volume.shape && self.world_from_voxel.max_abs_diff(&volume.world_from_voxel) < 1e-3
+    }
+}
+
+/// Resamples `volume` onto `grid` through world space: trilinear for intensities, nearest
+/// neighbour for labels; points outside the source are 0.
+pub fn resample_to(volume: &Volume, grid: &Grid, nearest: bool) -> std::result::Result<Volume, String> {
+    let source_from_world = volume
+        .world_from_voxel
+        .inverse()
+        .ok_or_else(|| "the affine of this file is singular".to_owned())?;
+    let source_from_target = source_from_world.then_after(&grid.world_from_voxel);
+    let m = source_from_target.matrix();
+    let [nx, ny, nz] = grid.shape;
+    let [sx, sy, sz] = volume.shape;
+    let mut data = Vec::with_capacity(nx * ny * nz);
+    let tolerance = 1e-4;
+    for k in 0..nz {
+        for j in 0..ny {
+            for i in 0..nx {
+                let (fi, fj, fk) = (i as f64, j as f64, k as f64);
+                let p = [
+                    m[(0, 0)] * fi + m[(0, 1)] * fj + m[(0, 2)] * fk + m[(0, 3)],
+                    m[(1, 0)] * fi + m[(1, 1)] * fj + m[(1, 2)] * fk + m[(1, 3)],
+                    m[(2, 0)] * fi + m[(2, 1)] * fj + m[(2, 2)] * fk + m[(2, 3)],
+                ];
+                let inside = p.iter().zip([sx, sy, sz]).all(|(c, n)| *c >= -tolerance && *c <= n as f64 - 1.0 + tolerance);
+                if !inside {
+                    data.push(0.0);
+                    continue;
+                }
+                let p = [0, 1, 2].map(|a| p[a].clamp(0.0, ([sx, sy, sz][a] - 1) as f64));
+                data.push(if nearest {
+                    let q = p.map(|c| c.round() as usize);
+                    volume.data[volume.index(q)]
+                } else {
+                    trilinear(volume, p)
+                });
+            }
+        }
+    }
+    let mut source = volume.source.clone();
+    source.file_voxel_from_voxel = source.file_voxel_from_voxel.then_after(&source_from_target);
+    Ok(Volume { data, shape: grid.shape, world_from_voxel: grid.world_from_voxel, source })
+}
+
+fn trilinear(volume: &Volume, p: [f64; 3]) -> f32 {
+    let base = p.map(|c| c.floor() as usize);
+    let frac = [0, 1, 2].map(|a| (p[a] - base[a] as f64) as f32);
+    let mut value = 0.0f32;
+    for corner in 0..8 {
+        let offset = [corner & 1, (corner >> 1) & 1, (corner >> 2) & 1];
+        let mut weight = 1.0f32;
+        let mut q = [0usize; 3];
+        for a in 0..3 {
+            weight *= if offset[a] == 1 { frac[a] } else { 1.0 - frac[a] };
+            q[a] = (base[a] + offset[a]).min(volume.shape[a] - 1);
+        }
+        if weight != 0.0 {
+            value += weight * volume.data[volume.index(q)];
+        }
+    }
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::VolumeSource;
+
+    #[test]
+    fn sequence_names_of_both_brats_layouts_and_bare_names() {
+        let cases = [
+            ("BraTS2021_00000_t1.nii.gz", Some(SequenceKind::T1)),
+            ("BraTS2021_00000_t1ce.nii.gz", Some(SequenceKind::T1ce)),
+            ("BraTS2021_00000_t2.nii.gz", Some(SequenceKind::T2)),
+            ("BraTS2021_00000_flair.nii.gz", Some(SequenceKind::Flair)),
+            ("BraTS2021_00000_seg.nii.gz", Some(SequenceKind::Segmentation)),
+            ("BraTS-GLI-00000-000-t1n.nii.gz", Some(SequenceKind::T1)),
+            ("BraTS-GLI-00000-000-t1c.nii.gz", Some(SequenceKind::T1ce)),
+            ("BraTS-GLI-00000-000-t2w.nii.gz", Some(SequenceKind::T2)),
+            ("BraTS-GLI-00000-000-t2f.nii.gz", Some(SequenceKind::Flair)),
+            ("BraTS-GLI-00000-000-seg.nii.gz", Some(SequenceKind::Segmentation)),
+            ("t1c.nii.gz", Some(SequenceKind::T1ce)),
+            ("FLAIR.nii", Some(SequenceKind::Flair)),
+            ("seg.nii.gz", Some(SequenceKind::Segmentation)),
+            ("segmentation.nii.gz", Some(SequenceKind::Segmentation)),
+            ("brain1_t1.nii.gz", Some(SequenceKind::T1)),
+            ("anatomy.nii.gz", None),
+            ("t1_mprage.nii.gz", None),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(SequenceKind::detect(Path::new(name)), expected, "{name}");
+        }
+    }
+
+    fn volume(shape: [usize; 3], affine: Affine, f: impl Fn(usize, usize, usize) -> f32) -> Volume {
+        let mut data = Vec::new();
+        for k in 0..shape[2] {
+            for j in 0..shape[1] {
+                for i in 0..shape[0] {
+                    data.push(f(i, j, k));
+                }
+            }
+        }
+        let header = crate::header::tests_support::header();
+        Volume {
+            data,
+            shape,
+            world_from_voxel: affine,
+            source: VolumeSource {
+                path: PathBuf::from("test"),
+                header,
+                volume_index: 0,
+                file_world_from_voxel: affine,
+                file_voxel_from_voxel: Affine::identity(),
+            },
+        }
+    }
+
+    #[test]
+    fn resampling_a_linear_field_is_exact_inside() {
+        // Source at 2 mm, target at 1 mm shifted by 0.5 mm: a linear field stays linear.
+        let source_affine = Affine::from_rows([[2.0, 0.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0]]);
+        let src = volume([6, 6, 6], source_affine, |i, j, k| (2 * i + 3 * j + 5 * k) as f32 * 2.0);
+        let target_affine = Affine::from_rows([[1.0, 0.0, 0.0, 0.5], [0.0, 1.0, 0.0, 0.5], [0.0, 0.0, 1.0, 0.5]]);
+        let grid = Grid { shape: [10, 10, 10], world_from_voxel: target_affine };
+        let out = resample_to(&src, &grid, false).unwrap();
+        for k in 0..10 {
+            for j in 0..10 {
+                for i in 0..10 {
+                    let world = [i as f64 + 0.5, j as f64 + 0.5, k as f64 + 0.5];
+                    let expected = (2.0 * world[0] + 3.0 * world[1] + 5.0 * world[2]) as f32;
+                    let got = out.data[out.index([i, j, k])];
+                    assert!((got - expected).abs() < 1e-3, "({i},{j},{k}): {got} vs {expected}");
+                }
+            }
+        }
+        // Outside the source (world x > 10 mm) is zero.
+        let outside = resample_to(&src, &Grid { shape: [14, 1, 1], world_from_voxel: Affine::identity() }, true).unwrap();
+        assert_eq!(outside.data[13], 0.0);
+        assert_eq!(outside.data[4], src.data[src.index([2, 0, 0])]);
+    }
+}

@@ -1,0 +1,165 @@
+//! What the user (or a test, or the command line) can ask of the workspace: every change
+//! goes through [`crate::workspace::Workspace::apply`].
+
+use std::path::PathBuf;
+
+use cue_render::{Colormap, LabelStyle};
+use cue_volume::{SequenceKind, View, WindowLevel};
+
+use cue_method::eval::run::EvalRequest;
+use cue_method::train::trainer::TrainRequest;
+
+use crate::jobs::{JobId, PickPurpose};
+use crate::runs::ReportFormat;
+use crate::loader::OpenRequest;
+use crate::state::{Layout, MapDisplay, ScreenVec, Tab};
+
+/// Something the user asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Open files or a study folder.
+    Open(Vec<PathBuf>),
+    /// Open files, each with the sequence the user named (or `None`: recognised by name).
+    OpenFiles(OpenRequest),
+    /// Stop a job; its result is dropped.
+    CancelJob(JobId),
+    /// Hide the message line.
+    DismissMessage,
+    /// Set the map store's budget, in MiB (a setting).
+    SetMapBudgetMib(usize),
+    /// Show or hide a sequence in the Compare and Grid layouts.
+    SetSequenceVisible {
+        /// The sequence.
+        sequence: usize,
+        /// Shown.
+        visible: bool,
+    },
+    /// Set a sequence's intensity window.
+    SetWindow {
+        /// The sequence.
+        sequence: usize,
+        /// The window.
+        window: WindowLevel,
+    },
+    /// Set a sequence's colormap.
+    SetColormap {
+        /// The sequence.
+        sequence: usize,
+        /// The colormap.
+        colormap: Colormap,
+    },
+    /// How the segmentation is drawn.
+    SetLabelDisplay {
+        /// Drawn at all.
+        show: bool,
+        /// Filled or outlined.
+        style: LabelStyle,
+        /// Opacity, 0 to 1.
+        opacity: f32,
+    },
+    /// How anomaly maps are made and drawn.
+    SetMapDisplay(MapDisplay),
+    /// Ask for a dataset folder for the Training or Evaluation tab with the system's dialog.
+    ChooseDatasetDialog(PickPurpose),
+    /// The tab copied the picked dataset folder into its form.
+    ForgetPickedDataset,
+    /// Fit a prompt (one run at a time).
+    StartTraining(Box<TrainRequest>),
+    /// Pause or resume training between steps.
+    PauseTraining(bool),
+    /// Stop training between steps, keeping the last checkpoint.
+    StopTraining,
+    /// Measure a prompt on a dataset (one run at a time).
+    StartEvaluation(Box<EvalRequest>),
+    /// Stop the evaluation; its result is dropped.
+    CancelEvaluation,
+    /// Save the evaluation report where the user says.
+    ExportEvaluation(ReportFormat),
+    /// Ask for files with the system's file dialog.
+    OpenDialog,
+    /// Switch the layout.
+    SetLayout(Layout),
+    /// Pick the orientation of the Compare layout.
+    SetActiveView(View),
+    /// Move the crosshair to a canonical voxel.
+    SetCursor([usize; 3]),
+    /// Step the crosshair through slices of a view.
+    StepSlice {
+        /// The view whose normal axis moves.
+        view: View,
+        /// Slices to move (positive: towards R, A or S).
+        delta: i32,
+    },
+    /// Zoom a view's orientation about a point.
+    Zoom {
+        /// The orientation.
+        view: View,
+        /// Multiplier.
+        factor: f32,
+        /// The point that stays put, relative to the view's centre, in points.
+        about: ScreenVec,
+    },
+    /// Pan a view's orientation.
+    Pan {
+        /// The orientation.
+        view: View,
+        /// Offset in points.
+        delta: ScreenVec,
+    },
+    /// Change a sequence's window by a right-drag: horizontal widens, vertical raises.
+    AdjustWindow {
+        /// The sequence.
+        sequence: usize,
+        /// Horizontal drag in points.
+        dx: f32,
+        /// Vertical drag in points.
+        dy: f32,
+    },
+    /// Reset zoom and pan of every view.
+    ResetViews,
+    /// Switch between radiological and neurological display.
+    ToggleConvention,
+    /// Show a sequence in the Ortho layout.
+    SelectSequence(usize),
+    /// Name the sequence of a file whose name said nothing (reloads the study).
+    AssignSequence {
+        /// Index of the sequence in the study.
+        index: usize,
+        /// What it is.
+        kind: SequenceKind,
+    },
+    /// Show the viewer, the Training or the Evaluation tab.
+    SetTab(Tab),
+    /// Map the cursor's slice of a view for the sequences shown in it.
+    MapSlice(View),
+    /// Map every slice of a view for the sequences shown, as a job with progress.
+    MapWholeView(View),
+    /// Map every slice of all three orientations natively, one whole-view job after another.
+    MapAllViews,
+    /// Save the maps computed for the shown sequence and the active view as a NIfTI volume on
+    /// the study's grid (raw scores, aligned to the source's world coordinates).
+    ExportMapVolume,
+    /// Stop the whole-view mapping.
+    CancelMapping,
+    /// Load a CLIP backbone and prompt.
+    LoadModel {
+        /// Folder or .bpk.
+        clip: PathBuf,
+        /// Trained prompt.
+        prompt: Option<PathBuf>,
+        /// Without a prompt: look for the newest compatible one under weights/ (else zero-shot).
+        search_weights: bool,
+    },
+    /// Download the default backbone into the Hugging Face cache, then load it.
+    DownloadWeights,
+    /// Ask for a CLIP model folder with the system's dialog.
+    ChooseModelDialog,
+    /// Ask for a trained prompt file with the system's dialog.
+    ChoosePromptDialog,
+    /// Save the window, or with `view_only` the first view of the active orientation, as a PNG.
+    Screenshot {
+        /// Crop to one view.
+        view_only: bool,
+    },
+}
+

@@ -1,0 +1,405 @@
+//! The inference worker between the UI and the model: one `cue-infer` thread owns the
+//! backbone, the prompts and the device. The UI sends typed [`InferRequest`]s and polls typed
+//! [`InferEvent`]s; nothing here blocks the caller.
+//!
+//! - Loading a model happens on the worker, with progress events.
+//! - A newer slice request for the same view supersedes older ones still queued (scrolling
+//!   through slices maps only where the user stops).
+//! - Whole-view jobs run in batches, report progress and stop between batches when cancelled
+//!   or superseded by a new job for the same view.
+//! - Finished maps go into the one [`MapStore`](crate::map_store::MapStore), shared with the
+//!   UI and keyed by study, volume, prompt, view and slice; a stored map comes back at once.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+
+use sha2::Digest;
+use std::sync::{Arc, Mutex};
+
+use cue_model::device::DeviceChoice;
+use cue_model::mapper::{AnomalyModel, SliceImage, SliceMap, ZeroShotPrompts, default_layers};
+use cue_volume::View;
+
+use crate::map_store::{MapSource, MapStore, SharedMapStore, StudyId, VolumeId, lock};
+
+/// Which backbone and prompt to load.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSpec {
+    /// CLIP folder or .bpk.
+    pub clip: PathBuf,
+    /// Trained prompt; None: the newest compatible one in `prompt_dir`, else zero-shot.
+    pub prompt: Option<PathBuf>,
+    /// Where to look for a prompt when none is named.
+    pub prompt_dir: Option<PathBuf>,
+    /// Device request.
+    pub device: DeviceChoice,
+}
+
+pub use crate::map_store::MapKey;
+
+/// One slice to map.
+#[derive(Clone, Debug)]
+pub struct MapItem {
+    /// The study it belongs to.
+    pub study: StudyId,
+    /// The volume it was cut from.
+    pub volume: VolumeId,
+    /// Sequence label.
+    pub sequence: String,
+    /// Slice index.
+    pub slice_index: usize,
+    /// Grey values in [0, 1], row-major.
+    pub values: Vec<f32>,
+    /// Width.
+    pub width: usize,
+    /// Height.
+    pub height: usize,
+    /// Pixel size (across, down), mm.
+    pub pixel_spacing_mm: [f64; 2],
+}
+
+/// What the UI asks.
+#[derive(Debug)]
+pub enum InferRequest {
+    /// Load (or replace) the model.
+    Load(ModelSpec),
+    /// Map these slices of one view now (the clicked slice of every visible sequence).
+    MapSlices {
+        /// View.
+        view: View,
+        /// Slices.
+        items: Vec<MapItem>,
+    },
+    /// Map many slices of one view as a job with progress.
+    MapView {
+        /// Job id, chosen by the caller.
+        job: u64,
+        /// View.
+        view: View,
+        /// Slices.
+        items: Vec<MapItem>,
+    },
+    /// Stop a job between batches.
+    Cancel {
+        /// Job id.
+        job: u64,
+    },
+}
+
+/// What the worker reports.
+#[derive(Clone, Debug)]
+pub enum InferEvent {
+    /// Model loading stage.
+    Loading {
+        /// What is happening.
+        stage: String,
+    },
+    /// The model is ready.
+    Ready {
+        /// Backbone name.
+        backbone: String,
+        /// Prompt file or "zero-shot".
+        prompt: String,
+        /// Device description.
+        device: String,
+        /// Id that map keys carry.
+        prompt_id: String,
+    },
+    /// A map.
+    Map {
+        /// What it is.
+        key: MapKey,
+        /// The map.
+        map: Arc<SliceMap>,
+        /// Milliseconds from request to result (0 when cached).
+        latency_ms: f64,
+    },
+    /// Progress of a job.
+    Progress {
+        /// Job id.
+        job: u64,
+        /// Done.
+        done: usize,
+        /// Total.
+        total: usize,
+    },
+    /// A job ended.
+    JobDone {
+        /// Job id.
+        job: u64,
+        /// Whether it stopped early.
+        cancelled: bool,
+    },
+    /// Something failed; the message is for the user.
+    Error(String),
+}
+
+/// The handle the UI holds.
+pub struct InferWorker {
+    requests: Sender<InferRequest>,
+    events: Option<Receiver<InferEvent>>,
+    cancelled: Arc<Mutex<Vec<u64>>>,
+    busy: Arc<AtomicBool>,
+}
+
+/// Slices per forward pass in whole-view jobs.
+pub const BATCH: usize = 4;
+impl InferWorker {
+    /// Starts the worker thread with a store of its own (the CLI and tests); `wake` is
+    /// called after every event. Events are read with [`InferWorker::poll`].
+    pub fn start(wake: impl Fn() + Send + Sync + 'static) -> Self {
+        let (outbox, events) = channel();
+        let mut worker = Self::start_with(MapStore::shared(crate::map_store::DEFAULT_BUDGET_BYTES), move |event| {
+            let _ = outbox.send(event);
+            wake();
+        });
+        worker.events = Some(events);
+        worker
+    }
+
+    /// Starts the worker thread, putting maps into `store` and handing every event to
+    /// `sink` (the app's job runner).
+    pub fn start_with(store: SharedMapStore, sink: impl Fn(InferEvent) + Send + Sync + 'static) -> Self {
+        let (requests, inbox) = channel();
+        let cancelled = Arc::new(Mutex::new(Vec::new()));
+        let busy = Arc::new(AtomicBool::new(false));
+        let state = Worker { inbox, sink: Box::new(sink), cancelled: cancelled.clone(), busy: busy.clone(), model: None, prompt_id: String::new(), store, queue: VecDeque::new() };
+        if let Err(e) = std::thread::Builder::new().name("cue-infer".into()).spawn(move || {
+            cue_volume::threads::make_this_thread_background();
+            state.run()
+        }) {
+            tracing::error!("cannot start the inference thread: {e}");
+        }
+        Self { requests, events: None, cancelled, busy }
+    }
+
+    /// Sends a request (cancellations also take effect between batches of a running job).
+    pub fn send(&self, request: InferRequest) {
+        if let InferRequest::Cancel { job } = &request
+            && let Ok(mut c) = self.cancelled.lock()
+        {
+            c.push(*job);
+        }
+        let _ = self.requests.send(request);
+    }
+
+    /// Events since the last call, without waiting (a worker made by [`InferWorker::start`]).
+    pub fn poll(&self) -> Vec<InferEvent> {
+        self.events.as_ref().map(|e| e.try_iter().collect()).unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` for the next event (tests and the CLI).
+    pub fn recv_timeout(&self, timeout: std::time::Duration) -> Option<InferEvent> {
+        self.events.as_ref()?.recv_timeout(timeout).ok()
+    }
+
+    /// Whether the worker is computing.
+    pub fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Relaxed)
+    }
+}
+
+enum Task {
+    Slices { view: View, items: Vec<MapItem>, queued: std::time::Instant },
+    Job { job: u64, view: View, items: Vec<MapItem>, done: usize, queued: std::time::Instant },
+}
+
+struct Worker {
+    inbox: Receiver<InferRequest>,
+    sink: Box<dyn Fn(InferEvent) + Send + Sync>,
+    cancelled: Arc<Mutex<Vec<u64>>>,
+    busy: Arc<AtomicBool>,
+    model: Option<AnomalyModel>,
+    prompt_id: String,
+    store: SharedMapStore,
+    queue: VecDeque<Task>,
+}
+
+impl Worker {
+    fn emit(&self, event: InferEvent) {
+        (self.sink)(event);
+    }
+
+    fn run(mut self) {
+        loop {
+            // Take everything queued; wait only when idle.
+            if self.queue.is_empty() {
+                match self.inbox.recv() {
+                    Ok(r) => self.accept(r),
+                    Err(_) => return,
+                }
+            }
+            loop {
+                match self.inbox.try_recv() {
+                    Ok(r) => self.accept(r),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            }
+            if let Some(task) = self.queue.pop_front() {
+                self.busy.store(true, Ordering::Relaxed);
+                self.step(task);
+                self.busy.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn accept(&mut self, request: InferRequest) {
+        let now = std::time::Instant::now();
+        match request {
+            InferRequest::Load(spec) => {
+                self.queue.clear();
+                self.load(spec);
+            }
+            InferRequest::MapSlices { view, items } => {
+                // Supersede queued slice requests of the same view.
+                self.queue.retain(|t| !matches!(t, Task::Slices { view: v, .. } if *v == view));
+                // Slice requests go before whole-view jobs, so a click answers at once.
+                let at = self.queue.iter().position(|t| matches!(t, Task::Job { .. })).unwrap_or(self.queue.len());
+                self.queue.insert(at, Task::Slices { view, items, queued: now });
+            }
+            InferRequest::MapView { job, view, items } => {
+                // A new job for a view replaces the old one.
+                let superseded: Vec<u64> = self
+                    .queue
+                    .iter()
+                    .filter_map(|t| match t {
+                        Task::Job { job, view: v, .. } if *v == view => Some(*job),
+                        _ => None,
+                    })
+                    .collect();
+                self.queue.retain(|t| !matches!(t, Task::Job { view: v, .. } if *v == view));
+                for old in superseded {
+                    self.emit(InferEvent::JobDone { job: old, cancelled: true });
+                }
+                self.queue.push_back(Task::Job { job, view, items, done: 0, queued: now });
+            }
+            InferRequest::Cancel { job } => {
+                let before = self.queue.len();
+                self.queue.retain(|t| !matches!(t, Task::Job { job: j, .. } if *j == job));
+                if self.queue.len() != before {
+                    self.emit(InferEvent::JobDone { job, cancelled: true });
+                }
+            }
+        }
+    }
+
+    fn load(&mut self, spec: ModelSpec) {
+        self.model = None;
+        self.emit(InferEvent::Loading { stage: format!("choosing a device ({})", spec.device) });
+        let result = (|| -> Result<(AnomalyModel, String, Option<PathBuf>), String> {
+            self.emit(InferEvent::Loading { stage: format!("loading {}", spec.clip.display()) });
+            let loaded = cue_model::loader::load_named(&spec.clip, spec.device).map_err(|e| e.to_string())?;
+            let (clip, chosen) = (loaded.clip, loaded.device);
+            let prompt = match (&spec.prompt, &spec.prompt_dir) {
+                (Some(p), _) => Some(p.clone()),
+                (None, Some(dir)) => cue_model::trained::newest_compatible(dir, &clip),
+                (None, None) => None,
+            };
+            let model = match &prompt {
+                Some(p) => {
+                    self.emit(InferEvent::Loading { stage: format!("loading prompt {}", p.display()) });
+                    AnomalyModel::trained(clip, p).map_err(|e| e.to_string())?
+                }
+                None => {
+                    let layers = default_layers(clip.model.vision_layers());
+                    AnomalyModel::zero_shot(clip, layers, ZeroShotPrompts::default()).map_err(|e| e.to_string())?
+                }
+            };
+            Ok((model, chosen.description, prompt))
+        })();
+        match result {
+            Ok((model, device, prompt)) => {
+                let prompt_sum = prompt.as_deref().map(file_sha256_prefix).unwrap_or_default();
+                let prompt = prompt.map_or("zero-shot".to_string(), |p| p.display().to_string());
+                // Content, not only the path: a prompt retrained in place is another prompt.
+                self.prompt_id = format!("{prompt}#{prompt_sum}@{}", &model.clip.id.sha256[..12.min(model.clip.id.sha256.len())]);
+                self.emit(InferEvent::Ready { backbone: model.clip.id.name.clone(), prompt, device, prompt_id: self.prompt_id.clone() });
+                self.model = Some(model);
+            }
+            Err(e) => self.emit(InferEvent::Error(format!("cannot load the model: {e}"))),
+        }
+    }
+
+    fn key(&self, view: View, item: &MapItem) -> MapKey {
+        MapKey {
+            study: item.study,
+            volume: item.volume,
+            sequence: item.sequence.clone(),
+            view,
+            slice_index: item.slice_index,
+            prompt_id: self.prompt_id.clone(),
+            source: MapSource::Native,
+        }
+    }
+
+    /// Maps `items`, using the cache; emits a Map event per item.
+    fn map(&mut self, view: View, items: &[MapItem], queued: std::time::Instant) -> Result<(), String> {
+        let Some(model) = &self.model else { return Err("no model loaded: choose a CLIP model first".into()) };
+        let mut todo = Vec::new();
+        for item in items {
+            let key = self.key(view, item);
+            let stored = lock(&self.store).get(&key);
+            match stored {
+                Some(map) => self.emit(InferEvent::Map { key, map, latency_ms: 0.0 }),
+                None => todo.push(item),
+            }
+        }
+        if !todo.is_empty() {
+            let images: Vec<SliceImage<'_>> = todo
+                .iter()
+                .map(|i| SliceImage { values: &i.values, width: i.width, height: i.height, pixel_spacing_mm: i.pixel_spacing_mm })
+                .collect();
+            let maps = model.map(&images).map_err(|e| e.to_string())?;
+            let latency_ms = queued.elapsed().as_secs_f64() * 1e3;
+            for (item, map) in todo.into_iter().zip(maps) {
+                let key = self.key(view, item);
+                let map = Arc::new(map);
+                lock(&self.store).insert(key.clone(), map.clone());
+                self.emit(InferEvent::Map { key, map, latency_ms });
+            }
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, task: Task) {
+        match task {
+            Task::Slices { view, items, queued } => {
+                if let Err(e) = self.map(view, &items, queued) {
+                    self.emit(InferEvent::Error(e));
+                }
+            }
+            Task::Job { job, view, items, done, queued } => {
+                let cancelled = self.cancelled.lock().map(|c| c.contains(&job)).unwrap_or(false);
+                if cancelled {
+                    self.emit(InferEvent::JobDone { job, cancelled: true });
+                    return;
+                }
+                let end = (done + BATCH).min(items.len());
+                if let Err(e) = self.map(view, &items[done..end], queued) {
+                    self.emit(InferEvent::Error(e));
+                    self.emit(InferEvent::JobDone { job, cancelled: true });
+                    return;
+                }
+                self.emit(InferEvent::Progress { job, done: end, total: items.len() });
+                if end == items.len() {
+                    self.emit(InferEvent::JobDone { job, cancelled: false });
+                } else {
+                    // Back of the queue: clicks and other views' work interleave with it.
+                    self.queue.push_back(Task::Job { job, view, items, done: end, queued });
+                }
+            }
+        }
+    }
+}
+
+/// The first 12 hex digits of a file's SHA-256 ("unreadable" when it cannot be read: the
+/// load that follows reports why).
+fn file_sha256_prefix(path: &std::path::Path) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => sha2::Sha256::digest(&bytes).iter().take(6).map(|b| format!("{b:02x}")).collect(),
+        Err(_) => "unreadable".into(),
+    }
+}

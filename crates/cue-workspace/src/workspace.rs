@@ -1,0 +1,467 @@
+//! The workspace: settings, the open study, the model and its maps, and the jobs, changed
+//! only by [`Command`]s through [`Workspace::apply`] and by job results through
+//! [`Workspace::update`]. Knows nothing of the window: what only the window can do (free a
+//! GPU texture, take a screenshot) comes back as [`Effect`]s.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cue_volume::{DisplayConvention, View, WindowLevel};
+
+use crate::command::Command;
+use crate::infer::ModelSpec;
+use crate::jobs::{JobId, JobKind, JobMessage, JobOutput, JobRunner, JobUpdate, PickPurpose};
+use crate::runs::Runs;
+use crate::loader::{LoadedStudy, OpenRequest, describe, open_study};
+use crate::maps::{MapState, default_prompt_dir};
+use crate::state::{Layout, Settings, StudyView};
+
+/// Study name of the bundled demo: says it is synthetic wherever the name shows.
+pub const DEMO_NAME: &str = "Synthetic demo (CUE phantom, not patient data)";
+
+/// Time per frame the UI gives [`Workspace::update`] to take in job results.
+pub const DRAIN_BUDGET: Duration = Duration::from_millis(4);
+
+/// Something only the window can do, asked for by the reducer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// Free a volume's GPU texture (its study was closed).
+    FreeGpuVolume(u64),
+    /// Capture the window (or the active view) and save it with [`Workspace::save_screenshot`].
+    Screenshot {
+        /// Crop to the active view.
+        view_only: bool,
+    },
+}
+
+/// The application's state below the UI.
+pub struct Workspace {
+    /// Persisted settings.
+    pub settings: Settings,
+    /// The open study.
+    pub study: Option<StudyView>,
+    /// The last message for the user (an error, or where a file was saved).
+    pub message: Option<String>,
+    /// The model, its maps and the store they are kept in.
+    pub maps: MapState,
+    /// Every slow piece of work.
+    pub jobs: JobRunner,
+    /// The open-study job whose result will become the open study.
+    pub loading: Option<JobId>,
+    /// Training and evaluation runs and what they reported.
+    pub runs: Runs,
+    rename_loaded: Option<String>,
+    next_gpu_id: u64,
+    effects: Vec<Effect>,
+}
+
+impl Workspace {
+    /// A workspace with `settings`; `wake` asks the UI for a frame when a job reports.
+    pub fn new(settings: Settings, wake: impl Fn() + Send + Sync + 'static) -> Self {
+        let jobs = JobRunner::new(wake);
+        let maps = MapState::new(&jobs, settings.map_budget_mib << 20);
+        Self {
+            settings,
+            study: None,
+            message: None,
+            maps,
+            jobs,
+            loading: None,
+            runs: Runs::default(),
+            rename_loaded: None,
+            next_gpu_id: 1,
+            effects: Vec::new(),
+        }
+    }
+
+    /// Applies one command: with [`Workspace::update`], the only place that changes state.
+    pub fn apply(&mut self, command: Command) {
+        match command {
+            Command::Open(paths) => {
+                self.settings.remember(&paths);
+                self.open_files(paths.into_iter().map(|p| (p, None)).collect(), None);
+            }
+            Command::OpenFiles(files) => self.open_files(files, None),
+            Command::OpenDialog => self.pick(PickPurpose::Study),
+            Command::ChooseModelDialog => self.pick(PickPurpose::Model),
+            Command::ChoosePromptDialog => self.pick(PickPurpose::Prompt),
+            Command::CancelJob(id) => {
+                if self.loading == Some(id) {
+                    self.loading = None;
+                }
+                if self.maps.job.is_some_and(|j| j.id == id) {
+                    self.maps.cancel(&mut self.jobs);
+                }
+                if self.maps.download.as_ref().is_some_and(|(job, _)| *job == id) {
+                    self.maps.download = None;
+                    self.maps.downloading = false;
+                    self.message = Some("download cancelled; starting it again resumes where it stopped".into());
+                }
+                self.jobs.cancel(id);
+            }
+            Command::DismissMessage => self.message = None,
+            Command::SetMapBudgetMib(mib) => {
+                self.settings.map_budget_mib = mib;
+                crate::map_store::lock(&self.maps.store).set_budget_bytes(mib << 20);
+            }
+            Command::SetLabelDisplay { show, style, opacity } => {
+                self.settings.show_labels = show;
+                self.settings.label_style = style;
+                self.settings.label_opacity = opacity.clamp(0.0, 1.0);
+            }
+            Command::SetMapDisplay(display) => self.settings.set_map_display(display),
+            Command::ChooseDatasetDialog(purpose) => self.pick(purpose),
+            Command::ForgetPickedDataset => self.runs.picked_dataset = None,
+            Command::StartTraining(request) => self.runs.start_training(&mut self.jobs, *request),
+            Command::PauseTraining(paused) => self.runs.pause_training(paused),
+            Command::StopTraining => self.runs.stop_training(),
+            Command::StartEvaluation(request) => self.runs.start_evaluation(&mut self.jobs, *request),
+            Command::CancelEvaluation => self.runs.cancel_evaluation(&mut self.jobs),
+            Command::ExportEvaluation(format) => self.runs.export_report(&mut self.jobs, format),
+            Command::LoadModel { clip, prompt, search_weights } => self.load_model(clip, prompt, search_weights),
+            Command::CancelMapping => self.maps.cancel(&mut self.jobs),
+            Command::MapAllViews => {
+                // The sequences on screen in any view (Compare shows one orientation only).
+                let mut sequences: Vec<usize> = self.cells().0.into_iter().map(|(_, s)| s).collect();
+                sequences.sort_unstable();
+                sequences.dedup();
+                if let Some(study) = &self.study {
+                    self.maps.map_views(study, View::ALL.iter().map(|v| (*v, sequences.clone())).collect(), &mut self.jobs);
+                }
+                self.take_map_error();
+            }
+            Command::DownloadWeights => self.download_weights(),
+            Command::ExportMapVolume => self.export_map_volume(),
+            Command::MapSlice(view) | Command::MapWholeView(view) => {
+                let whole = matches!(command, Command::MapWholeView(_));
+                let sequences = self.sequences_in(view);
+                if let Some(study) = &self.study {
+                    if whole {
+                        self.maps.map_view(study, view, &sequences, &mut self.jobs);
+                    } else {
+                        self.maps.map_slice(study, view, &sequences);
+                    }
+                }
+                self.take_map_error();
+            }
+            Command::SetLayout(layout) => self.settings.layout = layout,
+            Command::SetTab(tab) => self.settings.tab = tab,
+            Command::SetActiveView(view) => self.settings.active_view = view,
+            Command::ToggleConvention => {
+                self.settings.convention = match self.settings.convention {
+                    DisplayConvention::Radiological => DisplayConvention::Neurological,
+                    DisplayConvention::Neurological => DisplayConvention::Radiological,
+                }
+            }
+            Command::Screenshot { view_only } => self.effects.push(Effect::Screenshot { view_only }),
+            other => self.apply_to_study(other),
+        }
+    }
+
+    /// Commands about the open study's display (nothing happens without one).
+    fn apply_to_study(&mut self, command: Command) {
+        let Some(study) = &mut self.study else { return };
+        match command {
+            Command::SetCursor(voxel) => study.cursor = voxel,
+            Command::StepSlice { view, delta } => {
+                let axis = view.normal_axis();
+                let n = study.study.shape()[axis] as i64;
+                study.cursor[axis] = (study.cursor[axis] as i64 + i64::from(delta)).clamp(0, n - 1) as usize;
+            }
+            Command::Zoom { view, factor, about } => {
+                let t = study.transform_mut(view);
+                let zoom = (t.zoom * factor).clamp(0.1, 40.0);
+                let applied = zoom / t.zoom;
+                // Keep the point under the pointer fixed.
+                t.pan = about - (about - t.pan) * applied;
+                t.zoom = zoom;
+            }
+            Command::Pan { view, delta } => study.transform_mut(view).pan += delta,
+            Command::AdjustWindow { sequence, dx, dy } => {
+                if let Some(d) = study.sequences.get_mut(sequence) {
+                    let step = d.auto_window.width.max(1e-6) / 300.0;
+                    d.window.width = (d.window.width + dx * step).max(step * 0.1);
+                    d.window.level -= dy * step;
+                }
+            }
+            Command::ResetViews => study.transforms = Default::default(),
+            Command::SelectSequence(i) => {
+                if i < study.sequences.len() {
+                    study.selected = i;
+                }
+            }
+            Command::SetSequenceVisible { sequence, visible } => {
+                if let Some(d) = study.sequences.get_mut(sequence) {
+                    d.visible = visible;
+                }
+            }
+            Command::SetWindow { sequence, window } => {
+                if let Some(d) = study.sequences.get_mut(sequence) {
+                    d.window = WindowLevel { width: window.width.max(1e-6), ..window };
+                }
+            }
+            Command::SetColormap { sequence, colormap } => {
+                if let Some(d) = study.sequences.get_mut(sequence) {
+                    d.colormap = colormap;
+                }
+            }
+            Command::AssignSequence { index, kind } => {
+                // Reload with the user's choice: labels and intensities resample differently.
+                let files: OpenRequest = study
+                    .study
+                    .sequences
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let kind = if i == index { kind.clone() } else { s.kind.clone() };
+                        (s.volume.source.path.clone(), Some(kind))
+                    })
+                    .collect();
+                let name = study.study.name.clone();
+                self.open_files(files, Some(name));
+            }
+            _ => {}
+        }
+    }
+
+    /// Takes in what jobs and the inference worker reported, for at most `budget`, and
+    /// starts queued mapping. Call once per frame.
+    pub fn update(&mut self, budget: Duration) {
+        for message in self.jobs.drain(budget) {
+            match message {
+                JobMessage::Finished { id, kind, result } => self.finish(id, kind, result),
+                JobMessage::Update { id, update: JobUpdate::Download(p), .. } => {
+                    if let Some((job, progress)) = &mut self.maps.download
+                        && *job == id
+                    {
+                        *progress = p;
+                    }
+                }
+                JobMessage::Update { id, update, .. } => self.runs.update(id, update),
+            }
+        }
+        let events = self.jobs.take_infer_events();
+        self.maps.handle(events, &mut self.jobs);
+        if let Some(study) = &self.study {
+            self.maps.start_queued(study, &mut self.jobs);
+        }
+        self.take_map_error();
+    }
+
+    /// What the window must do now (taken once).
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Opens files, each with the sequence the user named or `None` to recognise it by name;
+    /// the study is renamed `rename` once loaded. A study still loading is superseded.
+    pub fn open_files(&mut self, files: OpenRequest, rename: Option<String>) {
+        if let Some(old) = self.loading.take() {
+            self.jobs.cancel(old);
+        }
+        self.rename_loaded = rename;
+        let label = format!("Loading {}", describe(&files));
+        self.loading = Some(self.jobs.spawn(JobKind::OpenStudy, label, open_study(files)));
+    }
+
+    /// Whether a study is being loaded.
+    pub fn is_loading(&self) -> bool {
+        self.loading.is_some_and(|id| self.jobs.is_running(id))
+    }
+
+    /// "Loading PATH (done/total)" while a study loads.
+    pub fn loading_line(&self) -> Option<String> {
+        let id = self.loading?;
+        let (_, job) = self.jobs.running().find(|(j, _)| *j == id)?;
+        Some(format!("{} ({}/{})", job.label, job.progress.0, job.progress.1))
+    }
+
+    /// Loads a backbone and prompt on the inference worker and remembers the choice; without
+    /// a prompt, the newest compatible one under `weights/` is used, else zero-shot mode.
+    pub fn load_model(&mut self, clip: PathBuf, prompt: Option<PathBuf>, search_weights: bool) {
+        self.settings.model_path = Some(clip.clone());
+        self.settings.prompt_path = prompt.clone();
+        self.maps.load(ModelSpec {
+            clip,
+            prompt,
+            prompt_dir: search_weights.then(default_prompt_dir),
+            device: cue_model::device::DeviceChoice::Auto,
+        });
+    }
+
+    /// Makes `loaded` the open study (the window frees the old one's textures).
+    pub fn finish_loading(&mut self, loaded: LoadedStudy) {
+        let mut loaded = loaded;
+        if let Some(name) = self.rename_loaded.take() {
+            loaded.study.name = name;
+        }
+        if let Some(old) = self.study.take() {
+            self.effects.extend(old.sequences.iter().map(|s| Effect::FreeGpuVolume(s.gpu_id)));
+        }
+        // Mapping of the old study stops; its maps stay in the store under its own key.
+        self.maps.cancel(&mut self.jobs);
+        self.maps.drop_overlays_except(&[]);
+        let view = StudyView::new(loaded, self.next_gpu_id);
+        self.next_gpu_id += view.sequences.len() as u64;
+        self.study = Some(view);
+    }
+
+    /// Saves a captured window image (RGBA rows) as a PNG in the working directory, as a job.
+    pub fn save_screenshot(&mut self, size: [usize; 2], rgba: Vec<u8>) {
+        self.jobs.spawn(JobKind::Screenshot, "Saving a screenshot", move |_| {
+            let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let dir = std::env::current_dir().map_err(|e| format!("cannot save the screenshot: {e}"))?;
+            let path = dir.join(format!("cue-screenshot-{seconds}.png"));
+            let image = image::RgbaImage::from_raw(size[0] as u32, size[1] as u32, rgba)
+                .ok_or_else(|| format!("cannot save the screenshot (wrong size): {}", path.display()))?;
+            image.save(&path).map_err(|e| format!("cannot save the screenshot ({e}): {}", path.display()))?;
+            Ok(JobOutput::Message(format!("Saved screenshot: {}", path.display())))
+        });
+    }
+
+    /// The (orientation, sequence) of every cell of the current layout, row by row, and the
+    /// number of columns.
+    pub fn cells(&self) -> (Vec<(View, usize)>, usize) {
+        let Some(study) = &self.study else { return (Vec::new(), 1) };
+        match self.settings.layout {
+            Layout::Ortho => (View::ALL.iter().map(|v| (*v, study.selected)).collect(), 2),
+            Layout::Compare => {
+                let visible = study.visible_indices();
+                let columns = visible.len().clamp(1, 4);
+                (visible.into_iter().map(|s| (self.settings.active_view, s)).collect(), columns)
+            }
+            Layout::Grid => {
+                let cells = study.visible_indices().into_iter().flat_map(|s| View::ALL.map(|v| (v, s))).collect();
+                (cells, 3)
+            }
+        }
+    }
+
+    /// The sequences shown in `view` in the current layout.
+    pub fn sequences_in(&self, view: View) -> Vec<usize> {
+        let (cells, _) = self.cells();
+        let mut out: Vec<usize> = cells.into_iter().filter(|(v, _)| *v == view).map(|(_, s)| s).collect();
+        out.dedup();
+        out
+    }
+
+    fn take_map_error(&mut self) {
+        if let Some(e) = self.maps.error.take() {
+            self.message = Some(e);
+        }
+    }
+
+    fn pick(&mut self, purpose: PickPurpose) {
+        self.jobs.spawn(JobKind::FileDialog, "Choosing a file", move |_| {
+            let dialog = rfd::AsyncFileDialog::new();
+            let paths = pollster::block_on(async move {
+                match purpose {
+                    PickPurpose::Study => dialog
+                        .add_filter("NIfTI", &["nii", "gz", "hdr", "img"])
+                        .set_title("Open NIfTI files")
+                        .pick_files()
+                        .await
+                        .map(|files| files.iter().map(|f| f.path().to_path_buf()).collect())
+                        .unwrap_or_default(),
+                    PickPurpose::Model => {
+                        dialog.set_title("Choose a CLIP model folder").pick_folder().await.map(|f| vec![f.path().to_path_buf()]).unwrap_or_default()
+                    }
+                    PickPurpose::TrainingData | PickPurpose::EvaluationData => {
+                        dialog.set_title("Choose a dataset folder").pick_folder().await.map(|f| vec![f.path().to_path_buf()]).unwrap_or_default()
+                    }
+                    PickPurpose::Prompt => dialog
+                        .add_filter("CUE prompt", &["bpk"])
+                        .set_title("Choose a trained prompt")
+                        .pick_file()
+                        .await
+                        .map(|f| vec![f.path().to_path_buf()])
+                        .unwrap_or_default(),
+                }
+            });
+            Ok(JobOutput::Picked { purpose, paths })
+        });
+    }
+
+    fn download_weights(&mut self) {
+        if self.jobs.running_of(JobKind::DownloadModel).is_some() {
+            return;
+        }
+        self.maps.downloading = true;
+        let id = self.jobs.spawn(JobKind::DownloadModel, "Downloading the default backbone", |cx| {
+            use cue_model::weights::{DEFAULT_MODEL, hub_cache_dir};
+            let offline = std::env::var_os("HF_HUB_OFFLINE").is_some_and(|v| v != "0" && !v.is_empty());
+            let mut report = |p: &cue_model::download::DownloadProgress| {
+                cx.progress(p.bytes_done as usize, p.bytes_total as usize);
+                cx.update(JobUpdate::Download(p.clone()));
+            };
+            cue_model::download::fetch_with_progress(&hub_cache_dir(), DEFAULT_MODEL, None, offline, &mut report, &|| cx.is_cancelled())
+                .map(JobOutput::ModelDownloaded)
+                .map_err(|e| format!("download failed: {e}"))
+        });
+        self.maps.download = Some((id, Default::default()));
+    }
+
+    fn export_map_volume(&mut self) {
+        let Some(study) = &self.study else { return };
+        let view = self.settings.active_view;
+        let sequence = self.sequences_in(view).first().copied().unwrap_or(study.selected);
+        let (data, slices) = self.maps.map_volume(study, sequence, view);
+        let label = study.study.sequences[sequence].kind.label().to_string();
+        if slices == 0 {
+            self.message = Some(format!("no {} maps of {label} to export yet", view.name()));
+            return;
+        }
+        let shape = study.study.shape();
+        let affine = study.study.world_from_voxel();
+        let name = format!("{}-{label}-{}-map.nii.gz", study.study.name, view.name());
+        self.jobs.spawn(JobKind::Export, format!("Exporting the {} map volume", view.name()), move |_| {
+            let picked = pollster::block_on(rfd::AsyncFileDialog::new().set_file_name(name).save_file());
+            let Some(file) = picked else { return Ok(JobOutput::Nothing) };
+            let path = file.path().to_path_buf();
+            let options = cue_volume::WriteOptions { descrip: format!("CUE anomaly map ({})", view.name()), ..Default::default() };
+            cue_volume::write_nifti1(&path, &shape, &cue_volume::VoxelData::F32(data), &affine, &options).map_err(|e| e.to_string())?;
+            Ok(JobOutput::Message(format!("Saved {slices} mapped slices: {}", path.display())))
+        });
+    }
+
+    fn finish(&mut self, id: JobId, kind: JobKind, result: Result<JobOutput, String>) {
+        if self.runs.owns(id) {
+            self.runs.finish(id, result);
+            return;
+        }
+        if kind == JobKind::DownloadModel {
+            self.maps.downloading = false;
+            self.maps.download = None;
+        }
+        match result {
+            Err(message) => {
+                if self.loading == Some(id) {
+                    self.loading = None;
+                }
+                self.message = Some(message);
+            }
+            Ok(JobOutput::Study(loaded)) => {
+                // Only the study last asked for becomes the open one.
+                if self.loading == Some(id) {
+                    self.loading = None;
+                    self.finish_loading(*loaded);
+                }
+            }
+            Ok(JobOutput::Picked { purpose, paths }) => match purpose {
+                _ if paths.is_empty() => {}
+                PickPurpose::Study => self.apply(Command::Open(paths)),
+                PickPurpose::Model => self.load_model(paths[0].clone(), None, true),
+                PickPurpose::Prompt => {
+                    if let Some(clip) = self.settings.model_path.clone() {
+                        self.load_model(clip, Some(paths[0].clone()), false);
+                    }
+                }
+                PickPurpose::TrainingData | PickPurpose::EvaluationData => self.runs.picked_dataset = Some((purpose, paths[0].clone())),
+            },
+            Ok(JobOutput::ModelDownloaded(folder)) => self.load_model(folder, None, true),
+            Ok(JobOutput::Message(m)) => self.message = Some(m),
+            // Training and evaluation results belong to the runs (handled above).
+            Ok(JobOutput::Nothing | JobOutput::Trained(_) | JobOutput::Evaluated(_)) => {}
+        }
+    }
+}
