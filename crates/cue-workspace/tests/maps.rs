@@ -123,16 +123,13 @@ fn maps_follow_the_prompt() {
 
     load_prompt(&mut ws, &p);
     assert_eq!(shown(&ws).expect("p's map is kept").scores, with_p.scores);
-}
 
-#[test]
-fn a_prompt_retrained_in_place_is_another_prompt() {
-    let (_dir, mut ws, _, p) = mapped();
-    // Same path, new contents: maps are keyed by the file's checksum, not its name.
+    // The same file name with new contents (a prompt retrained in place) is another prompt:
+    // maps are keyed by the file's checksum, not its name.
     prompt_with(&p, 4);
     load_prompt(&mut ws, &p);
     settle(&mut ws);
-    assert!(shown(&ws).is_none(), "a map of the old prompt file is shown for the new one");
+    assert!(shown(&ws).is_none(), "a map of the old contents of {} is shown for the new", p.display());
 }
 
 #[test]
