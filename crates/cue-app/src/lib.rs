@@ -445,7 +445,8 @@ impl eframe::App for CueApp {
         let mut commands = Vec::new();
         egui::Panel::top("top_bar").show(ui, |ui| commands.extend(panels::top_bar_ui(ui, &self.workspace.settings)));
         let loading = self.workspace.loading_line();
-        egui::Panel::bottom("status_bar").show(ui, |ui| panels::status_bar_ui(ui, &self.workspace.settings, self.workspace.study.as_ref(), loading));
+        let loading = self.workspace.loading.zip(loading);
+        egui::Panel::bottom("status_bar").show(ui, |ui| commands.extend(panels::status_bar_ui(ui, &self.workspace.settings, self.workspace.study.as_ref(), loading)));
         egui::Panel::left("study_panel").default_size(240.0).show(ui, |ui| {
             egui::ScrollArea::vertical().show(ui, |ui| {
                 commands.extend(panels::study_panel_ui(ui, &self.workspace.settings, self.workspace.study.as_ref()));

@@ -1,5 +1,6 @@
 //! One runner for everything slow: opening a study, downloading a model, file dialogs,
-//! exports, saving screenshots, and (through the inference worker's events) mapping.
+//! exports, saving screenshots, training, evaluation, and (through the inference worker's
+//! events) loading the model and mapping.
 //!
 //! Every job has a typed [`JobId`], a [`JobKind`], progress and a cancel flag. Jobs run on
 //! their own named threads and report on one channel; the UI drains it once per frame within
@@ -29,6 +30,8 @@ pub struct JobId(pub u64);
 pub enum JobKind {
     /// Read a study's files.
     OpenStudy,
+    /// Load a backbone and prompt (run by the inference worker).
+    LoadModel,
     /// Download the default backbone from the Hugging Face hub.
     DownloadModel,
     /// A file or folder dialog.

@@ -72,6 +72,8 @@ pub struct MapState {
     pub downloading: bool,
     /// The download job and where it stands.
     pub download: Option<(JobId, DownloadProgress)>,
+    /// The model-loading job.
+    loading: Option<JobId>,
     overlays: HashMap<u64, CachedOverlay>,
 }
 
@@ -92,13 +94,20 @@ impl MapState {
             error: None,
             downloading: false,
             download: None,
+            loading: None,
             overlays: HashMap::new(),
         }
     }
 
     /// Loads a backbone and prompt on the worker.
-    pub fn load(&mut self, spec: ModelSpec) {
+    pub fn load(&mut self, spec: ModelSpec, jobs: &mut JobRunner) {
         self.status = ModelStatus::Loading(format!("loading {}", spec.clip.display()));
+        // The worker owns the model, so it loads it; the job makes the load visible beside
+        // the others. A newer load supersedes this one on the worker too.
+        if let Some(old) = self.loading.take() {
+            jobs.finish(old);
+        }
+        self.loading = Some(jobs.register(JobKind::LoadModel, format!("Loading the model {}", spec.clip.display())));
         self.worker.send(InferRequest::Load(spec));
     }
 
@@ -110,6 +119,9 @@ impl MapState {
                 InferEvent::Ready { backbone, prompt, device, prompt_id } => {
                     self.status = ModelStatus::Ready { backbone, prompt, device, prompt_id };
                     self.error = None;
+                    if let Some(id) = self.loading.take() {
+                        jobs.finish(id);
+                    }
                 }
                 // The worker put the map into the store already.
                 InferEvent::Map { latency_ms, .. } => {
@@ -134,6 +146,9 @@ impl MapState {
                 InferEvent::Error(message) => {
                     if matches!(self.status, ModelStatus::Loading(_)) {
                         self.status = ModelStatus::Failed(message.clone());
+                        if let Some(id) = self.loading.take() {
+                            jobs.finish(id);
+                        }
                     }
                     self.error = Some(message);
                 }

@@ -281,12 +281,8 @@ impl Workspace {
     pub fn load_model(&mut self, clip: PathBuf, prompt: Option<PathBuf>, search_weights: bool) {
         self.settings.model_path = Some(clip.clone());
         self.settings.prompt_path = prompt.clone();
-        self.maps.load(ModelSpec {
-            clip,
-            prompt,
-            prompt_dir: search_weights.then(default_prompt_dir),
-            device: cue_model::device::DeviceChoice::Auto,
-        });
+        let spec = ModelSpec { clip, prompt, prompt_dir: search_weights.then(default_prompt_dir), device: cue_model::device::DeviceChoice::Auto };
+        self.maps.load(spec, &mut self.jobs);
     }
 
     /// Makes `loaded` the open study (the window frees the old one's textures).

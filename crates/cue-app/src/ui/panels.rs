@@ -3,6 +3,7 @@
 use eframe::egui::{self, RichText};
 
 use super::Command;
+use cue_workspace::jobs::JobId;
 use cue_workspace::maps::{MapState, ModelStatus};
 use crate::tabs::Tab;
 use cue_workspace::state::{Layout, Settings, StudyView};
@@ -339,11 +340,15 @@ fn weights_hint() -> String {
 }
 
 /// The status bar: cursor voxel, world position, intensities, orientation and zoom.
-pub fn status_bar_ui(ui: &mut egui::Ui, settings: &Settings, study: Option<&StudyView>, loading: Option<String>) {
+pub fn status_bar_ui(ui: &mut egui::Ui, settings: &Settings, study: Option<&StudyView>, loading: Option<(JobId, String)>) -> Vec<Command> {
+    let mut commands = Vec::new();
     ui.horizontal(|ui| {
-        if let Some(text) = loading {
+        if let Some((id, text)) = loading {
             crate::ui::busy_ui(ui);
             ui.label(text);
+            if ui.small_button("Cancel").on_hover_text("Stop opening; the open study stays").clicked() {
+                commands.push(Command::CancelJob(id));
+            }
             ui.separator();
         }
         let Some(study) = study else {
@@ -367,6 +372,7 @@ pub fn status_bar_ui(ui: &mut egui::Ui, settings: &Settings, study: Option<&Stud
         let zoom = study.transform(settings.active_view).zoom;
         ui.label(format!("Zoom {:.0}%", zoom * 100.0));
     });
+    commands
 }
 
 /// An intensity with as many digits as it deserves.
