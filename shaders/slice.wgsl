@@ -3,7 +3,7 @@
 // stepping slices or changing the window uploads nothing but these uniforms.
 //
 // Built after shaders/quad.wgsl (the quad and `VertexOut`). Keep `Uniforms` in step with
-// `SliceDraw::uniform_bytes` in src/render/slice.rs, and colormap rows with `Colormap`.
+// `SliceDraw::uniform_bytes` in crates/cue-render/src/slice.rs, and colormap rows with `Colormap`.
 
 struct Uniforms {
     // Voxel of the top-left pixel, and the voxel step per column and per row (x, y, z, unused).

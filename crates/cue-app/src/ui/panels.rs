@@ -206,20 +206,10 @@ pub fn model_panel_ui(ui: &mut egui::Ui, settings: &Settings, maps: &MapState, h
         }
         ModelStatus::Failed(message) => no_backbone_ui(ui, maps, Some(message), &mut commands),
     }
-    ui.horizontal(|ui| {
-        if ui.button("Choose model…").clicked() {
-            commands.push(Command::ChooseModelDialog);
-        }
-        let loaded = settings.model_path.clone();
-        if ui.add_enabled(loaded.is_some(), egui::Button::new("Choose prompt…")).clicked() {
-            commands.push(Command::ChoosePromptDialog);
-        }
-        if let Some(clip) = loaded
-            && ui.button("Zero-shot").clicked()
-        {
-            commands.push(Command::LoadModel { clip, prompt: None, search_weights: false });
-        }
-    });
+    // Without any backbone the state above already offers a local checkpoint.
+    if !matches!(maps.status, ModelStatus::NotLoaded) {
+        model_choice_ui(ui, settings, &mut commands);
+    }
     let mut display = settings.map_display();
     ui.checkbox(&mut display.map_on_click, "Map the slice I click (M)");
     ui.checkbox(&mut display.map_cross_orientation, "Show maps from other orientations")
@@ -270,6 +260,24 @@ pub fn model_panel_ui(ui: &mut egui::Ui, settings: &Settings, maps: &MapState, h
         ui.label(RichText::new(format!("Last map: {ms:.0} ms")).small());
     }
     commands
+}
+
+/// Choosing another backbone or prompt, or zero-shot, once one was chosen.
+fn model_choice_ui(ui: &mut egui::Ui, settings: &Settings, commands: &mut Vec<Command>) {
+    ui.horizontal(|ui| {
+        if ui.button("Choose model…").clicked() {
+            commands.push(Command::ChooseModelDialog);
+        }
+        let loaded = settings.model_path.clone();
+        if ui.add_enabled(loaded.is_some(), egui::Button::new("Choose prompt…")).clicked() {
+            commands.push(Command::ChoosePromptDialog);
+        }
+        if let Some(clip) = loaded
+            && ui.button("Zero-shot").clicked()
+        {
+            commands.push(Command::LoadModel { clip, prompt: None, search_weights: false });
+        }
+    });
 }
 
 /// What zero-shot mode is, in plain words.
