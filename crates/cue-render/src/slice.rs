@@ -2,8 +2,6 @@
 
 use std::collections::HashMap;
 
-use wgpu;
-
 use super::colormap::{Colormap, LUT_SIZE};
 use cue_volume::{SliceAxes, WindowLevel};
 

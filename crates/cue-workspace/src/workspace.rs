@@ -185,11 +185,7 @@ impl Workspace {
                 }
             }
             Command::ResetViews => study.transforms = Default::default(),
-            Command::SelectSequence(i) => {
-                if i < study.sequences.len() {
-                    study.selected = i;
-                }
-            }
+            Command::SelectSequence(i) if i < study.sequences.len() => study.selected = i,
             Command::SetSequenceVisible { sequence, visible } => {
                 if let Some(d) = study.sequences.get_mut(sequence) {
                     d.visible = visible;
