@@ -28,5 +28,5 @@ fn downloading_offline_says_which_files_to_place_where() {
     let message = harness.state().message.clone().unwrap();
     assert!(message.contains("offline (HF_HUB_OFFLINE is set)"), "{message}");
     assert!(message.contains("model.safetensors") && message.contains(&home.path().display().to_string()), "{message}");
-    assert!(!harness.state().maps.downloading);
+    assert!(!harness.state().maps.downloading());
 }

@@ -384,19 +384,7 @@ pub fn bench_method(preset: &str, batch: usize, repeat: usize, context_tokens: u
     };
     // The map of one slice through the real mapper path (trained-prompt mode).
     let mapper_prompt = PromptModel::new(&clip, &prompt_config, &ad);
-    let manifest = cue_model::trained::PromptManifest {
-        format: cue_model::trained::FORMAT.into(),
-        backbone: clip.id.name.clone(),
-        backbone_sha256: clip.id.sha256.clone(),
-        layers: layers.clone(),
-        prompt: prompt_config.clone(),
-        temperature: 0.07,
-        preprocessing: String::new(),
-        training: serde_json::Value::Null,
-        metrics: serde_json::Value::Null,
-        epochs_done: 0,
-        code_version: String::new(),
-    };
+    let manifest = cue_model::trained::PromptManifest::untrained(&clip, &prompt_config, layers.clone());
     let mapper = AnomalyModel {
         clip: Clip { model: clip.model.clone(), config: config.clone(), device: ad.clone(), id: clip.id.clone() },
         prompts: cue_model::mapper::Prompts::Trained { model: Box::new(mapper_prompt), manifest: Box::new(manifest) },

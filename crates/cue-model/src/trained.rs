@@ -63,6 +63,25 @@ pub struct PromptManifest {
     pub code_version: String,
 }
 
+impl PromptManifest {
+    /// The manifest of a freshly initialised prompt for `clip` (no training, no metrics).
+    pub fn untrained(clip: &Clip, config: &PromptConfig, layers: Vec<usize>) -> Self {
+        Self {
+            format: FORMAT.into(),
+            backbone: clip.id.name.clone(),
+            backbone_sha256: clip.id.sha256.clone(),
+            layers,
+            prompt: config.clone(),
+            temperature: 0.07,
+            preprocessing: String::new(),
+            training: serde_json::Value::Null,
+            metrics: serde_json::Value::Null,
+            epochs_done: 0,
+            code_version: String::new(),
+        }
+    }
+}
+
 /// Problems with prompt files.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -108,20 +127,7 @@ pub enum PromptFileError {
 /// Writes a freshly initialised (untrained) prompt for `clip` to `path`: the starting point
 /// of training, and what tests map with when the weights do not matter.
 pub fn save_untrained_prompt(clip: &Clip, config: &PromptConfig, layers: Vec<usize>, path: &Path) -> Result<(), PromptFileError> {
-    let manifest = PromptManifest {
-        format: FORMAT.into(),
-        backbone: clip.id.name.clone(),
-        backbone_sha256: clip.id.sha256.clone(),
-        layers,
-        prompt: config.clone(),
-        temperature: 0.07,
-        preprocessing: String::new(),
-        training: serde_json::Value::Null,
-        metrics: serde_json::Value::Null,
-        epochs_done: 0,
-        code_version: String::new(),
-    };
-    save_prompt(&PromptModel::new(clip, config, &clip.device), &manifest, path)
+    save_prompt(&PromptModel::new(clip, config, &clip.device), &PromptManifest::untrained(clip, config, layers), path)
 }
 
 /// Writes `model` and `manifest` atomically to `path` (Burnpack, temp file + rename) and the

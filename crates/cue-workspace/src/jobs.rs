@@ -311,11 +311,6 @@ impl JobRunner {
         self.running.iter().map(|(id, j)| (*id, j))
     }
 
-    /// The running job of `kind`, if any.
-    pub fn running_of(&self, kind: JobKind) -> Option<(JobId, &JobInfo)> {
-        self.running().find(|(_, j)| j.kind == kind)
-    }
-
     /// Whether `id` is still running.
     pub fn is_running(&self, id: JobId) -> bool {
         self.running.contains_key(&id)

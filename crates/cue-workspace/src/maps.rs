@@ -68,8 +68,6 @@ pub struct MapState {
     pub last_latency_ms: Option<f64>,
     /// The last worker error.
     pub error: Option<String>,
-    /// Whether the default backbone is being downloaded.
-    pub downloading: bool,
     /// The download job and where it stands.
     pub download: Option<(JobId, DownloadProgress)>,
     /// The model-loading job.
@@ -92,7 +90,6 @@ impl MapState {
             queued_views: Default::default(),
             last_latency_ms: None,
             error: None,
-            downloading: false,
             download: None,
             loading: None,
             overlays: HashMap::new(),
@@ -154,6 +151,11 @@ impl MapState {
                 }
             }
         }
+    }
+
+    /// Whether the default backbone is being downloaded.
+    pub fn downloading(&self) -> bool {
+        self.download.is_some()
     }
 
     /// The keys of every map in the store (native and cut).
@@ -282,12 +284,11 @@ impl MapState {
             let (size, rgba) = overlay_image(map, view, shape, slice_index, settings.convention, settings.map_colormap, settings.map_opacity, settings.map_threshold);
             *entry = CachedOverlay { key, size, rgba: Arc::from(rgba) };
         }
-        let bytes = self.overlay_bytes();
-        lock(&self.store).set_overlay_bytes(bytes);
         &self.overlays[&slot]
     }
 
-    /// Forgets the overlays of view slots that no longer show a map.
+    /// Forgets the overlays of view slots that no longer show a map and reports what the rest
+    /// hold to the store (once per frame, after the views).
     pub fn drop_overlays_except(&mut self, slots: &[u64]) {
         self.overlays.retain(|slot, _| slots.contains(slot));
         let bytes = self.overlay_bytes();

@@ -94,7 +94,6 @@ impl Workspace {
                 }
                 if self.maps.download.as_ref().is_some_and(|(job, _)| *job == id) {
                     self.maps.download = None;
-                    self.maps.downloading = false;
                     self.message = Some("download cancelled; starting it again resumes where it stopped".into());
                 }
                 self.jobs.cancel(id);
@@ -375,10 +374,9 @@ impl Workspace {
     }
 
     fn download_weights(&mut self) {
-        if self.jobs.running_of(JobKind::DownloadModel).is_some() {
+        if self.maps.downloading() {
             return;
         }
-        self.maps.downloading = true;
         let id = self.jobs.spawn(JobKind::DownloadModel, "Downloading the default backbone", |cx| {
             use cue_model::weights::{DEFAULT_MODEL, hub_cache_dir};
             let offline = std::env::var_os("HF_HUB_OFFLINE").is_some_and(|v| v != "0" && !v.is_empty());
@@ -422,7 +420,6 @@ impl Workspace {
             return;
         }
         if kind == JobKind::DownloadModel {
-            self.maps.downloading = false;
             self.maps.download = None;
         }
         match result {
