@@ -8,7 +8,7 @@ use clap::Args;
 use cue_model::clip::Clip;
 use cue_model::clip::tokenizer::ClipTokenizer;
 use cue_model::device::{DeviceChoice, choose};
-use cue_model::preprocess::preprocess_grey;
+use cue_model::preprocess::preprocess_planes;
 
 /// Options of `cue clip-embed`.
 #[derive(Debug, Args)]
@@ -16,8 +16,9 @@ pub struct EmbedArgs {
     /// A transformers folder (config.json + model.safetensors), its safetensors file, or a .bpk.
     #[arg(long)]
     pub model: PathBuf,
-    /// An image (PNG/JPEG, read as grey). At the model's input size it is only normalised;
-    /// otherwise resized with its aspect kept and padded to a square.
+    /// An image (PNG/JPEG; colour kept as RGB, grey replicated to three channels). At the
+    /// model's input size it is only normalised; otherwise resized with its aspect kept and
+    /// padded to a square.
     #[arg(long)]
     pub image: Option<PathBuf>,
     /// A text to encode (CLIP's tokenizer, padded to the model's context); repeatable.
@@ -53,12 +54,6 @@ fn parse_ids(text: &str) -> anyhow::Result<Vec<u32>> {
         .collect()
 }
 
-/// Reads an image as grey values in [0, 1].
-pub fn read_grey(path: &Path) -> anyhow::Result<(Vec<f32>, usize, usize)> {
-    let image = image::open(path).with_context(|| format!("cannot read image: {}", path.display()))?.to_luma8();
-    let (w, h) = image.dimensions();
-    Ok((image.as_raw().iter().map(|&v| f32::from(v) / 255.0).collect(), w as usize, h as usize))
-}
 
 /// Runs `cue clip-embed`.
 pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
@@ -68,9 +63,9 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     out.insert("model".into(), clip.id.name.clone().into());
     out.insert("device".into(), chosen.description.clone().into());
     if let Some(path) = &args.image {
-        let (grey, w, h) = read_grey(path)?;
+        let (w, h, channels, planes) = cue_method::train::dataset::read_planes(path)?;
         let size = clip.config.vision.image_size;
-        let input = preprocess_grey(&grey, w, h, [1.0, 1.0], size);
+        let input = preprocess_planes(&planes, channels, w, h, [1.0, 1.0], size);
         let pixels = clip.pixels(&[&input.pixels], size, size)?;
         let result = clip.model.encode_image(pixels, &args.layers, true);
         if let Some(embeds) = result.image_embeds {

@@ -243,10 +243,15 @@ pub struct MapArgs {
     /// Map every slice of the view (NIfTI output only).
     #[arg(long)]
     all_slices: bool,
-    /// map.png (slice with the map overlaid) or map.nii / map.nii.gz (raw scores on the
-    /// volume's grid, aligned to its affine).
+    /// map.png (slice with the map overlaid) or map.nii / map.nii.gz (raw scores; on the
+    /// source file's voxel grid with its affine, qform and sform unless `--grid canonical`).
     #[arg(long)]
     out: PathBuf,
+    /// Grid of a NIfTI output: `source` (the input file's own voxel order, shape and geometry,
+    /// so the map overlays the source in any viewer) or `canonical` (closest-canonical RAS+,
+    /// as `cue canonical` writes the volume; `--slice` counts along this grid either way).
+    #[arg(long, default_value = "source", value_parser = ["source", "canonical"])]
+    grid: String,
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
     #[arg(long, default_value_t = DeviceChoice::Auto)]
@@ -290,7 +295,7 @@ pub fn map_command(args: MapArgs) -> anyhow::Result<()> {
             .map_err(|p| anyhow::anyhow!("{p}"))?;
         let images: Vec<SliceImage<'_>> = slices
             .iter()
-            .map(|s| SliceImage { values: &s.pixels, width: s.width, height: s.height, pixel_spacing_mm: s.pixel_spacing_mm })
+            .map(|s| SliceImage { values: &s.pixels, channels: 1, width: s.width, height: s.height, pixel_spacing_mm: s.pixel_spacing_mm })
             .collect();
         let maps = model.map(&images)?;
         for ((&k, slice), map) in chunk.iter().zip(&slices).zip(maps) {
@@ -300,8 +305,15 @@ pub fn map_command(args: MapArgs) -> anyhow::Result<()> {
         }
     }
     if nifti {
-        let options = WriteOptions { descrip: format!("CUE anomaly map ({})", view.name()), ..Default::default() };
-        write_nifti1(&args.out, &volume.shape, &VoxelData::F32(scores), &volume.world_from_voxel, &options)?;
+        let descrip = format!("CUE anomaly map ({})", view.name());
+        if args.grid == "canonical" {
+            let options = WriteOptions { descrip, ..Default::default() };
+            write_nifti1(&args.out, &volume.shape, &VoxelData::F32(scores), &volume.world_from_voxel, &options)?;
+        } else {
+            let (scores, shape) = volume.to_file_grid(&scores).map_err(|e| anyhow::anyhow!("{e}: {}", args.volume.display()))?;
+            let options = WriteOptions { descrip, geometry_of: Some(Box::new(volume.source.header.clone())), ..Default::default() };
+            write_nifti1(&args.out, &shape, &VoxelData::F32(scores), &volume.source.file_world_from_voxel, &options)?;
+        }
     } else if let Some((slice, map)) = last_png {
         write_overlay_png(&args.out, &slice.pixels, &map.scores, slice.width, slice.height)?;
     }
@@ -392,7 +404,7 @@ pub fn bench_method(preset: &str, batch: usize, repeat: usize, context_tokens: u
         temperature: 0.07,
     };
     let slice_map_s = time(&mut || {
-        let image = SliceImage { values: &slice, width: size, height: size, pixel_spacing_mm: [1.0, 1.0] };
+        let image = SliceImage { values: &slice, channels: 1, width: size, height: size, pixel_spacing_mm: [1.0, 1.0] };
         std::hint::black_box(mapper.map(&[image]).ok());
     });
     let pixels: Vec<f32> = cue_model::preprocess::normalise_grey(&slice);

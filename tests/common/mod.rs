@@ -67,3 +67,35 @@ pub fn tiny_prompt_file(dir: &std::path::Path) -> PathBuf {
     cue::model::trained::save_untrained_prompt(&clip, &config, vec![1, 2, 3], &path).expect("write the prompt");
     path
 }
+
+/// The Python of the independent checks (`$CUE_PYTHON`, a venv with `tests/python/requirements.txt`
+/// that `.ci/run` sets up), or `None` with a message saying the test skips. Under
+/// `CUE_REQUIRE_SHARED=1` (CI) a missing or broken interpreter fails the test instead.
+pub fn check_python(test: &str) -> Option<PathBuf> {
+    let python = std::env::var_os("CUE_PYTHON").map(PathBuf::from);
+    let works = python.as_ref().is_some_and(|p| {
+        std::process::Command::new(p)
+            .args(["-c", "import nibabel, numpy, scipy, sklearn"])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    match python {
+        Some(p) if works => Some(p),
+        _ if shared_data_required() => panic!("{test}: CUE_PYTHON must name a Python with tests/python/requirements.txt (CI sets it up)"),
+        _ => {
+            eprintln!("SKIP {test}: set CUE_PYTHON to a Python with tests/python/requirements.txt");
+            None
+        }
+    }
+}
+
+/// Runs `tests/python/SCRIPT` with `args`; panics with its output unless it succeeds, and
+/// returns its stdout.
+pub fn run_check(python: &std::path::Path, script: &str, args: &[&std::ffi::OsStr]) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(script);
+    let out = std::process::Command::new(python).arg(&path).args(args).output().expect("run the check script");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("{stdout}");
+    stdout
+}

@@ -11,7 +11,7 @@ use super::anomaly::{resize_bilinear, top_k_mean};
 use super::clip::tokenizer::ClipTokenizer;
 use super::clip::{Clip, ClipInputError};
 use super::head::{cosine_maps, fuse, image_probability};
-use super::preprocess::{Placement, bilinear_at, preprocess_grey};
+use super::preprocess::{Placement, bilinear_at, preprocess_planes};
 use super::prompt::{PromptFeatures, l2_normalise};
 use super::trained::{PromptFileError, PromptManifest, PromptModel, load_prompt};
 
@@ -86,11 +86,13 @@ pub enum MapperError {
     },
 }
 
-/// One slice to map: grey values in [0, 1], row-major.
+/// One slice to map: grey (one plane) or RGB (three planes) values in [0, 1], row-major.
 #[derive(Clone, Copy, Debug)]
 pub struct SliceImage<'a> {
-    /// Values.
+    /// Values: `channels` planes of `width x height`, one after the other.
     pub values: &'a [f32],
+    /// 1 (grey, replicated to RGB as CLIP's preprocessing does) or 3 (RGB).
+    pub channels: usize,
     /// Width in pixels.
     pub width: usize,
     /// Height in pixels.
@@ -199,7 +201,7 @@ impl AnomalyModel {
         }
         let size = self.clip.config.vision.image_size;
         let inputs: Vec<_> =
-            slices.iter().map(|s| preprocess_grey(s.values, s.width, s.height, s.pixel_spacing_mm, size)).collect();
+            slices.iter().map(|s| preprocess_planes(s.values, s.channels, s.width, s.height, s.pixel_spacing_mm, size)).collect();
         let pixels = self.clip.pixels(&inputs.iter().map(|i| i.pixels.as_slice()).collect::<Vec<_>>(), size, size)?;
         let out = self.clip.model.encode_image(pixels, &self.layers, true);
         let image_embeds = out.image_embeds.ok_or(MapperError::NoImageEmbeddings)?;

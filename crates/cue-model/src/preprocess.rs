@@ -1,7 +1,7 @@
 //! Slices and images to CLIP's input: a square of `size` pixels (224 for ViT-L/14), the
 //! content resized with its physical aspect kept (bilinear, pixel centres aligned as
 //! PyTorch's `align_corners=False`), centred and padded with black; grey replicated to three
-//! channels; then CLIP's per-channel mean and standard deviation. Unlike CLIP's own
+//! channels (an RGB image keeps its three); then CLIP's per-channel mean and standard deviation. Unlike CLIP's own
 //! centre-crop, padding keeps the whole slice, so a map can be mapped back onto all of it
 //! through [`Placement`]. An image already square at `size` with square pixels is only
 //! normalised.
@@ -69,6 +69,32 @@ pub fn preprocess_grey(
 ) -> ClipInput {
     let (placement, resized) = resize_into_square(values, width, height, pixel_spacing_mm, size);
     ClipInput { size, pixels: normalise_grey(&resized), placement }
+}
+
+/// Preprocesses an image of `channels` planes (1: grey, replicated to RGB; 3: RGB), each
+/// row-major `width x height` with values in [0, 1], stored one plane after the other.
+/// Every plane is resized with the same placement.
+pub fn preprocess_planes(
+    planes: &[f32],
+    channels: usize,
+    width: usize,
+    height: usize,
+    pixel_spacing_mm: [f64; 2],
+    size: usize,
+) -> ClipInput {
+    if channels != 3 {
+        return preprocess_grey(&planes[..(width * height).min(planes.len())], width, height, pixel_spacing_mm, size);
+    }
+    let plane = width * height;
+    let mut pixels = Vec::with_capacity(3 * size * size);
+    let mut placement = None;
+    for c in 0..3 {
+        let (p, resized) = resize_into_square(&planes[c * plane..(c + 1) * plane], width, height, pixel_spacing_mm, size);
+        placement = Some(p);
+        pixels.extend(resized.iter().map(|v| (v - CLIP_MEAN[c]) / CLIP_STD[c]));
+    }
+    let placement = placement.unwrap_or(Placement { left: 0.0, top: 0.0, width: size as f64, height: size as f64 });
+    ClipInput { size, pixels, placement }
 }
 
 /// The bilinear value of a row-major `width x height` image at (x, y) in pixel-centre
@@ -178,6 +204,21 @@ mod tests {
         // The slice's centre lands at the input's centre.
         let (x, y) = p.input_position(49.5, 24.5, 100, 50);
         assert!((x - 111.5).abs() < 1e-9 && (y - 111.5).abs() < 1e-9, "({x}, {y})");
+    }
+
+    #[test]
+    fn rgb_planes_keep_their_colour_and_grey_is_replicated() {
+        // 2 x 2 pure red next to pure blue: each channel normalised on its own.
+        let (w, h) = (2, 1);
+        let planes = [1.0, 0.0, /* g */ 0.0, 0.0, /* b */ 0.0, 1.0];
+        let input = preprocess_planes(&planes, 3, w, h, [1.0, 1.0], 4);
+        let at = |c: usize, x: usize, y: usize| input.pixels[c * 16 + y * 4 + x] * CLIP_STD[c] + CLIP_MEAN[c];
+        // Content 4 x 2 at top 1: left half red, right half blue.
+        assert!((at(0, 0, 1) - 1.0).abs() < 1e-6 && at(2, 0, 1).abs() < 1e-6, "red on the left");
+        assert!((at(2, 3, 1) - 1.0).abs() < 1e-6 && at(0, 3, 1).abs() < 1e-6, "blue on the right");
+        assert!(at(1, 1, 1).abs() < 1e-6, "no green anywhere");
+        let grey = [0.25f32, 0.75];
+        assert_eq!(preprocess_planes(&grey, 1, w, h, [1.0, 1.0], 4), preprocess_grey(&grey, w, h, [1.0, 1.0], 4));
     }
 
     #[test]

@@ -125,6 +125,48 @@ impl Volume {
     }
 }
 
+impl Volume {
+    /// Values laid out on this volume's voxels (`data`-ordered, e.g. a map computed on the
+    /// canonical volume) carried back to the voxel order of the file it was read from, so that
+    /// they can be written with the file's own affine and header geometry. Fails when this
+    /// volume was resampled rather than only permuted and flipped (a study's secondary
+    /// sequence on another grid).
+    pub fn to_file_grid<T: Copy + Default>(&self, values: &[T]) -> std::result::Result<(Vec<T>, [usize; 3]), String> {
+        if values.len() != self.voxel_count() {
+            return Err(format!("{} values for a volume of {} voxels", values.len(), self.voxel_count()));
+        }
+        let file_shape = self.source.header.spatial_shape();
+        let m = self.source.file_voxel_from_voxel.to_rows();
+        // Each file axis must come from exactly one of this volume's axes, step +-1.
+        let mut from = [(0usize, false); 3];
+        for (row, axis) in m.iter().zip(from.iter_mut()) {
+            let nonzero: Vec<usize> = (0..3).filter(|&c| row[c].abs() > 1e-9).collect();
+            match nonzero.as_slice() {
+                [c] if (row[*c].abs() - 1.0).abs() < 1e-9 => *axis = (*c, row[*c] < 0.0),
+                _ => return Err("the volume was resampled, not only re-ordered, from its file".into()),
+            }
+        }
+        let mut out = vec![T::default(); values.len()];
+        let [fx, fy, _] = file_shape;
+        for (file_index, value) in out.iter_mut().enumerate() {
+            let file_voxel = [file_index % fx, (file_index / fx) % fy, file_index / (fx * fy)];
+            let mut ijk = [0usize; 3];
+            for (f, &(axis, flipped)) in from.iter().enumerate() {
+                // file[f] = +-ijk[axis] + offset: solve for ijk[axis].
+                let offset = m[f][3];
+                let v = if flipped { offset - file_voxel[f] as f64 } else { file_voxel[f] as f64 - offset };
+                let v = v.round();
+                if v < 0.0 || v as usize >= self.shape[axis] {
+                    return Err("the volume does not cover its file's grid".into());
+                }
+                ijk[axis] = v as usize;
+            }
+            *value = values[self.index(ijk)];
+        }
+        Ok((out, file_shape))
+    }
+}
+
 /// Permutes and flips a volume so that input axis `a` lands on output axis
 /// `orientations[a].world_axis`, reversed when flipped. Returns the new data, its shape and
 /// the transform from new voxel indices to old ones.
@@ -178,6 +220,22 @@ pub fn reorient<T: Copy + Default>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_values_go_back_to_the_file_order() {
+        // An LPS-like file: i along -x, j along -y.
+        let rows = [[-1.0, 0.0, 0.0, 3.0], [0.0, -1.0, 0.0, 2.0], [0.0, 0.0, 1.0, 0.0]];
+        let data: Vec<f32> = (0..24).map(|v| v as f32).collect();
+        let voxels = crate::VoxelData::F32(data.clone());
+        let header = crate::write::header_for(&[4, 3, 2], &voxels, &Affine::from_rows(rows), &crate::WriteOptions::default());
+        let volume = Volume::from_parts(data.clone(), header, Affine::from_rows(rows));
+        let canonical = volume.clone().into_canonical();
+        assert_eq!(canonical.axcodes(), "RAS");
+        let (back, shape) = canonical.to_file_grid(&canonical.data).unwrap();
+        assert_eq!(shape, [4, 3, 2]);
+        assert_eq!(back, data);
+        assert!(volume.to_file_grid(&[0.0f32; 3]).is_err());
+    }
 
     #[test]
     fn reorient_permutes_and_flips() {

@@ -29,6 +29,11 @@ pub struct WriteOptions {
     pub intent_code: i32,
     /// `intent_name`.
     pub intent_name: String,
+    /// A header whose spatial fields (qform and sform with their codes, `pixdim[0..4]`,
+    /// spatial units) are copied as they are, so an output on a file's own grid carries that
+    /// file's geometry exactly (a viewer choosing qform or sform finds the same one as in the
+    /// source); `world_from_voxel` must then be that file's.
+    pub geometry_of: Option<Box<NiftiHeader>>,
 }
 
 impl Default for WriteOptions {
@@ -40,6 +45,7 @@ impl Default for WriteOptions {
             descrip: format!("CUE {}", env!("CARGO_PKG_VERSION")),
             intent_code: 0,
             intent_name: String::new(),
+            geometry_of: None,
         }
     }
 }
@@ -80,7 +86,7 @@ pub fn write_nifti1(
     })
 }
 
-fn header_for(shape: &[usize], data: &VoxelData, world_from_voxel: &Affine, options: &WriteOptions) -> NiftiHeader {
+pub(crate) fn header_for(shape: &[usize], data: &VoxelData, world_from_voxel: &Affine, options: &WriteOptions) -> NiftiHeader {
     let datatype = data.datatype();
     let qform = world_from_voxel.to_qform();
     let mut dim = [1i64; 8];
@@ -96,7 +102,7 @@ fn header_for(shape: &[usize], data: &VoxelData, world_from_voxel: &Affine, opti
     }
     let rows = world_from_voxel.to_rows();
     let rescale = options.rescale.unwrap_or(Rescale { slope: 1.0, intercept: 0.0 });
-    NiftiHeader {
+    let header = NiftiHeader {
         format: NiftiFormat::Nifti1,
         endianness: Endianness::Little,
         single_file: true,
@@ -133,7 +139,29 @@ fn header_for(shape: &[usize], data: &VoxelData, world_from_voxel: &Affine, opti
         srow_x: rows[0],
         srow_y: rows[1],
         srow_z: rows[2],
+    };
+    match &options.geometry_of {
+        Some(source) => with_geometry_of(header, source),
+        None => header,
     }
+}
+
+fn with_geometry_of(mut header: NiftiHeader, source: &NiftiHeader) -> NiftiHeader {
+    header.pixdim[..4].copy_from_slice(&source.pixdim[..4]);
+    // Spatial units only; time units stay seconds.
+    header.xyzt_units = (source.xyzt_units & 0x07) | (header.xyzt_units & !0x07);
+    header.qform_code = source.qform_code;
+    header.sform_code = source.sform_code;
+    header.quatern_b = source.quatern_b;
+    header.quatern_c = source.quatern_c;
+    header.quatern_d = source.quatern_d;
+    header.qoffset_x = source.qoffset_x;
+    header.qoffset_y = source.qoffset_y;
+    header.qoffset_z = source.qoffset_z;
+    header.srow_x = source.srow_x;
+    header.srow_y = source.srow_y;
+    header.srow_z = source.srow_z;
+    header
 }
 
 fn temporary_path(path: &Path) -> PathBuf {

@@ -350,7 +350,7 @@ impl Worker {
         if !todo.is_empty() {
             let images: Vec<SliceImage<'_>> = todo
                 .iter()
-                .map(|i| SliceImage { values: &i.values, width: i.width, height: i.height, pixel_spacing_mm: i.pixel_spacing_mm })
+                .map(|i| SliceImage { values: &i.values, channels: 1, width: i.width, height: i.height, pixel_spacing_mm: i.pixel_spacing_mm })
                 .collect();
             let maps = model.map(&images).map_err(|e| e.to_string())?;
             let latency_ms = queued.elapsed().as_secs_f64() * 1e3;

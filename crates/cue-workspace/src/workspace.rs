@@ -401,16 +401,28 @@ impl Workspace {
             self.message = Some(format!("no {} maps of {label} to export yet", view.name()));
             return;
         }
-        let shape = study.study.shape();
-        let affine = study.study.world_from_voxel();
+        let volume = &study.study.sequences[sequence].volume;
+        let descrip = format!("CUE anomaly map ({})", view.name());
+        // On the sequence's own file grid (its voxel order, affine, qform and sform), so the map
+        // overlays the source in any viewer; a sequence resampled into the study grid has no
+        // such grid of its own and is written on the study's (closest-canonical) grid.
+        let (data, shape, affine, options, grid) = match volume.to_file_grid(&data) {
+            Ok((file_data, file_shape)) => (
+                file_data,
+                file_shape,
+                volume.source.file_world_from_voxel,
+                cue_volume::WriteOptions { descrip, geometry_of: Some(Box::new(volume.source.header.clone())), ..Default::default() },
+                "the source grid",
+            ),
+            Err(_) => (data, study.study.shape(), study.study.world_from_voxel(), cue_volume::WriteOptions { descrip, ..Default::default() }, "the study grid"),
+        };
         let name = format!("{}-{label}-{}-map.nii.gz", study.study.name, view.name());
         self.jobs.spawn(JobKind::Export, format!("Exporting the {} map volume", view.name()), move |_| {
             let picked = pollster::block_on(rfd::AsyncFileDialog::new().set_file_name(name).save_file());
             let Some(file) = picked else { return Ok(JobOutput::Nothing) };
             let path = file.path().to_path_buf();
-            let options = cue_volume::WriteOptions { descrip: format!("CUE anomaly map ({})", view.name()), ..Default::default() };
             cue_volume::write_nifti1(&path, &shape, &cue_volume::VoxelData::F32(data), &affine, &options).map_err(|e| e.to_string())?;
-            Ok(JobOutput::Message(format!("Saved {slices} mapped slices: {}", path.display())))
+            Ok(JobOutput::Message(format!("Saved {slices} mapped slices on {grid}: {}", path.display())))
         });
     }
 

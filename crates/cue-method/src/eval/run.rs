@@ -188,13 +188,13 @@ struct Pool {
 }
 
 impl Pool {
-    fn add(&mut self, map: SliceMap, truth: Option<Vec<bool>>, brain: &[f32], anomalous: bool) {
+    fn add(&mut self, map: SliceMap, truth: Option<Vec<bool>>, brain: &[bool], anomalous: bool) {
         let (scores, width) = (map.scores, map.width);
         self.image_scores.push(map.image_score);
         self.image_truth.push(anomalous);
         let Some(truth) = truth else { return };
-        for ((&score, &t), &v) in scores.iter().zip(&truth).zip(brain) {
-            if v > 0.0 {
+        for ((&score, &t), &inside) in scores.iter().zip(&truth).zip(brain) {
+            if inside {
                 self.brain_scores.push(score);
                 self.brain_truth.push(t);
             }
@@ -240,7 +240,7 @@ fn evaluate_images(
         progress(EvalProgress { done: i * batch, total: samples.len(), case: chunk[0].path.display().to_string() });
         let images: Vec<SliceImage<'_>> = chunk
             .iter()
-            .map(|s| SliceImage { values: &s.image, width: s.width, height: s.height, pixel_spacing_mm: [1.0, 1.0] })
+            .map(|s| SliceImage { values: &s.image, channels: s.channels, width: s.width, height: s.height, pixel_spacing_mm: [1.0, 1.0] })
             .collect();
         for (s, m) in chunk.iter().zip(model.map(&images).map_err(|e| EvalError(e.to_string()))?) {
             // Normal images are normal everywhere; anomalous ones without a mask have no pixel truth.
@@ -249,7 +249,10 @@ fn evaluate_images(
                 (None, false) => Some(vec![false; s.image.len()]),
                 (None, true) => None,
             };
-            pool.add(m, truth, &s.image, s.anomalous);
+            // Pixels that are non-zero in some channel.
+            let plane = s.width * s.height;
+            let non_zero: Vec<bool> = (0..plane).map(|i| (0..s.channels).any(|c| s.image[c * plane + i] != 0.0)).collect();
+            pool.add(m, truth, &non_zero, s.anomalous);
         }
     }
     progress(EvalProgress { done: samples.len(), total: samples.len(), case: String::new() });
@@ -298,13 +301,13 @@ pub fn evaluate(request: &EvalRequest, mut progress: impl FnMut(EvalProgress), c
         for chunk in slices.chunks(request.batch_size.max(1)) {
             let images: Vec<SliceImage<'_>> = chunk
                 .iter()
-                .map(|s| SliceImage { values: &s.image, width: s.width, height: s.height, pixel_spacing_mm: s.pixel_spacing_mm })
+                .map(|s| SliceImage { values: &s.image, channels: 1, width: s.width, height: s.height, pixel_spacing_mm: s.pixel_spacing_mm })
                 .collect();
             let maps = model.map(&images).map_err(|e| err(&e))?;
             for (s, m) in chunk.iter().zip(maps) {
                 let key = (s.sequence.label().to_lowercase(), s.view.name().to_string());
                 let truth = s.mask.iter().map(|&v| v > 0).collect();
-                pools.entry(key).or_default().add(m, Some(truth), &s.image, s.is_anomalous());
+                pools.entry(key).or_default().add(m, Some(truth), &s.brain, s.is_anomalous());
             }
         }
     }

@@ -53,6 +53,9 @@ pub struct SliceSample {
     pub image: Vec<f32>,
     /// 1 where the segmentation is > 0.
     pub mask: Vec<u8>,
+    /// Where the raw intensity (before windowing) is non-zero: the brain of a skull-stripped
+    /// volume, the pixel set of the in-brain pixel-AUROC.
+    pub brain: Vec<bool>,
 }
 
 impl SliceSample {
@@ -141,6 +144,7 @@ pub fn slices_of(study: &Study, config: &DatasetConfig) -> Vec<SliceSample> {
                     height: slice.height,
                     pixel_spacing_mm: slice.pixel_spacing_mm,
                     image: slice.pixels.iter().map(|&v| window.apply(v)).collect(),
+                    brain: slice.pixels.iter().map(|&v| v != 0.0).collect(),
                     mask,
                 });
             }
@@ -177,8 +181,10 @@ pub struct ImageSample {
     pub width: usize,
     /// Height in pixels.
     pub height: usize,
-    /// Luminance in [0, 1], row-major.
+    /// Values in [0, 1]: `channels` planes of `width x height`, row-major, one after the other.
     pub image: Vec<f32>,
+    /// 1 for grey images, 3 for colour ones (kept as RGB: CLIP sees the colours).
+    pub channels: usize,
     /// 1 on anomalous pixels; `None` where no mask exists (image-level label only).
     pub mask: Option<Vec<u8>>,
     /// Whether the image is anomalous.
@@ -190,10 +196,32 @@ fn is_image_file(path: &Path) -> bool {
     matches!(ext.as_str(), "png" | "jpg" | "jpeg")
 }
 
+fn open_image(path: &Path) -> Result<image::DynamicImage, VolumeError> {
+    image::open(path).map_err(|e| VolumeError::Study { reason: format!("cannot read image ({e})"), path: path.into() })
+}
+
 fn read_grey(path: &Path) -> Result<(usize, usize, Vec<f32>), VolumeError> {
-    let image = image::open(path).map_err(|e| VolumeError::Study { reason: format!("cannot read image ({e})"), path: path.into() })?;
-    let grey = image.to_luma32f();
+    let grey = open_image(path)?.to_luma32f();
     Ok((grey.width() as usize, grey.height() as usize, grey.into_raw()))
+}
+
+/// An image as planes in [0, 1]: one for grey images (16-bit precision kept), three for
+/// colour ones (alpha dropped, as PIL's `convert("RGB")` does for CLIP's processor).
+pub fn read_planes(path: &Path) -> Result<(usize, usize, usize, Vec<f32>), VolumeError> {
+    let image = open_image(path)?;
+    let (width, height) = (image.width() as usize, image.height() as usize);
+    if !image.color().has_color() {
+        return Ok((width, height, 1, image.to_luma32f().into_raw()));
+    }
+    let rgb = image.to_rgb32f().into_raw();
+    let plane = width * height;
+    let mut planes = vec![0f32; 3 * plane];
+    for (i, pixel) in rgb.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            planes[c * plane + i] = pixel[c];
+        }
+    }
+    Ok((width, height, 3, planes))
 }
 
 fn images_in(folder: &Path) -> Result<Vec<PathBuf>, VolumeError> {
@@ -212,8 +240,8 @@ pub fn load_bmad_split(root: &Path, split: &str) -> Result<Vec<ImageSample>, Vol
     let mut samples = Vec::new();
     if good.is_dir() {
         for path in images_in(&good)? {
-            let (width, height, image) = read_grey(&path)?;
-            samples.push(ImageSample { path, width, height, image, mask: None, anomalous: false });
+            let (width, height, channels, image) = read_planes(&path)?;
+            samples.push(ImageSample { path, width, height, image, channels, mask: None, anomalous: false });
         }
     }
     let bad = base.join("Ungood/img");
@@ -221,7 +249,7 @@ pub fn load_bmad_split(root: &Path, split: &str) -> Result<Vec<ImageSample>, Vol
         let mask_dir = base.join("Ungood/anomaly_mask");
         let masks = if mask_dir.is_dir() { images_in(&mask_dir)? } else { Vec::new() };
         for path in images_in(&bad)? {
-            let (width, height, image) = read_grey(&path)?;
+            let (width, height, channels, image) = read_planes(&path)?;
             let stem = path.file_stem().map(|s| s.to_owned());
             let mask = match masks.iter().find(|m| m.file_stem().map(|s| s.to_owned()) == stem) {
                 Some(m) => {
@@ -236,7 +264,7 @@ pub fn load_bmad_split(root: &Path, split: &str) -> Result<Vec<ImageSample>, Vol
                 }
                 None => None,
             };
-            samples.push(ImageSample { path, width, height, image, mask, anomalous: true });
+            samples.push(ImageSample { path, width, height, image, channels, mask, anomalous: true });
         }
     }
     if samples.is_empty() {
@@ -271,6 +299,13 @@ mod bmad_tests {
         assert_eq!(mask.iter().map(|&m| usize::from(m)).sum::<usize>(), 1);
         assert_eq!(mask[2 * 8 + 3], 1);
         assert!((bad.image[0] - 200.0 / 255.0).abs() < 1e-6);
+        assert_eq!(bad.channels, 1);
         assert!(load_bmad_split(root, "valid").is_err());
+        // A colour image keeps its three channels, as planes.
+        image::RgbImage::from_pixel(8, 6, image::Rgb([255, 0, 51])).save(root.join("test/good/c.png")).unwrap();
+        let samples = load_bmad_split(root, "test").unwrap();
+        let colour = samples.iter().find(|s| s.path.ends_with("c.png")).unwrap();
+        assert_eq!((colour.channels, colour.image.len()), (3, 3 * 48));
+        assert_eq!((colour.image[0], colour.image[48], colour.image[96]), (1.0, 0.0, 0.2));
     }
 }

@@ -1,0 +1,56 @@
+//! What the method's command lines write, checked through independent implementations:
+//! transformers' answer for an RGB image (committed, `reference/make_rgb_embed.py`) and nibabel
+//! for the grid of `cue map`'s NIfTI output (`tests/python/check_map_grid.py`).
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Command;
+
+fn cue(args: &[&OsStr]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_cue")).args(args).output().expect("run cue");
+    assert!(out.status.success(), "cue {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn clip_embed_keeps_an_rgb_image_in_colour() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/parity");
+    let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(data.join("rgb_embed.json")).unwrap()).unwrap();
+    let model = common::tiny_clip();
+    let image = data.join("rgb.png");
+    let out = cue(&[OsStr::new("clip-embed"), OsStr::new("--model"), model.as_os_str(), OsStr::new("--image"), image.as_os_str(), OsStr::new("--device"), OsStr::new("cpu"), OsStr::new("--json")]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let floats = |v: &serde_json::Value| -> Vec<f64> { v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect() };
+    let mine = floats(&json["image_embeds"]);
+    let max_diff = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+    let theirs = floats(&reference["image_embeds"]);
+    assert_eq!(mine.len(), theirs.len());
+    let d = max_diff(&mine, &theirs);
+    assert!(d < 1e-4, "image embedding differs from transformers' by {d}");
+    // The grey reading of the same file is far off: the check can tell the two apart.
+    assert!(max_diff(&mine, &floats(&reference["grey_image_embeds"])) > 100.0 * 1e-4);
+}
+
+#[test]
+fn map_volumes_lie_on_the_source_grid_as_nibabel_reads_it() {
+    let Some(shared) = common::shared_data("map_volumes_lie_on_the_source_grid_as_nibabel_reads_it") else { return };
+    let Some(python) = common::check_python("map_volumes_lie_on_the_source_grid_as_nibabel_reads_it") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny_clip();
+    let prompt = common::tiny_prompt_file(dir.path());
+    // The BraTS sample is LPS (affine diag(-1, -1, 1)); lesion-t1 has another orientation.
+    for source in [shared.join("cases/brats-sample/t1n.nii.gz"), shared.join("cases/lesion-t1/brain1_t1.nii.gz")] {
+        let on_source = dir.path().join("source.nii.gz");
+        let on_canonical = dir.path().join("canonical.nii.gz");
+        for (grid, out) in [("source", &on_source), ("canonical", &on_canonical)] {
+            cue(&[
+                OsStr::new("map"), OsStr::new("--model"), model.as_os_str(), OsStr::new("--prompt"), prompt.as_os_str(), source.as_os_str(),
+                OsStr::new("--view"), OsStr::new("axial"), OsStr::new("--all-slices"), OsStr::new("--grid"), OsStr::new(grid),
+                OsStr::new("--device"), OsStr::new("cpu"), OsStr::new("--out"), out.as_os_str(),
+            ]);
+        }
+        common::run_check(&python, "check_map_grid.py", &[source.as_os_str(), on_source.as_os_str(), on_canonical.as_os_str()]);
+    }
+}
