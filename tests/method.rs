@@ -188,6 +188,7 @@ fn training_on_the_brats_sample_lowers_the_loss_and_writes_checkpoints() {
         data: data.join("cases/brats-sample"),
         out: out.clone(),
         resume: false,
+        split: None,
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let outcome = train(&request, &tx, &AtomicBool::new(false)).unwrap();
@@ -200,6 +201,10 @@ fn training_on_the_brats_sample_lowers_the_loss_and_writes_checkpoints() {
     assert!(events.iter().any(|e| matches!(e, TrainEvent::Step { .. })));
     let manifest = read_manifest(&out).unwrap();
     assert_eq!(manifest.epochs_done, 3);
+    // One case: no validation patients, so the last epoch is the kept one, and the last
+    // checkpoint (what resume reads) is the same epoch.
+    assert_eq!(read_manifest(&cue::train::trainer::last_checkpoint(&out)).unwrap().epochs_done, 3);
+    assert_eq!(manifest.metrics["history"].as_array().unwrap().len(), 3);
     assert_eq!(manifest.layers, vec![1, 2, 3]);
     assert!(manifest.training["train_slices"].as_u64().unwrap() >= 8);
 
@@ -359,6 +364,10 @@ fn a_2d_bmad_folder_is_evaluated_as_one_cell() {
         min_brain_fraction: 0.05,
         batch_size: 4,
         device: cue::model::device::DeviceChoice::Cpu,
+        cases: None,
+        thresholds: Default::default(),
+        smooth_sigma_px: 0.0,
+        scorer: Default::default(),
     };
     let report = cue::eval::run::evaluate(&request, |_| {}, &AtomicBool::new(false)).unwrap();
     assert_eq!(report.cases, 6);

@@ -54,3 +54,48 @@ fn map_volumes_lie_on_the_source_grid_as_nibabel_reads_it() {
         common::run_check(&python, "check_map_grid.py", &[source.as_os_str(), on_source.as_os_str(), on_canonical.as_os_str()]);
     }
 }
+
+#[test]
+fn eval_figures_agree_with_scikit_learn_on_the_maps_cue_map_writes() {
+    let test = "eval_figures_agree_with_scikit_learn_on_the_maps_cue_map_writes";
+    let Some(shared) = common::shared_data(test) else { return };
+    let Some(python) = common::check_python(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny_clip();
+    let prompt = common::tiny_prompt_file(dir.path());
+    let case = shared.join("cases/brats-sample");
+    let files = [("t1", "t1n.nii.gz"), ("flair", "t2f.nii.gz")];
+    let views = ["axial", "sagittal", "coronal"];
+    for (sequence, file) in files {
+        for view in views {
+            let out = dir.path().join(format!("{sequence}-{view}.nii.gz"));
+            let source = case.join(file);
+            cue(&[
+                OsStr::new("map"), OsStr::new("--model"), model.as_os_str(), OsStr::new("--prompt"), prompt.as_os_str(), source.as_os_str(),
+                OsStr::new("--view"), OsStr::new(view), OsStr::new("--all-slices"), OsStr::new("--grid"), OsStr::new("canonical"),
+                OsStr::new("--device"), OsStr::new("cpu"), OsStr::new("--out"), out.as_os_str(),
+            ]);
+        }
+    }
+    // A validation-style run hands its best-Dice thresholds to the scored run, as reproduce does.
+    let eval = |extra: &[&OsStr]| {
+        let mut args: Vec<&OsStr> = vec![
+            OsStr::new("eval"), OsStr::new("--model"), model.as_os_str(), OsStr::new("--prompt"), prompt.as_os_str(),
+            OsStr::new("--data"), case.as_os_str(), OsStr::new("--sequences"), OsStr::new("t1,flair"),
+            OsStr::new("--max-slices"), OsStr::new("12"), OsStr::new("--device"), OsStr::new("cpu"), OsStr::new("--json"),
+        ];
+        args.extend_from_slice(extra);
+        cue(&args)
+    };
+    let first = dir.path().join("first.json");
+    std::fs::write(&first, eval(&[])).unwrap();
+    let report = dir.path().join("eval.json");
+    std::fs::write(&report, eval(&[OsStr::new("--thresholds-from"), first.as_os_str()])).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(json["thresholds"]["t1/axial"]["threshold"].is_number(), "{}", json["thresholds"]);
+    let mut args: Vec<std::ffi::OsString> = vec![report.into(), case.into(), dir.path().into()];
+    args.extend(files.iter().map(|(s, f)| format!("{s}={f}").into()));
+    args.push("seg=segmentation.nii.gz".into());
+    let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    common::run_check(&python, "check_eval.py", &args);
+}

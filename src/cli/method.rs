@@ -1,12 +1,14 @@
 //! `cue train`, `cue eval`, `cue map`: the method from the command line.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context;
 use clap::Args;
 
-use cue_method::eval::run::{EvalRequest, METRICS, evaluate};
+use cue_method::eval::run::{EvalRequest, METRICS, Scorer, evaluate};
+use cue_method::train::split::Split;
 use cue_model::clip::Clip;
 use cue_model::device::{DeviceChoice, choose};
 use cue_model::mapper::{AnomalyModel, SliceImage, ZeroShotPrompts, default_layers};
@@ -73,9 +75,12 @@ pub struct TrainArgs {
     /// Feature-cache bound in MiB.
     #[arg(long)]
     cache_mb: Option<usize>,
-    /// Continue from --out when it exists.
+    /// Continue from --out's last checkpoint (OUT.last.bpk) when it exists.
     #[arg(long)]
     resume: bool,
+    /// A split file: train on its `train` part, choose the epoch on its `validation` part.
+    #[arg(long)]
+    split: Option<PathBuf>,
     /// auto, gpu or cpu.
     #[arg(long)]
     device: Option<DeviceChoice>,
@@ -120,7 +125,8 @@ pub fn train_command(args: TrainArgs) -> anyhow::Result<()> {
     if args.synthetic {
         config.synthetic = true;
     }
-    let request = TrainRequest { config, model: args.model, data: args.data, out: args.out, resume: args.resume };
+    let split = args.split.as_deref().map(Split::read).transpose()?;
+    let request = TrainRequest { config, model: args.model, data: args.data, out: args.out, resume: args.resume, split };
     let (tx, rx) = std::sync::mpsc::channel();
     let printer = std::thread::spawn(move || {
         for event in rx {
@@ -156,15 +162,21 @@ pub fn train_command(args: TrainArgs) -> anyhow::Result<()> {
 /// Options of `cue eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// CLIP folder or .bpk.
-    #[arg(long)]
+    /// CLIP folder or .bpk (not needed with `--baseline zscore`).
+    #[arg(long, default_value = "")]
     model: PathBuf,
     /// Trained prompt (.bpk); without it, zero-shot text prompts.
     #[arg(long)]
     prompt: Option<PathBuf>,
-    /// Dataset: a folder of case folders (BraTS layout), all used as the test set.
+    /// Dataset: a folder of case folders (BraTS layout); all of them unless `--split` names some.
     #[arg(long)]
     data: PathBuf,
+    /// A split file (`cue reproduce` writes one): evaluate only its `--part`.
+    #[arg(long)]
+    split: Option<PathBuf>,
+    /// The part of `--split` to evaluate: test, validation or train.
+    #[arg(long, default_value = "test", value_parser = ["train", "validation", "test"])]
+    part: String,
     #[arg(long, value_delimiter = ',', default_value = "t1,t1ce,t2,flair")]
     sequences: Vec<String>,
     #[arg(long, value_delimiter = ',', default_value = "axial,sagittal,coronal")]
@@ -175,6 +187,20 @@ pub struct EvalArgs {
     /// Slices per forward pass.
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
+    /// Dice threshold for every cell (choose it on validation data).
+    #[arg(long)]
+    threshold: Option<f32>,
+    /// Per-cell Dice thresholds: the `best_dice_threshold`s of a `cue eval --json` output on
+    /// the validation part.
+    #[arg(long, conflicts_with = "threshold")]
+    thresholds_from: Option<PathBuf>,
+    /// Gaussian smoothing of the maps at the model input, sigma in pixels (0: none; the CLIP
+    /// anomaly papers use 4 at 224).
+    #[arg(long, default_value_t = 0.0)]
+    smooth_sigma: f32,
+    /// Score with a baseline instead of the model: zscore (intensity z-score in the brain).
+    #[arg(long, value_parser = ["zscore"])]
+    baseline: Option<String>,
     /// Also write the table as CSV here.
     #[arg(long)]
     csv: Option<PathBuf>,
@@ -185,6 +211,21 @@ pub struct EvalArgs {
     device: DeviceChoice,
 }
 
+/// Per-cell thresholds from a validation run's JSON (`thresholds."t1/axial".best_dice_threshold`).
+pub fn thresholds_from(path: &Path) -> anyhow::Result<BTreeMap<(String, String), f32>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("not a cue eval --json output: {}", path.display()))?;
+    let cells = json["thresholds"].as_object().with_context(|| format!("no \"thresholds\" in {}", path.display()))?;
+    let mut out = BTreeMap::new();
+    for (cell, value) in cells {
+        let (sequence, view) = cell.split_once('/').with_context(|| format!("cell '{cell}' in {}", path.display()))?;
+        if let Some(t) = value["best_dice_threshold"].as_f64() {
+            out.insert((sequence.to_string(), view.to_string()), t as f32);
+        }
+    }
+    Ok(out)
+}
+
 /// Runs `cue eval`.
 pub fn eval_command(args: EvalArgs) -> anyhow::Result<()> {
     let sequences = args
@@ -193,18 +234,35 @@ pub fn eval_command(args: EvalArgs) -> anyhow::Result<()> {
         .map(|s| SequenceKind::parse_known(s).with_context(|| format!("unknown sequence '{s}'")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let views = args.views.iter().map(|v| v.parse::<View>().map_err(anyhow::Error::msg)).collect::<anyhow::Result<Vec<_>>>()?;
+    let split = args.split.as_deref().map(Split::read).transpose()?;
+    let scorer = if args.baseline.is_some() { Scorer::IntensityZScore } else { Scorer::Prompts };
+    anyhow::ensure!(scorer == Scorer::IntensityZScore || !args.model.as_os_str().is_empty(), "--model is required (or --baseline zscore)");
+    let mut thresholds = match &args.thresholds_from {
+        Some(path) => thresholds_from(path)?,
+        None => BTreeMap::new(),
+    };
+    if let Some(t) = args.threshold {
+        for s in &sequences {
+            for v in &views {
+                thresholds.insert((s.label().to_lowercase(), v.name().to_string()), t);
+            }
+        }
+    }
     let request = EvalRequest {
-        model: args.model,
         prompt: args.prompt,
-        data: args.data,
         sequences,
         views,
         max_slices: args.max_slices,
-        min_brain_fraction: 0.05,
         batch_size: args.batch_size,
         device: args.device,
+        cases: split.as_ref().and_then(|s| s.part(&args.part)).map(<[String]>::to_vec),
+        thresholds,
+        smooth_sigma_px: args.smooth_sigma,
+        scorer,
+        ..EvalRequest::new(args.model, args.data)
     };
-    let report = evaluate(&request, |p| eprintln!("case {}/{} {}", p.done, p.total, p.case), &AtomicBool::new(false))?;
+    let mut report = evaluate(&request, |p| eprintln!("case {}/{} {}", p.done, p.total, p.case), &AtomicBool::new(false))?;
+    report.split = split.as_ref().map(Split::to_json);
     if let Some(csv) = &args.csv {
         write_atomic(csv, report.to_csv().as_bytes())?;
     }
@@ -402,6 +460,7 @@ pub fn bench_method(preset: &str, batch: usize, repeat: usize, context_tokens: u
         prompts: cue_model::mapper::Prompts::Trained { model: Box::new(mapper_prompt), manifest: Box::new(manifest) },
         layers: layers.clone(),
         temperature: 0.07,
+        smooth_sigma_px: 0.0,
     };
     let slice_map_s = time(&mut || {
         let image = SliceImage { values: &slice, channels: 1, width: size, height: size, pixel_spacing_mm: [1.0, 1.0] };

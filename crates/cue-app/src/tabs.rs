@@ -41,7 +41,7 @@ impl Default for TrainingTab {
 impl TrainingTab {
     /// The run the form describes, with the backbone `model`.
     pub fn request(&self, model: PathBuf) -> TrainRequest {
-        TrainRequest { config: self.config.clone(), model, data: PathBuf::from(self.data.trim()), out: PathBuf::from(self.out.trim()), resume: false }
+        TrainRequest { config: self.config.clone(), model, data: PathBuf::from(self.data.trim()), out: PathBuf::from(self.out.trim()), resume: false, split: None }
     }
 }
 
@@ -217,6 +217,10 @@ impl EvaluationTab {
             min_brain_fraction: 0.05,
             batch_size: 8,
             device: DeviceChoice::Auto,
+            cases: None,
+            thresholds: Default::default(),
+            smooth_sigma_px: 0.0,
+            scorer: Default::default(),
         })
     }
 }

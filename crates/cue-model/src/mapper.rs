@@ -7,7 +7,7 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::anomaly::{resize_bilinear, top_k_mean};
+use super::anomaly::{gaussian_smooth, resize_bilinear, top_k_mean};
 use super::clip::tokenizer::ClipTokenizer;
 use super::clip::{Clip, ClipInputError};
 use super::head::{cosine_maps, fuse, image_probability};
@@ -135,6 +135,9 @@ pub struct AnomalyModel {
     pub layers: Vec<usize>,
     /// Temperature of the probabilities.
     pub temperature: f32,
+    /// Gaussian smoothing of each map at the model input, sigma in input pixels (0: none;
+    /// the ablation of the CLIP anomaly papers' sigma 4 at 224).
+    pub smooth_sigma_px: f32,
 }
 
 /// The default layers: the ends of each quarter of the vision tower (6, 12, 18, 24 for
@@ -160,7 +163,7 @@ impl AnomalyModel {
             Ok(l2_normalise(embeds.mean_dim(0)))
         };
         let (normal, anomalous) = (class(&texts.normal)?, class(&texts.anomalous)?);
-        Ok(Self { clip, prompts: Prompts::ZeroShot { normal, anomalous, texts }, layers, temperature: DEFAULT_TEMPERATURE })
+        Ok(Self { clip, prompts: Prompts::ZeroShot { normal, anomalous, texts }, layers, temperature: DEFAULT_TEMPERATURE, smooth_sigma_px: 0.0 })
     }
 
     /// A trained prompt file (its layers and temperature come from its manifest).
@@ -171,6 +174,7 @@ impl AnomalyModel {
         Ok(Self {
             layers: manifest.layers.clone(),
             temperature: manifest.temperature,
+            smooth_sigma_px: 0.0,
             prompts: Prompts::Trained { model: Box::new(model), manifest: Box::new(manifest) },
             clip,
         })
@@ -233,6 +237,7 @@ impl AnomalyModel {
         Ok((0..batch)
             .map(|b| {
                 let input_scores = resize_bilinear(&fused[b * count..(b + 1) * count], grid, grid, size, size);
+                let input_scores = gaussian_smooth(&input_scores, size, size, self.smooth_sigma_px);
                 let (width, height) = sizes[b];
                 let scores = onto_slice(&input_scores, size, &placements[b], width, height);
                 let k = (scores.len() / 100).max(1);

@@ -2,3 +2,4 @@
 
 pub mod metrics;
 pub mod run;
+pub mod stream;

@@ -3,5 +3,6 @@
 
 pub mod dataset;
 pub mod loss;
+pub mod split;
 pub mod synth;
 pub mod trainer;

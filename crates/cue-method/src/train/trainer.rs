@@ -7,8 +7,12 @@
 //! features of every slice are computed once and cached in memory up to `cache_mb`
 //! (slices beyond the bound are recomputed each epoch), so later epochs cost only the text
 //! tower and the head. After each epoch: validation (pixel- and image-AUROC on the held-out
-//! patients) and an atomic checkpoint of the prompt file, so a killed run leaves the last one
-//! loadable and `resume` continues from it (Adam's moments restart).
+//! patients, pixels pooled in a bounded histogram) and an atomic checkpoint of the epoch to
+//! `OUT.last.bpk`, so a killed run leaves the last one loadable and `resume` continues from it
+//! (Adam's moments restart); the prompt file `OUT` itself holds the epoch with the best
+//! validation pixel-AUROC (the epoch is chosen on validation, never on test data), or the
+//! last one without validation pixels. With a [`Split`] the training and validation cases are
+//! its parts; otherwise a seeded patient split of the folder.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +24,8 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::eval::metrics::auroc;
+use crate::eval::stream::ScoreHistogram;
+use crate::train::split::Split;
 use cue_model::clip::Clip;
 use cue_model::device::{DeviceChoice, choose};
 use cue_model::head::{anomalous_probability, cosine_maps, image_probability};
@@ -223,8 +229,16 @@ pub struct TrainRequest {
     pub data: PathBuf,
     /// The prompt file to write.
     pub out: PathBuf,
-    /// Continue from `out` if it exists.
+    /// Continue from `out`'s last checkpoint if it exists.
     pub resume: bool,
+    /// Train and validate on these parts of the data (None: a seeded split of the folder by
+    /// patient with `validation_fraction`).
+    pub split: Option<Split>,
+}
+
+/// Where the last epoch's checkpoint of a run writing `out` goes (what `resume` reads).
+pub fn last_checkpoint(out: &Path) -> PathBuf {
+    out.with_extension("last.bpk")
 }
 
 /// A prepared slice: CLIP input, mask at the input size, label.
@@ -249,7 +263,22 @@ fn load_slices(request: &TrainRequest, events: &Sender<TrainEvent>, cancel: &Ato
     let config = &request.config;
     let dataset = config.dataset()?;
     let cases = find_cases(&request.data).map_err(|e| TrainError::Data(e.to_string()))?;
-    let (train_cases, validation_cases) = split_by_patient(&cases, config.validation_fraction, config.seed);
+    let (train_cases, validation_cases) = match &request.split {
+        Some(split) => {
+            let pick = |names: &[String]| -> Result<Vec<PathBuf>, TrainError> {
+                names
+                    .iter()
+                    .map(|n| {
+                        cases.iter().find(|c| c.file_name().is_some_and(|f| f.to_string_lossy() == *n)).cloned().ok_or_else(|| {
+                            TrainError::Data(format!("case {n} of the split is not in {}", request.data.display()))
+                        })
+                    })
+                    .collect()
+            };
+            (pick(&split.train)?, pick(&split.validation)?)
+        }
+        None => split_by_patient(&cases, config.validation_fraction, config.seed),
+    };
     let load = |cases: &[PathBuf], stage: &str| -> Result<Vec<SliceSample>, TrainError> {
         let mut slices = Vec::new();
         for (i, case) in cases.iter().enumerate() {
@@ -395,7 +424,7 @@ pub fn batch_loss(
 /// the top-1 % score.
 fn validate(model: &PromptModel, clip: &Clip, prepared: &[Prepared], cache: &mut FeatureCache, config: &TrainConfig, layers: &[usize]) -> Result<(Option<f64>, Option<f64>), TrainError> {
     let size = clip.config.vision.image_size;
-    let (mut scores, mut truth, mut image_scores, mut image_truth) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut pixels, mut image_scores, mut image_truth) = (ScoreHistogram::default(), Vec::new(), Vec::new());
     let indices: Vec<usize> = (0..prepared.len()).collect();
     for chunk in indices.chunks(config.batch_size.max(1)) {
         let features = cache.get(clip, prepared, chunk, layers, size)?;
@@ -409,11 +438,11 @@ fn validate(model: &PromptModel, clip: &Clip, prepared: &[Prepared], cache: &mut
             let map = cue_model::anomaly::resize_bilinear(&fused[k * grid * grid..(k + 1) * grid * grid], grid, grid, size, size);
             image_scores.push(cue_model::anomaly::top_k_mean(&map, (map.len() / 100).max(1)));
             image_truth.push(prepared[i].anomalous);
-            truth.extend(prepared[i].mask.iter().map(|&m| m > 0.5));
-            scores.extend(map);
+            let truth: Vec<bool> = prepared[i].mask.iter().map(|&m| m > 0.5).collect();
+            pixels.add_pixels(map.iter().copied().zip(truth));
         }
     }
-    Ok((auroc(&scores, &truth), auroc(&image_scores, &image_truth)))
+    Ok((pixels.auroc(), auroc(&image_scores, &image_truth)))
 }
 
 /// Runs training; events go to `events`, `cancel` stops it between steps.
@@ -459,8 +488,14 @@ pub fn train_with_pause(
     let mut train_cache = FeatureCache::new(train_prepared.len(), train_limit);
     let mut validation_cache = FeatureCache::new(validation_prepared.len(), config.cache_mb - train_limit.min(config.cache_mb));
 
-    let (mut model, mut first_epoch) = if request.resume && request.out.exists() {
-        let (model, manifest) = load_prompt(&request.out, &clip, &device).map_err(model_error)?;
+    let last = last_checkpoint(&request.out);
+    let resume_from = if last.exists() { last.clone() } else { request.out.clone() };
+    let mut best: Option<(f64, usize)> = None;
+    let mut history: Vec<serde_json::Value> = Vec::new();
+    let (mut model, mut first_epoch) = if request.resume && resume_from.exists() {
+        let (model, manifest) = load_prompt(&resume_from, &clip, &device).map_err(model_error)?;
+        best = manifest.metrics["best_validation_pixel_auroc"].as_f64().zip(manifest.metrics["best_epoch"].as_u64().map(|e| e as usize));
+        history = manifest.metrics["history"].as_array().cloned().unwrap_or_default();
         (model, manifest.epochs_done)
     } else {
         device.seed(config.seed);
@@ -532,6 +567,21 @@ pub fn train_with_pause(
         } else {
             validate(&model, &clip, &validation_prepared, &mut validation_cache, config, &layers)?
         };
+        history.push(serde_json::json!({
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / steps as f32,
+            "validation_pixel_auroc": pixel_auroc,
+            "validation_image_auroc": image_auroc,
+        }));
+        let improved = match (pixel_auroc, best) {
+            (Some(value), Some((best_value, _))) => value > best_value,
+            (Some(_), None) => true,
+            // Without validation pixels every epoch is "best": the last one is kept.
+            (None, _) => best.is_none(),
+        };
+        if improved {
+            best = pixel_auroc.map(|v| (v, epoch + 1));
+        }
         let manifest = PromptManifest {
             format: FORMAT.into(),
             backbone: clip.id.name.clone(),
@@ -541,11 +591,23 @@ pub fn train_with_pause(
             temperature: config.temperature,
             preprocessing: "slice windowed to [0,1] (0.5-99.5 percentile of non-zero voxels), resized with physical aspect kept and padded to the input square, grey to 3 channels, CLIP mean/std".into(),
             training: training_summary.clone(),
-            metrics: serde_json::json!({"validation_pixel_auroc": pixel_auroc, "validation_image_auroc": image_auroc, "train_loss": loss_sum / steps as f32}),
+            metrics: serde_json::json!({
+                "validation_pixel_auroc": pixel_auroc,
+                "validation_image_auroc": image_auroc,
+                "train_loss": loss_sum / steps as f32,
+                "epoch": epoch + 1,
+                "best_epoch": best.map(|b| b.1),
+                "best_validation_pixel_auroc": best.map(|b| b.0),
+                "selection": "epoch with the best validation pixel-AUROC",
+                "history": history,
+            }),
             epochs_done: epoch + 1,
             code_version: env!("CARGO_PKG_VERSION").into(),
         };
-        save_prompt(&model, &manifest, &request.out).map_err(model_error)?;
+        save_prompt(&model, &manifest, &last).map_err(model_error)?;
+        if improved || pixel_auroc.is_none() {
+            save_prompt(&model, &manifest, &request.out).map_err(model_error)?;
+        }
         let _ = events.send(TrainEvent::Epoch {
             epoch,
             loss: loss_sum / steps as f32,
