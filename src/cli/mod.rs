@@ -4,6 +4,7 @@ mod bench;
 mod clip;
 mod info;
 mod method;
+mod reproduce;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -97,6 +98,9 @@ enum Command {
     /// Anomaly map of a slice (PNG overlay or NIfTI) or of a whole view (NIfTI on the
     /// volume's grid).
     Map(method::MapArgs),
+    /// The seed's protocol in one run: patient split, train on T1 axial (3 seeds), thresholds
+    /// on validation, test on 4 sequences x 3 views, baselines, results.json/.md, ROC plots.
+    Reproduce(reproduce::ReproduceArgs),
     /// Benchmarks (release builds only give meaningful figures).
     Bench {
         #[command(subcommand)]
@@ -228,6 +232,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Train(args)) => method::train_command(args),
         Some(Command::Eval(args)) => method::eval_command(args),
         Some(Command::Map(args)) => method::map_command(args),
+        Some(Command::Reproduce(args)) => reproduce::reproduce_command(args),
         Some(Command::Weights { what }) => weights(what),
         Some(Command::Phantom { out, seed, cases, downsample, template }) => {
             phantom(&out, seed, cases, downsample, template)
