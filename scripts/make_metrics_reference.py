@@ -2,7 +2,9 @@
 """Reference values for CUE's metrics (tests/data/metrics_reference.json).
 
 AUROC and AP from scikit-learn; best Dice and AUPRO (FPR <= 0.3, 8-connected regions,
-every distinct score a threshold) from the NumPy/SciPy implementations below.
+every distinct score a threshold) from the NumPy/SciPy implementations below; and AnomalyCLIP's
+AUPRO (`cal_pro_score`: 200 thresholds from min to max, FPR < 0.3 rescaled, sklearn's `auc`),
+which `cue eval` reports.
 Needs: pip install numpy scipy scikit-learn.   Usage: python3 scripts/make_metrics_reference.py
 """
 import json
@@ -50,6 +52,31 @@ def aupro(maps, masks, max_fpr=0.3):
     return float(np.trapezoid(y, x) / max_fpr)
 
 
+def cal_pro_score(masks, amaps, max_step=200, expect_fpr=0.3):
+    """AnomalyCLIP's AUPRO (from CFlow-AD), scipy's 8-connected labelling for skimage's."""
+    from sklearn.metrics import auc
+    masks, amaps = np.stack(masks).astype(np.uint8), np.stack(amaps)
+    binary_amaps = np.zeros_like(amaps, dtype=bool)
+    min_th, max_th = amaps.min(), amaps.max()
+    delta = (max_th - min_th) / max_step
+    regions = []
+    for mask in masks:
+        labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+        regions.append([labels == r for r in range(1, count + 1)])
+    pros, fprs = [], []
+    for th in np.arange(min_th, max_th, delta)[:max_step]:
+        binary_amaps[amaps <= th], binary_amaps[amaps > th] = 0, 1
+        pro = [b[r].sum() / r.sum() for b, rs in zip(binary_amaps, regions) for r in rs]
+        fp_pixels = np.logical_and(1 - masks, binary_amaps).sum()
+        pros.append(np.array(pro).mean())
+        fprs.append(fp_pixels / (1 - masks).sum())
+    pros, fprs = np.array(pros), np.array(fprs)
+    keep = fprs < expect_fpr
+    fprs = fprs[keep]
+    fprs = (fprs - fprs.min()) / (fprs.max() - fprs.min())
+    return float(auc(fprs, pros[keep]))
+
+
 def main():
     rng = np.random.default_rng(2026)
     cases = []
@@ -84,6 +111,7 @@ def main():
             "masks": [m.ravel().tolist() for m in masks],
             "aupro_0.3": aupro(maps, masks, 0.3),
             "aupro_1.0": aupro(maps, masks, 1.0),
+            "aupro_anomalyclip": cal_pro_score(masks, maps),
         },
     }
     here = os.path.dirname(os.path.abspath(__file__))

@@ -404,8 +404,12 @@ struct MethodBenchReport {
     batch: usize,
     context_tokens: usize,
     layers: Vec<usize>,
-    /// One slice to its map (vision tower, both prompts through the text tower, head).
+    /// One slice to its map (vision tower, both prompts through the text tower, head), on the
+    /// autodiff device the training uses.
     slice_map_s: f64,
+    /// A batch of `batch` slices to their maps on the plain (inference) device, as `cue eval`
+    /// and the viewer run them.
+    map_batch_s: f64,
     /// One training step computing the frozen image features (no cache).
     train_step_uncached_s: f64,
     /// One training step from cached features (text tower, head, backward, Adam).
@@ -466,6 +470,24 @@ pub fn bench_method(preset: &str, batch: usize, repeat: usize, context_tokens: u
         let image = SliceImage { values: &slice, channels: 1, width: size, height: size, pixel_spacing_mm: [1.0, 1.0] };
         std::hint::black_box(mapper.map(&[image]).ok());
     });
+    let map_batch_s = {
+        let device = chosen.device.clone();
+        let clip = Clip { model: ClipModel::new(&config, &device), config: config.clone(), device: device.clone(), id: clip.id.clone() };
+        let prompt = PromptModel::new(&clip, &prompt_config, &device);
+        let manifest = cue_model::trained::PromptManifest::untrained(&clip, &prompt_config, layers.clone());
+        let mapper = AnomalyModel {
+            clip,
+            prompts: cue_model::mapper::Prompts::Trained { model: Box::new(prompt), manifest: Box::new(manifest) },
+            layers: layers.clone(),
+            temperature: 0.07,
+            smooth_sigma_px: 0.0,
+        };
+        let images: Vec<SliceImage<'_>> =
+            (0..batch).map(|_| SliceImage { values: &slice, channels: 1, width: size, height: size, pixel_spacing_mm: [1.0, 1.0] }).collect();
+        time(&mut || {
+            std::hint::black_box(mapper.map(&images).ok());
+        })
+    };
     let pixels: Vec<f32> = cue_model::preprocess::normalise_grey(&slice);
     let images: Vec<&[f32]> = (0..batch).map(|_| pixels.as_slice()).collect();
     let mut mask = vec![0f32; batch * size * size];
@@ -519,6 +541,7 @@ pub fn bench_method(preset: &str, batch: usize, repeat: usize, context_tokens: u
         context_tokens,
         layers,
         slice_map_s,
+        map_batch_s,
         train_step_uncached_s: median(uncached),
         train_step_cached_s: median(cached),
     };
@@ -527,6 +550,7 @@ pub fn bench_method(preset: &str, batch: usize, repeat: usize, context_tokens: u
     } else {
         println!("{preset} on {}, batch {batch}, N = {context_tokens}, layers {:?}", report.device, report.layers);
         println!("one slice map              {:.3} s", report.slice_map_s);
+        println!("{batch} slices mapped (inference) {:.3} s", report.map_batch_s);
         println!("training step, no cache    {:.3} s", report.train_step_uncached_s);
         println!("training step, cached      {:.3} s", report.train_step_cached_s);
     }

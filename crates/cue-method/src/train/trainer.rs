@@ -489,6 +489,7 @@ pub fn train_with_pause(
     let mut validation_cache = FeatureCache::new(validation_prepared.len(), config.cache_mb - train_limit.min(config.cache_mb));
 
     let last = last_checkpoint(&request.out);
+    remove_stale_temporaries(&request.out);
     let resume_from = if last.exists() { last.clone() } else { request.out.clone() };
     let mut best: Option<(f64, usize)> = None;
     let mut history: Vec<serde_json::Value> = Vec::new();
@@ -617,6 +618,23 @@ pub fn train_with_pause(
         });
     }
     Ok(TrainOutcome::Finished { path: request.out.clone() })
+}
+
+/// Removes the temporaries (`NAME.PID-N.tmp`) a killed run's interrupted saves of `out` or of
+/// its last checkpoint left beside them.
+fn remove_stale_temporaries(out: &Path) {
+    let Some(folder) = out.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }) else { return };
+    let names: Vec<String> = [out.to_path_buf(), last_checkpoint(out)]
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| format!("{}.", n.to_string_lossy())))
+        .collect();
+    let Ok(entries) = std::fs::read_dir(folder) else { return };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".tmp") && names.iter().any(|prefix| name.starts_with(prefix)) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Whether any parameter of `model` has a gradient in `grads` (the frozen-backbone check);
