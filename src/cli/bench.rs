@@ -112,7 +112,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Load { files, repeat, sequential, json } => load(files, repeat.max(1), sequential, json),
         BenchCommand::Method { preset, batch, repeat, context_tokens, device, json } => {
-            super::method::bench_method(&preset, batch.max(1), repeat.max(1), context_tokens, device, json)
+            super::bench_method::bench_method(&preset, batch.max(1), repeat.max(1), context_tokens, device, json)
         }
         BenchCommand::Clip { model, preset, batch, repeat, device, json } => {
             super::clip::bench(model, &preset, &batch, repeat.max(1), device, json)

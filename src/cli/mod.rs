@@ -1,6 +1,7 @@
 //! The command line: `cue` opens the app; subcommands inspect and convert files.
 
 mod bench;
+mod bench_method;
 mod clip;
 mod info;
 mod method;

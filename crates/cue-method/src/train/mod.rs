@@ -1,7 +1,10 @@
 //! Training the learnable prompt and image adaptor on labelled (or synthetically lesioned)
-//! volumes: data ([`dataset`], [`synth`]), losses ([`loss`]) and the loop ([`trainer`]).
+//! volumes: data ([`dataset`], [`synth`], the patient [`split`]), losses ([`loss`]) and the loop
+//! ([`trainer`], over prepared slices and cached features).
 
+mod config;
 pub mod dataset;
+mod features;
 pub mod loss;
 pub mod split;
 pub mod synth;

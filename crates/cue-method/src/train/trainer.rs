@@ -21,119 +21,26 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 
 use crate::eval::metrics::auroc;
 use crate::eval::stream::ScoreHistogram;
+use crate::train::features::{FeatureCache, Prepared, batch_tensors, prepare};
 use crate::train::split::Split;
 use cue_model::clip::Clip;
-use cue_model::device::{DeviceChoice, choose};
+use cue_model::device::choose;
 use cue_model::head::{anomalous_probability, cosine_maps, image_probability};
-use cue_model::mapper::{DEFAULT_TEMPERATURE, default_layers};
-use cue_model::preprocess::{preprocess_grey, preprocess_mask};
+use cue_model::mapper::default_layers;
 use cue_model::prompt::{PromptConfig, l2_normalise};
 use cue_model::to_host as host;
 use cue_model::trained::{FORMAT, PromptManifest, PromptModel, load_prompt, save_prompt};
-use crate::train::dataset::{DatasetConfig, SliceSample, find_cases, slices_of, split_by_patient};
+use crate::train::dataset::{SliceSample, find_cases, slices_of, split_by_patient};
 use crate::train::loss::{bce, dice, focal};
 use crate::train::synth::{LesionConfig, LesionKind, paste_lesion};
 use cue_volume::phantom::Rng;
-use cue_volume::{SequenceKind, Study, View};
+use cue_volume::Study;
 
-/// Every training option (a JSON or TOML file may set any subset; flags override).
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrainConfig {
-    /// Seed of the split, the shuffles, the initial prompts and synthetic lesions.
-    pub seed: u64,
-    /// Passes over the training slices.
-    pub epochs: usize,
-    /// Slices per step.
-    pub batch_size: usize,
-    /// Adam's learning rate.
-    pub learning_rate: f64,
-    /// Vision blocks (1-based); empty: the ends of the tower's quarters (6, 12, 18, 24).
-    pub layers: Vec<usize>,
-    /// Tokens of `P_independent` and of `P_dependent` (N).
-    pub context_tokens: usize,
-    /// One context for both prompts.
-    pub shared_context: bool,
-    /// Temperature of the probabilities.
-    pub temperature: f32,
-    /// Focal loss gamma.
-    pub focal_gamma: f32,
-    /// Weight of the image-level BCE.
-    pub image_loss_weight: f32,
-    /// Sequences (t1, t1ce, t2, flair).
-    pub sequences: Vec<String>,
-    /// Views (axial, sagittal, coronal).
-    pub views: Vec<String>,
-    /// At most this many slices per case, sequence and view (evenly spaced); 0: all.
-    pub max_slices: usize,
-    /// Fraction of patients held out for validation.
-    pub validation_fraction: f64,
-    /// Least fraction of non-zero pixels for a slice to be used.
-    pub min_brain_fraction: f32,
-    /// Paste synthetic lesions into normal slices (for folders of normal volumes).
-    pub synthetic: bool,
-    /// Bound of the in-memory feature cache, MiB.
-    pub cache_mb: usize,
-    /// auto, gpu or cpu.
-    pub device: DeviceChoice,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        Self {
-            seed: 1,
-            epochs: 5,
-            batch_size: 8,
-            learning_rate: 1e-3,
-            layers: Vec::new(),
-            context_tokens: 32,
-            shared_context: true,
-            temperature: DEFAULT_TEMPERATURE,
-            focal_gamma: 2.0,
-            image_loss_weight: 1.0,
-            sequences: vec!["t1".into()],
-            views: vec!["axial".into()],
-            max_slices: 0,
-            validation_fraction: 0.2,
-            min_brain_fraction: 0.05,
-            synthetic: false,
-            cache_mb: 4096,
-            device: DeviceChoice::Auto,
-        }
-    }
-}
-
-impl TrainConfig {
-    /// Reads a JSON (`.json`) or TOML (anything else) file.
-    pub fn from_file(path: &Path) -> Result<Self, TrainError> {
-        let text = std::fs::read_to_string(path).map_err(|e| TrainError::Config(format!("cannot read ({e}): {}", path.display())))?;
-        let parsed = if path.extension().is_some_and(|e| e == "json") {
-            serde_json::from_str(&text).map_err(|e| e.to_string())
-        } else {
-            toml::from_str(&text).map_err(|e| e.to_string())
-        };
-        parsed.map_err(|e| TrainError::Config(format!("{e}: {}", path.display())))
-    }
-
-    fn dataset(&self) -> Result<DatasetConfig, TrainError> {
-        let sequences = self
-            .sequences
-            .iter()
-            .map(|s| SequenceKind::parse_known(s).ok_or_else(|| TrainError::Config(format!("unknown sequence '{s}'"))))
-            .collect::<Result<Vec<_>, _>>()?;
-        let views = self.views.iter().map(|v| v.parse::<View>().map_err(TrainError::Config)).collect::<Result<Vec<_>, _>>()?;
-        Ok(DatasetConfig {
-            sequences,
-            views,
-            min_brain_fraction: self.min_brain_fraction,
-            max_slices: (self.max_slices > 0).then_some(self.max_slices),
-        })
-    }
-}
+pub use crate::train::config::TrainConfig;
 
 /// Progress of a run, for the CLI and the training tab.
 #[derive(Clone, Debug, PartialEq)]
@@ -241,20 +148,6 @@ pub fn last_checkpoint(out: &Path) -> PathBuf {
     out.with_extension("last.bpk")
 }
 
-/// A prepared slice: CLIP input, mask at the input size, label.
-struct Prepared {
-    pixels: Vec<f32>,
-    mask: Vec<f32>,
-    anomalous: bool,
-}
-
-/// Frozen features of one slice.
-#[derive(Clone)]
-struct Features {
-    cls: Vec<f32>,
-    patches: Vec<Vec<f32>>,
-}
-
 fn model_error(e: impl std::fmt::Display) -> TrainError {
     TrainError::Model(e.to_string())
 }
@@ -311,88 +204,6 @@ fn load_slices(request: &TrainRequest, events: &Sender<TrainEvent>, cancel: &Ato
         return Err(TrainError::Data(format!("no training slices of {:?} in {:?}: {}", config.sequences, config.views, request.data.display())));
     }
     Ok((train, validation, train_cases.len(), validation_cases.len()))
-}
-
-fn prepare(slices: &[SliceSample], size: usize) -> Vec<Prepared> {
-    slices
-        .iter()
-        .map(|s| {
-            let input = preprocess_grey(&s.image, s.width, s.height, s.pixel_spacing_mm, size);
-            let mask = preprocess_mask(&s.mask, s.width, s.height, &input.placement, size);
-            Prepared { pixels: input.pixels, mask, anomalous: s.is_anomalous() }
-        })
-        .collect()
-}
-
-/// Computes frozen features for `items` in chunks (no gradients: the backbone is frozen).
-fn compute_features(clip: &Clip, items: &[&Prepared], layers: &[usize], size: usize) -> Result<Vec<Features>, TrainError> {
-    let pixels = clip.pixels(&items.iter().map(|p| p.pixels.as_slice()).collect::<Vec<_>>(), size, size).map_err(model_error)?;
-    let out = clip.model.encode_image(pixels, layers, true);
-    let cls = host(out.image_embeds.ok_or_else(|| TrainError::Model("no image embeddings".into()))?).map_err(model_error)?;
-    let width = cls.len() / items.len();
-    let patches: Vec<Vec<f32>> = out.patch_embeds.into_iter().map(|(_, t)| host(t)).collect::<Result<_, _>>().map_err(model_error)?;
-    Ok((0..items.len())
-        .map(|b| Features {
-            cls: cls[b * width..(b + 1) * width].to_vec(),
-            patches: patches.iter().map(|p| {
-                let per = p.len() / items.len();
-                p[b * per..(b + 1) * per].to_vec()
-            }).collect(),
-        })
-        .collect())
-}
-
-
-/// Feature cache over a slice list: entries computed once and kept while within the bound.
-struct FeatureCache {
-    entries: Vec<Option<Features>>,
-    bytes: usize,
-    limit: usize,
-}
-
-impl FeatureCache {
-    fn new(count: usize, limit_mb: usize) -> Self {
-        Self { entries: vec![None; count], bytes: 0, limit: limit_mb << 20 }
-    }
-
-    fn get(&mut self, clip: &Clip, prepared: &[Prepared], indices: &[usize], layers: &[usize], size: usize) -> Result<Vec<Features>, TrainError> {
-        let missing: Vec<usize> = indices.iter().copied().filter(|&i| self.entries[i].is_none()).collect();
-        let mut fresh = Vec::new();
-        for chunk in missing.chunks(8) {
-            let items: Vec<&Prepared> = chunk.iter().map(|&i| &prepared[i]).collect();
-            fresh.extend(chunk.iter().copied().zip(compute_features(clip, &items, layers, size)?));
-        }
-        let mut out = Vec::with_capacity(indices.len());
-        for &i in indices {
-            if let Some(f) = &self.entries[i] {
-                out.push(f.clone());
-            } else if let Some((_, f)) = fresh.iter().find(|(j, _)| *j == i) {
-                let size = 4 * (f.cls.len() + f.patches.iter().map(Vec::len).sum::<usize>());
-                if self.bytes + size <= self.limit {
-                    self.bytes += size;
-                    self.entries[i] = Some(f.clone());
-                }
-                out.push(f.clone());
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// Batch tensors from cached features.
-fn batch_tensors(features: &[Features], layers: usize, device: &Device) -> (Tensor<2>, Vec<Tensor<3>>) {
-    let batch = features.len();
-    let width = features[0].cls.len();
-    let cls: Vec<f32> = features.iter().flat_map(|f| f.cls.iter().copied()).collect();
-    let cls = Tensor::from_data(TensorData::new(cls, [batch, width]), device);
-    let patches = (0..layers)
-        .map(|l| {
-            let per = features[0].patches[l].len();
-            let flat: Vec<f32> = features.iter().flat_map(|f| f.patches[l].iter().copied()).collect();
-            Tensor::from_data(TensorData::new(flat, [batch, per / width, width]), device)
-        })
-        .collect();
-    (cls, patches)
 }
 
 /// The loss of one batch.

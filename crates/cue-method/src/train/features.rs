@@ -1,0 +1,112 @@
+//! The training data as the model sees it: slices prepared once as CLIP inputs with their
+//! masks at the input size, and their frozen image features computed once and cached within a
+//! byte bound (slices beyond it are recomputed each epoch), so later epochs cost only the text
+//! tower and the head.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::train::dataset::SliceSample;
+use crate::train::trainer::TrainError;
+use cue_model::clip::Clip;
+use cue_model::preprocess::{preprocess_grey, preprocess_mask};
+use cue_model::to_host as host;
+
+fn model_error(e: impl std::fmt::Display) -> TrainError {
+    TrainError::Model(e.to_string())
+}
+
+/// A prepared slice: CLIP input, mask at the input size, label.
+pub(crate) struct Prepared {
+    pub(crate) pixels: Vec<f32>,
+    pub(crate) mask: Vec<f32>,
+    pub(crate) anomalous: bool,
+}
+
+/// Frozen features of one slice.
+#[derive(Clone)]
+pub(crate) struct Features {
+    cls: Vec<f32>,
+    patches: Vec<Vec<f32>>,
+}
+
+pub(crate) fn prepare(slices: &[SliceSample], size: usize) -> Vec<Prepared> {
+    slices
+        .iter()
+        .map(|s| {
+            let input = preprocess_grey(&s.image, s.width, s.height, s.pixel_spacing_mm, size);
+            let mask = preprocess_mask(&s.mask, s.width, s.height, &input.placement, size);
+            Prepared { pixels: input.pixels, mask, anomalous: s.is_anomalous() }
+        })
+        .collect()
+}
+
+/// Computes frozen features for `items` in chunks (no gradients: the backbone is frozen).
+fn compute_features(clip: &Clip, items: &[&Prepared], layers: &[usize], size: usize) -> Result<Vec<Features>, TrainError> {
+    let pixels = clip.pixels(&items.iter().map(|p| p.pixels.as_slice()).collect::<Vec<_>>(), size, size).map_err(model_error)?;
+    let out = clip.model.encode_image(pixels, layers, true);
+    let cls = host(out.image_embeds.ok_or_else(|| TrainError::Model("no image embeddings".into()))?).map_err(model_error)?;
+    let width = cls.len() / items.len();
+    let patches: Vec<Vec<f32>> = out.patch_embeds.into_iter().map(|(_, t)| host(t)).collect::<Result<_, _>>().map_err(model_error)?;
+    Ok((0..items.len())
+        .map(|b| Features {
+            cls: cls[b * width..(b + 1) * width].to_vec(),
+            patches: patches.iter().map(|p| {
+                let per = p.len() / items.len();
+                p[b * per..(b + 1) * per].to_vec()
+            }).collect(),
+        })
+        .collect())
+}
+
+
+/// Feature cache over a slice list: entries computed once and kept while within the bound.
+pub(crate) struct FeatureCache {
+    entries: Vec<Option<Features>>,
+    bytes: usize,
+    limit: usize,
+}
+
+impl FeatureCache {
+    pub(crate) fn new(count: usize, limit_mb: usize) -> Self {
+        Self { entries: vec![None; count], bytes: 0, limit: limit_mb << 20 }
+    }
+
+    pub(crate) fn get(&mut self, clip: &Clip, prepared: &[Prepared], indices: &[usize], layers: &[usize], size: usize) -> Result<Vec<Features>, TrainError> {
+        let missing: Vec<usize> = indices.iter().copied().filter(|&i| self.entries[i].is_none()).collect();
+        let mut fresh = Vec::new();
+        for chunk in missing.chunks(8) {
+            let items: Vec<&Prepared> = chunk.iter().map(|&i| &prepared[i]).collect();
+            fresh.extend(chunk.iter().copied().zip(compute_features(clip, &items, layers, size)?));
+        }
+        let mut out = Vec::with_capacity(indices.len());
+        for &i in indices {
+            if let Some(f) = &self.entries[i] {
+                out.push(f.clone());
+            } else if let Some((_, f)) = fresh.iter().find(|(j, _)| *j == i) {
+                let size = 4 * (f.cls.len() + f.patches.iter().map(Vec::len).sum::<usize>());
+                if self.bytes + size <= self.limit {
+                    self.bytes += size;
+                    self.entries[i] = Some(f.clone());
+                }
+                out.push(f.clone());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Batch tensors from cached features.
+pub(crate) fn batch_tensors(features: &[Features], layers: usize, device: &Device) -> (Tensor<2>, Vec<Tensor<3>>) {
+    let batch = features.len();
+    let width = features[0].cls.len();
+    let cls: Vec<f32> = features.iter().flat_map(|f| f.cls.iter().copied()).collect();
+    let cls = Tensor::from_data(TensorData::new(cls, [batch, width]), device);
+    let patches = (0..layers)
+        .map(|l| {
+            let per = features[0].patches[l].len();
+            let flat: Vec<f32> = features.iter().flat_map(|f| f.patches[l].iter().copied()).collect();
+            Tensor::from_data(TensorData::new(flat, [batch, per / width, width]), device)
+        })
+        .collect();
+    (cls, patches)
+}
