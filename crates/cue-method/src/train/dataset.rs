@@ -81,10 +81,17 @@ pub fn find_cases(root: &Path) -> Result<Vec<PathBuf>, VolumeError> {
     Ok(folders)
 }
 
-/// Splits cases into (training, validation) by patient: a seeded shuffle, then the first
-/// `validation_fraction` of them (at least one when there are two or more) for validation.
+/// Splits cases into (training, validation) by patient: the cases grouped by
+/// [`patient_id`](crate::train::split::patient_id) (BraTS 2023 time points of one patient
+/// together), a seeded shuffle of the patients, then the first `validation_fraction` of them
+/// (at least one when there are two or more) for validation.
 pub fn split_by_patient(cases: &[PathBuf], validation_fraction: f64, seed: u64) -> (Vec<PathBuf>, Vec<PathBuf>) {
-    let mut shuffled = cases.to_vec();
+    let mut patients: std::collections::BTreeMap<String, Vec<PathBuf>> = std::collections::BTreeMap::new();
+    for case in cases {
+        let name = case.file_name().map_or_else(|| case.to_string_lossy().into_owned(), |n| n.to_string_lossy().into_owned());
+        patients.entry(crate::train::split::patient_id(&name)).or_default().push(case.clone());
+    }
+    let mut shuffled: Vec<Vec<PathBuf>> = patients.into_values().collect();
     let mut rng = Rng::new(seed);
     for i in (1..shuffled.len()).rev() {
         let j = (rng.next_u64() % (i as u64 + 1)) as usize;
@@ -97,7 +104,7 @@ pub fn split_by_patient(cases: &[PathBuf], validation_fraction: f64, seed: u64) 
         validation = 0;
     }
     let training = shuffled.split_off(validation);
-    (training, shuffled)
+    (training.into_iter().flatten().collect(), shuffled.into_iter().flatten().collect())
 }
 
 /// The slices of one loaded case. Cases without a segmentation give all-normal masks.
@@ -169,6 +176,13 @@ mod tests {
         assert_eq!(split_by_patient(&cases, 0.2, 3), (train, val));
         assert_ne!(split_by_patient(&cases, 0.2, 4).1, split_by_patient(&cases, 0.2, 3).1);
         assert_eq!(split_by_patient(&cases[..1], 0.5, 1).1.len(), 0);
+        // Two time points of one BraTS 2023 patient land on the same side.
+        let visits: Vec<PathBuf> = ["BraTS-GLI-00001-000", "BraTS-GLI-00001-001", "BraTS-GLI-00002-000", "BraTS-GLI-00003-000"].iter().map(PathBuf::from).collect();
+        for seed in 0..8 {
+            let (train, val) = split_by_patient(&visits, 0.5, seed);
+            assert_eq!(train.len() + val.len(), 4);
+            assert_eq!(train.contains(&visits[0]), train.contains(&visits[1]), "seed {seed}");
+        }
     }
 }
 
