@@ -35,11 +35,11 @@ fn cases(root: &Path, template: &Path) -> PathBuf {
     data
 }
 
-fn reproduce(data: &Path, out: &Path) -> Command {
+fn reproduce(model: &Path, data: &Path, out: &Path) -> Command {
     let mut command = cue();
     command
         .args(["reproduce", "--model"])
-        .arg(common::tiny_clip())
+        .arg(model)
         .arg("--data")
         .arg(data)
         .arg("--out")
@@ -57,9 +57,11 @@ fn reproduce_runs_the_protocol_and_continues_after_a_kill() {
     let Some(shared) = common::shared_data("reproduce") else { return };
     let dir = tempfile::tempdir().unwrap();
     let data = cases(dir.path(), &shared.join("templates/mni152-2009a"));
+    // With CLIP's whole vocabulary, so the zero-shot baseline runs too.
+    let model = common::tiny_clip_with_vocabulary(dir.path());
 
     let whole = dir.path().join("whole");
-    let out = reproduce(&data, &whole).output().unwrap();
+    let out = reproduce(&model, &data, &whole).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("estimate: about"), "no estimate before the run: {stderr}");
@@ -96,8 +98,11 @@ fn reproduce_runs_the_protocol_and_continues_after_a_kill() {
     assert_eq!(summary["n"], 2);
     assert!(summary["mean"].as_f64().is_some() && summary["sd"].as_f64().is_some());
     assert!(results["baselines"]["intensity_zscore"]["pixel_auroc"]["t1"]["axial"].is_number());
+    let zero_shot = &results["baselines"]["zero_shot"];
+    assert_eq!(zero_shot["prompt"], "zero-shot", "{zero_shot}");
+    assert!(zero_shot["pixel_auroc"]["flair"]["coronal"].is_number());
     let markdown = std::fs::read_to_string(whole.join("results.md")).unwrap();
-    assert!(markdown.contains("| FLAIR |") && markdown.contains("Baseline: intensity z-score"), "{markdown}");
+    assert!(markdown.contains("| FLAIR |") && markdown.contains("Baseline: intensity z-score") && markdown.contains("Baseline: zero-shot text prompts: pixel_auroc_brain"), "{markdown}");
     for s in ["t1", "t1ce", "t2", "flair"] {
         let png = image::open(whole.join(format!("roc-{s}.png"))).unwrap();
         assert_eq!(png.width(), 480);
@@ -106,7 +111,7 @@ fn reproduce_runs_the_protocol_and_continues_after_a_kill() {
     // Killed after its first evaluation result, then run again: it continues, and the figures
     // equal the uninterrupted run's.
     let resumed = dir.path().join("resumed");
-    let mut child = reproduce(&data, &resumed).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = reproduce(&model, &data, &resumed).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let marker = resumed.join("seed-1/validation.json");
     let started = Instant::now();
     while !marker.exists() && started.elapsed() < Duration::from_secs(120) {
@@ -118,7 +123,7 @@ fn reproduce_runs_the_protocol_and_continues_after_a_kill() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(marker.exists(), "the first evaluation never finished");
-    let out = reproduce(&data, &resumed).output().unwrap();
+    let out = reproduce(&model, &data, &resumed).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let again = json(&resumed.join("results.json"));
     assert_eq!(again["summary"], results["summary"]);

@@ -99,3 +99,22 @@ pub fn run_check(python: &std::path::Path, script: &str, args: &[&std::ffi::OsSt
     eprintln!("{stdout}");
     stdout
 }
+
+/// The tiny CLIP with CLIP's whole vocabulary (49,408 tokens) and context (77), random
+/// weights, written as Burnpack in `dir`: small enough for tests, and able to run the zero-shot
+/// text prompts, which the committed tiny checkpoints' 1,000-token vocabulary cannot.
+pub fn tiny_clip_with_vocabulary(dir: &std::path::Path) -> PathBuf {
+    use cue::model::clip::{BackboneId, Clip, ClipModel};
+    let device = burn::tensor::Device::flex();
+    let tiny = Clip::load(&tiny_clip(), &device).expect("tiny CLIP");
+    let mut config = tiny.config.clone();
+    config.text.vocab_size = 49_408;
+    config.text.max_position_embeddings = 77;
+    config.text.bos_token_id = 49_406;
+    config.text.eos_token_id = 49_407;
+    device.seed(5);
+    let clip = Clip { model: ClipModel::new(&config, &device), config, device, id: BackboneId { name: "tiny-vocabulary".into(), sha256: "1".repeat(64) } };
+    let path = dir.join("tiny-vocabulary.bpk");
+    clip.save_burnpack(&path, false).expect("write the model");
+    path
+}
