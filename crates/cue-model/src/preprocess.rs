@@ -71,6 +71,14 @@ pub fn preprocess_grey(
     ClipInput { size, pixels: normalise_grey(&resized), placement }
 }
 
+/// The resizing half of [`preprocess_grey`]: the slice resized into the input square, grey
+/// values still in [0, 1] (`normalise_grey` of it is `preprocess_grey`'s pixels, exactly), and
+/// its placement. A quarter of the memory of the three normalised channels, for data held
+/// across a training run.
+pub fn resize_grey(values: &[f32], width: usize, height: usize, pixel_spacing_mm: [f64; 2], size: usize) -> (Placement, Vec<f32>) {
+    resize_into_square(values, width, height, pixel_spacing_mm, size)
+}
+
 /// Preprocesses an image of `channels` planes (1: grey, replicated to RGB; 3: RGB), each
 /// row-major `width x height` with values in [0, 1], stored one plane after the other.
 /// Every plane is resized with the same placement.

@@ -8,18 +8,32 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::train::dataset::SliceSample;
 use crate::train::trainer::TrainError;
 use cue_model::clip::Clip;
-use cue_model::preprocess::{preprocess_grey, preprocess_mask};
+use cue_model::preprocess::{normalise_grey, preprocess_mask, resize_grey};
 use cue_model::to_host as host;
 
 fn model_error(e: impl std::fmt::Display) -> TrainError {
     TrainError::Model(e.to_string())
 }
 
-/// A prepared slice: CLIP input, mask at the input size, label.
+/// A prepared slice, compact because a run holds all of them: the slice resized into the
+/// input square as one grey plane in [0, 1] (CLIP's three normalised channels are made per
+/// batch, identical to `preprocess_grey`'s), the mask at the input size as bytes, the label.
 pub(crate) struct Prepared {
-    pub(crate) pixels: Vec<f32>,
-    pub(crate) mask: Vec<f32>,
+    grey: Vec<f32>,
+    mask: Vec<u8>,
     pub(crate) anomalous: bool,
+}
+
+impl Prepared {
+    /// The mask at the input size, 1.0 on anomalous pixels.
+    pub(crate) fn mask(&self) -> impl Iterator<Item = f32> + '_ {
+        self.mask.iter().map(|&m| f32::from(m))
+    }
+
+    /// CLIP's normalised three-channel input.
+    fn pixels(&self) -> Vec<f32> {
+        normalise_grey(&self.grey)
+    }
 }
 
 /// Frozen features of one slice.
@@ -29,20 +43,23 @@ pub(crate) struct Features {
     patches: Vec<Vec<f32>>,
 }
 
-pub(crate) fn prepare(slices: &[SliceSample], size: usize) -> Vec<Prepared> {
+/// Prepares slices for training, taking them so that each slice's own pixels are freed as it
+/// is prepared.
+pub(crate) fn prepare(slices: Vec<SliceSample>, size: usize) -> Vec<Prepared> {
     slices
-        .iter()
+        .into_iter()
         .map(|s| {
-            let input = preprocess_grey(&s.image, s.width, s.height, s.pixel_spacing_mm, size);
-            let mask = preprocess_mask(&s.mask, s.width, s.height, &input.placement, size);
-            Prepared { pixels: input.pixels, mask, anomalous: s.is_anomalous() }
+            let (placement, grey) = resize_grey(&s.image, s.width, s.height, s.pixel_spacing_mm, size);
+            let mask = preprocess_mask(&s.mask, s.width, s.height, &placement, size).iter().map(|&m| u8::from(m > 0.5)).collect();
+            Prepared { grey, mask, anomalous: s.is_anomalous() }
         })
         .collect()
 }
 
 /// Computes frozen features for `items` in chunks (no gradients: the backbone is frozen).
 fn compute_features(clip: &Clip, items: &[&Prepared], layers: &[usize], size: usize) -> Result<Vec<Features>, TrainError> {
-    let pixels = clip.pixels(&items.iter().map(|p| p.pixels.as_slice()).collect::<Vec<_>>(), size, size).map_err(model_error)?;
+    let inputs: Vec<Vec<f32>> = items.iter().map(|p| p.pixels()).collect();
+    let pixels = clip.pixels(&inputs.iter().map(Vec::as_slice).collect::<Vec<_>>(), size, size).map_err(model_error)?;
     let out = clip.model.encode_image(pixels, layers, true);
     let cls = host(out.image_embeds.ok_or_else(|| TrainError::Model("no image embeddings".into()))?).map_err(model_error)?;
     let width = cls.len() / items.len();

@@ -249,7 +249,7 @@ fn validate(model: &PromptModel, clip: &Clip, prepared: &[Prepared], cache: &mut
             let map = cue_model::anomaly::resize_bilinear(&fused[k * grid * grid..(k + 1) * grid * grid], grid, grid, size, size);
             image_scores.push(cue_model::anomaly::top_k_mean(&map, (map.len() / 100).max(1)));
             image_truth.push(prepared[i].anomalous);
-            let truth: Vec<bool> = prepared[i].mask.iter().map(|&m| m > 0.5).collect();
+            let truth: Vec<bool> = prepared[i].mask().map(|m| m > 0.5).collect();
             pixels.add_pixels(map.iter().copied().zip(truth));
         }
     }
@@ -292,8 +292,8 @@ pub fn train_with_pause(
     }
     let (train_slices, validation_slices, train_cases, validation_cases) = load_slices(request, events, cancel)?;
     let size = clip.config.vision.image_size;
-    let train_prepared = prepare(&train_slices, size);
-    let validation_prepared = prepare(&validation_slices, size);
+    let train_prepared = prepare(train_slices, size);
+    let validation_prepared = prepare(validation_slices, size);
     let per_slice = 4 * clip.config.projection_dim * (1 + layers.len() * clip.config.vision.patches_per_side().pow(2));
     let train_limit = config.cache_mb.min((config.cache_mb * 3) / 4 + per_slice / (1 << 20));
     let mut train_cache = FeatureCache::new(train_prepared.len(), train_limit);
@@ -351,7 +351,7 @@ pub fn train_with_pause(
             }
             let features = train_cache.get(&clip, &train_prepared, chunk, &layers, size)?;
             let (cls, patches) = batch_tensors(&features, layers.len(), &device);
-            let masks: Vec<f32> = chunk.iter().flat_map(|&i| train_prepared[i].mask.iter().copied()).collect();
+            let masks: Vec<f32> = chunk.iter().flat_map(|&i| train_prepared[i].mask()).collect();
             let masks = Tensor::from_data(TensorData::new(masks, [chunk.len(), 1, size, size]), &device);
             let labels: Vec<f32> = chunk.iter().map(|&i| f32::from(u8::from(train_prepared[i].anomalous))).collect();
             let labels = Tensor::from_data(TensorData::new(labels, [chunk.len()]), &device);
