@@ -277,8 +277,7 @@ pub fn eval_command(args: EvalArgs) -> anyhow::Result<()> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let temp = path.with_extension("tmp");
-    std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, path)).with_context(|| format!("cannot write {}", path.display()))
+    cue_volume::write_file_atomically(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Options of `cue map`.
@@ -391,8 +390,8 @@ fn write_overlay_png(path: &Path, grey: &[f32], scores: &[f32], width: usize, he
         }
     }
     let image = image::RgbImage::from_raw(width as u32, height as u32, rgb).context("image size")?;
-    let temp = path.with_extension("tmp.png");
-    image.save(&temp).with_context(|| format!("cannot write {}", path.display()))?;
-    std::fs::rename(&temp, path).with_context(|| format!("cannot write {}", path.display()))
+    let mut png = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut png, image::ImageFormat::Png).with_context(|| format!("cannot encode {}", path.display()))?;
+    write_atomic(path, png.get_ref())
 }
 

@@ -64,9 +64,9 @@ pub fn write_roc_png(path: &Path, curves: &[Vec<[f64; 2]>]) -> Result<(), String
             }
         }
     }
-    let temporary = path.with_extension("partial.png");
-    image.save(&temporary).map_err(|e| format!("cannot write {} ({e})", path.display()))?;
-    std::fs::rename(&temporary, path).map_err(|e| format!("cannot write {} ({e})", path.display()))
+    let mut png = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut png, image::ImageFormat::Png).map_err(|e| format!("cannot encode {} ({e})", path.display()))?;
+    cue_volume::write_file_atomically(path, png.get_ref()).map_err(|e| format!("cannot write {} ({e})", path.display()))
 }
 
 #[cfg(test)]

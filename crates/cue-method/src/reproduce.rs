@@ -69,10 +69,7 @@ fn error(e: impl std::fmt::Display) -> ReproduceError {
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<(), ReproduceError> {
-    let temporary = path.with_extension("partial");
-    std::fs::write(&temporary, text)
-        .and_then(|()| std::fs::rename(&temporary, path))
-        .map_err(|e| ReproduceError(format!("cannot write ({e}): {}", path.display())))
+    cue_volume::write_file_atomically(path, text.as_bytes()).map_err(|e| ReproduceError(format!("cannot write ({e}): {}", path.display())))
 }
 
 fn read_json(path: &Path) -> Option<serde_json::Value> {

@@ -29,4 +29,4 @@ pub use slice::{DisplayConvention, EdgeLabels, Slice, SliceAxes, View, extract_s
 pub use study::{Sequence, SequenceKind, Study};
 pub use volume::{Volume, VolumeSource};
 pub use window::WindowLevel;
-pub use write::{WriteOptions, write_nifti1};
+pub use write::{WriteOptions, write_file_atomically, write_nifti1};

@@ -164,6 +164,16 @@ fn with_geometry_of(mut header: NiftiHeader, source: &NiftiHeader) -> NiftiHeade
     header
 }
 
+/// Writes `bytes` to `path` through a temporary file beside it (hidden, named for this process)
+/// renamed into place, so a reader never sees a half-written file; the temporary is removed
+/// when writing fails.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = temporary_path(path);
+    std::fs::write(&temporary, bytes).and_then(|()| std::fs::rename(&temporary, path)).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temporary);
+    })
+}
+
 fn temporary_path(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.partial-{}", std::process::id()))

@@ -238,9 +238,5 @@ impl Runs {
 
 /// Writes `bytes` to `path` through a temporary file beside it.
 pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
-    let temp = path.with_extension("tmp");
-    std::fs::write(&temp, bytes).and_then(|()| std::fs::rename(&temp, path)).map_err(|e| {
-        let _ = std::fs::remove_file(&temp);
-        format!("cannot write ({e}): {}", path.display())
-    })
+    cue_volume::write_file_atomically(path, bytes).map_err(|e| format!("cannot write ({e}): {}", path.display()))
 }

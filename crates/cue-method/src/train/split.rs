@@ -114,8 +114,7 @@ impl Split {
     pub fn write(&self, path: &Path) -> Result<(), SplitError> {
         let error = |detail: String| SplitError::File { detail, path: path.to_path_buf() };
         let text = serde_json::to_string_pretty(self).map_err(|e| error(e.to_string()))?;
-        let temporary = path.with_extension("json.partial");
-        std::fs::write(&temporary, text + "\n").and_then(|()| std::fs::rename(&temporary, path)).map_err(|e| error(format!("cannot write ({e})")))
+        cue_volume::write_file_atomically(path, (text + "\n").as_bytes()).map_err(|e| error(format!("cannot write ({e})")))
     }
 
     /// The cases of one part: `train`, `validation` or `test`.
