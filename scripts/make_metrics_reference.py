@@ -1,10 +1,9 @@
 #!/usr/bin/env python3
 """Reference values for CUE's metrics (tests/data/metrics_reference.json).
 
-AUROC and AP from scikit-learn; best Dice and AUPRO (FPR <= 0.3, 8-connected regions,
-every distinct score a threshold) from the NumPy/SciPy implementations below; and AnomalyCLIP's
-AUPRO (`cal_pro_score`: 200 thresholds from min to max, FPR < 0.3 rescaled, sklearn's `auc`),
-which `cue eval` reports.
+AUROC and AP from scikit-learn; best Dice (every distinct score a threshold) from the NumPy
+implementation below; AnomalyCLIP's AUPRO (`cal_pro_score`: 200 thresholds from min to max,
+8-connected regions, FPR < 0.3 rescaled, sklearn's `auc`), which `cue eval` reports.
 Needs: pip install numpy scipy scikit-learn.   Usage: python3 scripts/make_metrics_reference.py
 """
 import json
@@ -23,33 +22,6 @@ def best_dice(scores, labels):
         dice = 2 * tp / (pred.sum() + labels.sum())
         best = max(best, dice)
     return float(best)
-
-
-def aupro(maps, masks, max_fpr=0.3):
-    region_pixels = []
-    normal_scores = []
-    for s, m in zip(maps, masks):
-        labelled, count = ndimage.label(m, structure=np.ones((3, 3)))
-        for r in range(1, count + 1):
-            region_pixels.append(s[labelled == r])
-        normal_scores.append(s[~m])
-    normal = np.concatenate(normal_scores)
-    thresholds = np.unique(np.concatenate([normal] + region_pixels))[::-1]
-    fprs = [0.0]
-    pros = [0.0]
-    for t in thresholds:
-        fprs.append(np.mean(normal >= t))
-        pros.append(np.mean([np.mean(r >= t) for r in region_pixels]))
-    fprs, pros = np.array(fprs), np.array(pros)
-    keep = fprs <= max_fpr
-    x = list(fprs[keep])
-    y = list(pros[keep])
-    i = np.argmax(fprs > max_fpr) if np.any(fprs > max_fpr) else None
-    if i is not None and i > 0:
-        f0, f1, p0, p1 = fprs[i - 1], fprs[i], pros[i - 1], pros[i]
-        x.append(max_fpr)
-        y.append(p0 + (max_fpr - f0) / (f1 - f0) * (p1 - p0))
-    return float(np.trapezoid(y, x) / max_fpr)
 
 
 def cal_pro_score(masks, amaps, max_step=200, expect_fpr=0.3):
@@ -109,8 +81,6 @@ def main():
             "width": 32,
             "maps": [m.ravel().tolist() for m in maps],
             "masks": [m.ravel().tolist() for m in masks],
-            "aupro_0.3": aupro(maps, masks, 0.3),
-            "aupro_1.0": aupro(maps, masks, 1.0),
             "aupro_anomalyclip": cal_pro_score(masks, maps),
         },
     }

@@ -1,5 +1,7 @@
-//! Anomaly-detection metrics, exact (every distinct score is a threshold), checked against
-//! scikit-learn and a NumPy AUPRO by `scripts/make_metrics_reference.py`.
+//! Exact anomaly-detection metrics (every distinct score is a threshold) for the per-slice
+//! figures, whose count is small (image-AUROC, its ROC curve, the trainer's validation), checked
+//! against scikit-learn (`scripts/make_metrics_reference.py`), and the 8-connected regions the
+//! streaming pixel metrics ([`super::stream`]) count PRO over. Pixel metrics are streamed.
 
 /// Area under the ROC curve, ties counting half (the Mann-Whitney statistic), equal to
 /// scikit-learn's `roc_auc_score`. `None` when either class is absent.
@@ -81,29 +83,6 @@ pub fn average_precision(scores: &[f32], labels: &[bool]) -> Option<f64> {
     Some(ap)
 }
 
-/// The best Dice over all thresholds `score >= t`, and that threshold. `None` without
-/// positives.
-pub fn best_dice(scores: &[f32], labels: &[bool]) -> Option<(f64, f32)> {
-    let positives = labels.iter().filter(|&&l| l).count();
-    if positives == 0 {
-        return None;
-    }
-    sweep(scores, labels)
-        .into_iter()
-        .map(|(t, tp, fp)| (2.0 * tp as f64 / (tp + fp + positives) as f64, t))
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-}
-
-/// One 2-D anomaly map with its ground-truth mask, row-major.
-pub struct MapWithMask<'a> {
-    /// Scores.
-    pub scores: &'a [f32],
-    /// Ground truth.
-    pub mask: &'a [bool],
-    /// Width in pixels.
-    pub width: usize,
-}
-
 /// Labels the 8-connected regions of a mask: 0 outside, 1.. inside; returns the count.
 pub fn connected_regions(mask: &[bool], width: usize) -> (Vec<usize>, usize) {
     let height = mask.len().checked_div(width).unwrap_or(0);
@@ -137,71 +116,6 @@ pub fn connected_regions(mask: &[bool], width: usize) -> (Vec<usize>, usize) {
     (labels, count)
 }
 
-/// Area under the per-region-overlap curve up to `max_fpr` (0.3 in the literature),
-/// normalised to [0, 1]: PRO is the mean over ground-truth regions (8-connected, per map) of
-/// the detected fraction of each region; FPR is over all normal pixels; every distinct score
-/// is a threshold; trapezoids from (0, 0), the last one cut at `max_fpr`.
-pub fn aupro(maps: &[MapWithMask<'_>], max_fpr: f64) -> Option<f64> {
-    let mut scores = Vec::new();
-    // For each pixel: None for normal pixels, Some(weight) = 1 / (regions * region size).
-    let mut weights: Vec<Option<f64>> = Vec::new();
-    let mut region_total = 0usize;
-    let mut per_map = Vec::new();
-    for map in maps {
-        let (regions, count) = connected_regions(map.mask, map.width);
-        let mut sizes = vec![0usize; count + 1];
-        for &r in &regions {
-            sizes[r] += 1;
-        }
-        region_total += count;
-        per_map.push((regions, sizes));
-    }
-    if region_total == 0 {
-        return None;
-    }
-    let mut negatives = 0usize;
-    for (map, (regions, sizes)) in maps.iter().zip(&per_map) {
-        for (i, &s) in map.scores.iter().enumerate() {
-            scores.push(s);
-            let r = regions[i];
-            if r == 0 {
-                negatives += 1;
-                weights.push(None);
-            } else {
-                weights.push(Some(1.0 / (region_total as f64 * sizes[r] as f64)));
-            }
-        }
-    }
-    if negatives == 0 {
-        return None;
-    }
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    let (mut area, mut fpr, mut pro) = (0.0, 0.0, 0.0);
-    let (mut fp, mut pro_sum) = (0usize, 0.0f64);
-    for (n, &i) in order.iter().enumerate() {
-        match weights[i] {
-            Some(w) => pro_sum += w,
-            None => fp += 1,
-        }
-        let last_of_tie = n + 1 == order.len() || scores[order[n + 1]] != scores[i];
-        if !last_of_tie {
-            continue;
-        }
-        let next_fpr = fp as f64 / negatives as f64;
-        if next_fpr >= max_fpr {
-            let t = if next_fpr > fpr { (max_fpr - fpr) / (next_fpr - fpr) } else { 0.0 };
-            let pro_at = pro + t * (pro_sum - pro);
-            area += (max_fpr - fpr) * (pro + pro_at) / 2.0;
-            return Some(area / max_fpr);
-        }
-        area += (next_fpr - fpr) * (pro + pro_sum) / 2.0;
-        fpr = next_fpr;
-        pro = pro_sum;
-    }
-    Some(area / max_fpr)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,8 +141,6 @@ mod tests {
         // sklearn: average_precision_score([0,0,1,1], [0.1,0.4,0.35,0.8]) = 0.8333...
         let ap = average_precision(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]).unwrap();
         assert!((ap - 0.833_333_333_333_333_4).abs() < 1e-12);
-        let (dice, t) = best_dice(&[0.9, 0.8, 0.1], &[true, true, false]).unwrap();
-        assert_eq!((dice, t), (1.0, 0.8));
     }
 
     #[test]
@@ -237,16 +149,5 @@ mod tests {
         let (_, count) = connected_regions(&mask, 4);
         // (0,0)-(1,1)... diagonal chain joins; (3,2) alone.
         assert_eq!(count, 2);
-    }
-
-    #[test]
-    fn perfect_and_inverted_maps() {
-        let mask: Vec<bool> = (0..100).map(|i| i % 10 < 3 && i / 10 < 3).collect();
-        let perfect: Vec<f32> = mask.iter().map(|&m| if m { 1.0 } else { 0.0 }).collect();
-        let inverted: Vec<f32> = perfect.iter().map(|v| 1.0 - v).collect();
-        let maps = [MapWithMask { scores: &perfect, mask: &mask, width: 10 }];
-        assert!((aupro(&maps, 0.3).unwrap() - 1.0).abs() < 1e-12);
-        let maps = [MapWithMask { scores: &inverted, mask: &mask, width: 10 }];
-        assert!(aupro(&maps, 0.3).unwrap() < 1e-12);
     }
 }

@@ -337,6 +337,11 @@ mod tests {
         let binned = histogram.average_precision().unwrap();
         assert!((exact - binned).abs() < 1e-4, "AP {binned} vs exact {exact}");
         assert_eq!(histogram.counts(), (20 * 30, 20 * 370));
+        // By hand: 0.9 and 0.8 anomalous, 0.1 normal: a threshold between them gives Dice 1.
+        let mut small = ScoreHistogram::default();
+        small.add_pixels([(0.9, true), (0.8, true), (0.1, false)].into_iter());
+        let (dice, threshold) = small.best_dice().unwrap();
+        assert!((dice - 1.0).abs() < 1e-12 && threshold > 0.1 && threshold <= 0.8, "{dice} at {threshold}");
         let (dice, threshold) = histogram.best_dice().unwrap();
         assert!((histogram.dice_at(threshold).unwrap() - dice).abs() < 1e-9);
     }
