@@ -17,7 +17,7 @@ use crate::eval::stream::ScoreHistogram;
 
 use cue_model::device::DeviceChoice;
 use cue_model::mapper::{AnomalyModel, SliceImage, SliceMap, ZeroShotPrompts, default_layers};
-use crate::train::dataset::{DatasetConfig, find_cases, load_bmad_split, slices_of};
+use crate::train::dataset::{DatasetConfig, cases_named, find_cases, load_bmad_split, slices_of};
 use cue_volume::{DisplayConvention, SequenceKind, Study, View, extract_slice};
 
 /// What scores the pixels.
@@ -396,16 +396,7 @@ fn load_model(request: &EvalRequest) -> Result<Option<AnomalyModel>, EvalError> 
 pub fn request_cases(request: &EvalRequest) -> Result<Vec<PathBuf>, EvalError> {
     let cases = find_cases(&request.data).map_err(|e| EvalError(e.to_string()))?;
     let Some(names) = &request.cases else { return Ok(cases) };
-    names
-        .iter()
-        .map(|name| {
-            cases
-                .iter()
-                .find(|c| c.file_name().is_some_and(|f| f.to_string_lossy() == *name))
-                .cloned()
-                .ok_or_else(|| EvalError(format!("case {name} of the split is not in {}", request.data.display())))
-        })
-        .collect()
+    cases_named(&cases, names, &request.data).map_err(EvalError)
 }
 
 /// Runs the evaluation; `progress` is called per case; `cancel` stops between cases.

@@ -81,6 +81,22 @@ pub fn find_cases(root: &Path) -> Result<Vec<PathBuf>, VolumeError> {
     Ok(folders)
 }
 
+/// The case folders among `cases` whose folder names are `names` (a split's part), in that
+/// order; a name not among them is an error naming the data folder `root`, so a split that does
+/// not fit the data cannot silently use less of it.
+pub fn cases_named(cases: &[PathBuf], names: &[String], root: &Path) -> Result<Vec<PathBuf>, String> {
+    names
+        .iter()
+        .map(|name| {
+            cases
+                .iter()
+                .find(|c| c.file_name().is_some_and(|f| f.to_string_lossy() == *name))
+                .cloned()
+                .ok_or_else(|| format!("case {name} of the split is not in {}", root.display()))
+        })
+        .collect()
+}
+
 /// Splits cases into (training, validation) by patient: the cases grouped by
 /// [`patient_id`](crate::train::split::patient_id) (BraTS 2023 time points of one patient
 /// together), a seeded shuffle of the patients, then the first `validation_fraction` of them

@@ -34,7 +34,7 @@ use cue_model::mapper::default_layers;
 use cue_model::prompt::{PromptConfig, l2_normalise};
 use cue_model::to_host as host;
 use cue_model::trained::{FORMAT, PromptManifest, PromptModel, load_prompt, save_prompt};
-use crate::train::dataset::{SliceSample, find_cases, slices_of, split_by_patient};
+use crate::train::dataset::{SliceSample, cases_named, find_cases, slices_of, split_by_patient};
 use crate::train::loss::{bce, dice, focal};
 use crate::train::synth::{LesionConfig, LesionKind, paste_lesion};
 use cue_volume::phantom::Rng;
@@ -158,16 +158,7 @@ fn load_slices(request: &TrainRequest, events: &Sender<TrainEvent>, cancel: &Ato
     let cases = find_cases(&request.data).map_err(|e| TrainError::Data(e.to_string()))?;
     let (train_cases, validation_cases) = match &request.split {
         Some(split) => {
-            let pick = |names: &[String]| -> Result<Vec<PathBuf>, TrainError> {
-                names
-                    .iter()
-                    .map(|n| {
-                        cases.iter().find(|c| c.file_name().is_some_and(|f| f.to_string_lossy() == *n)).cloned().ok_or_else(|| {
-                            TrainError::Data(format!("case {n} of the split is not in {}", request.data.display()))
-                        })
-                    })
-                    .collect()
-            };
+            let pick = |names: &[String]| cases_named(&cases, names, &request.data).map_err(TrainError::Data);
             (pick(&split.train)?, pick(&split.validation)?)
         }
         None => split_by_patient(&cases, config.validation_fraction, config.seed),
