@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context;
 use clap::Args;
 
-use cue_method::eval::run::{EvalRequest, METRICS, Scorer, evaluate};
+use cue_method::eval::run::{EvalRequest, METRICS, Scorer, best_dice_thresholds, evaluate};
 use cue_method::train::split::Split;
 use cue_model::device::DeviceChoice;
 use cue_model::mapper::{AnomalyModel, SliceImage, ZeroShotPrompts, default_layers};
@@ -214,15 +214,7 @@ pub struct EvalArgs {
 pub fn thresholds_from(path: &Path) -> anyhow::Result<BTreeMap<(String, String), f32>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let json: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("not a cue eval --json output: {}", path.display()))?;
-    let cells = json["thresholds"].as_object().with_context(|| format!("no \"thresholds\" in {}", path.display()))?;
-    let mut out = BTreeMap::new();
-    for (cell, value) in cells {
-        let (sequence, view) = cell.split_once('/').with_context(|| format!("cell '{cell}' in {}", path.display()))?;
-        if let Some(t) = value["best_dice_threshold"].as_f64() {
-            out.insert((sequence.to_string(), view.to_string()), t as f32);
-        }
-    }
-    Ok(out)
+    best_dice_thresholds(&json).map_err(|e| anyhow::anyhow!("{e}: {}", path.display()))
 }
 
 /// Runs `cue eval`.

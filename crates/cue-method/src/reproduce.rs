@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use crate::eval::run::{EvalReport, EvalRequest, Scorer, evaluate};
+use crate::eval::run::{EvalReport, EvalRequest, Scorer, best_dice_thresholds, evaluate};
 use crate::train::dataset::{DatasetConfig, find_cases, slices_of};
 use crate::train::split::Split;
 use crate::train::trainer::{TrainConfig, TrainEvent, TrainOutcome, TrainRequest, last_checkpoint, train};
@@ -191,13 +191,7 @@ fn validated_test(
         return Ok(test);
     }
     let mut eval = eval_request(request, &split.test, scorer, prompt, smooth);
-    if let Some(cells) = validation["thresholds"].as_object() {
-        for (cell, value) in cells {
-            if let (Some((s, v)), Some(t)) = (cell.split_once('/'), value["best_dice_threshold"].as_f64()) {
-                eval.thresholds.insert((s.to_string(), v.to_string()), t as f32);
-            }
-        }
-    }
+    eval.thresholds = best_dice_thresholds(&validation).map_err(|e| ReproduceError(format!("{e}: {}", validation_path.display())))?;
     log(&format!("evaluating {} test cases -> {}", split.test.len(), test_path.display()));
     let report = evaluate(&eval, |p| if p.total > 0 && p.done < p.total { eprintln!("  test case {}/{}", p.done + 1, p.total) }, &AtomicBool::new(false)).map_err(error)?;
     let json = report_json(&report, split);

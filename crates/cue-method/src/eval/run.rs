@@ -231,6 +231,20 @@ impl EvalReport {
     }
 }
 
+/// The per-cell `best_dice_threshold`s of a report's JSON ([`EvalReport::to_json`]'s
+/// `thresholds`): what a validation run hands to the test run as its Dice thresholds.
+pub fn best_dice_thresholds(json: &serde_json::Value) -> Result<BTreeMap<(String, String), f32>, String> {
+    let cells = json["thresholds"].as_object().ok_or("no \"thresholds\"")?;
+    let mut out = BTreeMap::new();
+    for (cell, value) in cells {
+        let (sequence, view) = cell.split_once('/').ok_or_else(|| format!("cell '{cell}' is not SEQUENCE/VIEW"))?;
+        if let Some(t) = value["best_dice_threshold"].as_f64() {
+            out.insert((sequence.to_string(), view.to_string()), t as f32);
+        }
+    }
+    Ok(out)
+}
+
 /// Progress of an evaluation.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EvalProgress {
