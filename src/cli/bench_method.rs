@@ -68,15 +68,8 @@ pub fn bench_method(preset: &str, batch: usize, repeat: usize, context_tokens: u
         median(times)
     };
     // The map of one slice through the real mapper path (trained-prompt mode).
-    let mapper_prompt = PromptModel::new(&clip, &prompt_config, &ad);
-    let manifest = cue_model::trained::PromptManifest::untrained(&clip, &prompt_config, layers.clone());
-    let mapper = AnomalyModel {
-        clip: Clip { model: clip.model.clone(), config: config.clone(), device: ad.clone(), id: clip.id.clone() },
-        prompts: cue_model::mapper::Prompts::Trained { model: Box::new(mapper_prompt), manifest: Box::new(manifest) },
-        layers: layers.clone(),
-        temperature: 0.07,
-        smooth_sigma_px: 0.0,
-    };
+    let backbone = Clip { model: clip.model.clone(), config: config.clone(), device: ad.clone(), id: clip.id.clone() };
+    let mapper = AnomalyModel::untrained(backbone, &prompt_config, layers.clone())?;
     let slice_map_s = time(&mut || {
         let image = SliceImage { values: &slice, channels: 1, width: size, height: size, pixel_spacing_mm: [1.0, 1.0] };
         std::hint::black_box(mapper.map(&[image]).ok());
@@ -84,15 +77,7 @@ pub fn bench_method(preset: &str, batch: usize, repeat: usize, context_tokens: u
     let map_batch_s = {
         let device = chosen.device.clone();
         let clip = Clip { model: ClipModel::new(&config, &device), config: config.clone(), device: device.clone(), id: clip.id.clone() };
-        let prompt = PromptModel::new(&clip, &prompt_config, &device);
-        let manifest = cue_model::trained::PromptManifest::untrained(&clip, &prompt_config, layers.clone());
-        let mapper = AnomalyModel {
-            clip,
-            prompts: cue_model::mapper::Prompts::Trained { model: Box::new(prompt), manifest: Box::new(manifest) },
-            layers: layers.clone(),
-            temperature: 0.07,
-            smooth_sigma_px: 0.0,
-        };
+        let mapper = AnomalyModel::untrained(clip, &prompt_config, layers.clone())?;
         let images: Vec<SliceImage<'_>> =
             (0..batch).map(|_| SliceImage { values: &slice, channels: 1, width: size, height: size, pixel_spacing_mm: [1.0, 1.0] }).collect();
         time(&mut || {

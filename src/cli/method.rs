@@ -10,7 +10,7 @@ use clap::Args;
 use cue_method::eval::run::{EvalRequest, METRICS, Scorer, best_dice_thresholds, evaluate};
 use cue_method::train::split::Split;
 use cue_model::device::DeviceChoice;
-use cue_model::mapper::{AnomalyModel, SliceImage, ZeroShotPrompts, default_layers};
+use cue_model::mapper::{AnomalyModel, SliceImage};
 use cue_method::train::trainer::{TrainConfig, TrainEvent, TrainOutcome, TrainRequest, train};
 use cue_volume::{DisplayConvention, SequenceKind, SliceAxes, View, Volume, VoxelData, WindowLevel, WriteOptions, extract_slice, slice_count, write_nifti1};
 
@@ -323,13 +323,7 @@ pub fn map_command(args: MapArgs) -> anyhow::Result<()> {
         vec![k]
     };
     let clip = cue_model::loader::load_named(&args.model, args.device)?.clip;
-    let model = match &args.prompt {
-        Some(p) => AnomalyModel::trained(clip, p)?,
-        None => {
-            let layers = default_layers(clip.model.vision_layers());
-            AnomalyModel::zero_shot(clip, layers, ZeroShotPrompts::default())?
-        }
-    };
+    let model = AnomalyModel::with_prompt(clip, args.prompt.as_deref())?;
     let window = WindowLevel::auto(&volume.data);
     let unit: Vec<f32> = volume.data.iter().map(|&v| window.apply(v)).collect();
     let axes = SliceAxes::new(view, DisplayConvention::Radiological);

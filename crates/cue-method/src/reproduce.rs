@@ -105,15 +105,7 @@ fn seconds_per_slice(request: &ReproduceRequest) -> Result<f64, ReproduceError> 
     let clip = loaded.clip;
     let layers = cue_model::mapper::default_layers(clip.model.vision_layers());
     let config = cue_model::prompt::PromptConfig { context_tokens: request.train.context_tokens.min((clip.config.text.max_position_embeddings.saturating_sub(4)) / 2), shared_context: true };
-    let manifest = cue_model::trained::PromptManifest::untrained(&clip, &config, layers.clone());
-    let prompt = cue_model::trained::PromptModel::new(&clip, &config, &clip.device);
-    let model = cue_model::mapper::AnomalyModel {
-        clip,
-        prompts: cue_model::mapper::Prompts::Trained { model: Box::new(prompt), manifest: Box::new(manifest) },
-        layers,
-        temperature: cue_model::mapper::DEFAULT_TEMPERATURE,
-        smooth_sigma_px: 0.0,
-    };
+    let model = cue_model::mapper::AnomalyModel::untrained(clip, &config, layers).map_err(error)?;
     let batch = request.train.batch_size.max(1);
     let values = vec![0.5f32; 240 * 240];
     let images: Vec<cue_model::mapper::SliceImage<'_>> =

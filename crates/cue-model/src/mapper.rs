@@ -180,6 +180,34 @@ impl AnomalyModel {
         })
     }
 
+    /// The prompt file at `prompt`, or without one the zero-shot text prompts on the default
+    /// layers: what `cue map`, `cue eval` and the viewer run.
+    pub fn with_prompt(clip: Clip, prompt: Option<&std::path::Path>) -> Result<Self, MapperError> {
+        match prompt {
+            Some(path) => Self::trained(clip, path),
+            None => {
+                let layers = default_layers(clip.model.vision_layers());
+                Self::zero_shot(clip, layers, ZeroShotPrompts::default())
+            }
+        }
+    }
+
+    /// A freshly initialised (untrained) prompt and adaptor on `layers`, on the backbone's
+    /// device: for timing the method, where the weights do not matter (seed the device first
+    /// for reproducible values).
+    pub fn untrained(clip: Clip, config: &crate::prompt::PromptConfig, layers: Vec<usize>) -> Result<Self, MapperError> {
+        check_layers(&clip, &layers)?;
+        let manifest = PromptManifest::untrained(&clip, config, layers.clone());
+        let model = PromptModel::new(&clip, config, &clip.device);
+        Ok(Self {
+            temperature: manifest.temperature,
+            smooth_sigma_px: 0.0,
+            prompts: Prompts::Trained { model: Box::new(model), manifest: Box::new(manifest) },
+            layers,
+            clip,
+        })
+    }
+
     /// Prompt features for a batch of (unnormalised) image embeddings.
     pub fn prompt_features(&self, image_embeds: Tensor<2>) -> PromptFeatures {
         let [batch, _] = image_embeds.dims();

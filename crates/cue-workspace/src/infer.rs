@@ -19,7 +19,7 @@ use sha2::Digest;
 use std::sync::{Arc, Mutex};
 
 use cue_model::device::DeviceChoice;
-use cue_model::mapper::{AnomalyModel, SliceImage, SliceMap, ZeroShotPrompts, default_layers};
+use cue_model::mapper::{AnomalyModel, SliceImage, SliceMap};
 use cue_volume::View;
 
 use crate::map_store::{MapSource, MapStore, SharedMapStore, StudyId, VolumeId, lock};
@@ -298,16 +298,10 @@ impl Worker {
                 (None, Some(dir)) => cue_model::trained::newest_compatible(dir, &clip),
                 (None, None) => None,
             };
-            let model = match &prompt {
-                Some(p) => {
-                    self.emit(InferEvent::Loading { stage: format!("loading prompt {}", p.display()) });
-                    AnomalyModel::trained(clip, p).map_err(|e| e.to_string())?
-                }
-                None => {
-                    let layers = default_layers(clip.model.vision_layers());
-                    AnomalyModel::zero_shot(clip, layers, ZeroShotPrompts::default()).map_err(|e| e.to_string())?
-                }
-            };
+            if let Some(p) = &prompt {
+                self.emit(InferEvent::Loading { stage: format!("loading prompt {}", p.display()) });
+            }
+            let model = AnomalyModel::with_prompt(clip, prompt.as_deref()).map_err(|e| e.to_string())?;
             Ok((model, chosen.description, prompt))
         })();
         match result {

@@ -16,7 +16,7 @@ use crate::eval::metrics::{auroc, roc_curve};
 use crate::eval::stream::ScoreHistogram;
 
 use cue_model::device::DeviceChoice;
-use cue_model::mapper::{AnomalyModel, SliceImage, SliceMap, ZeroShotPrompts, default_layers};
+use cue_model::mapper::{AnomalyModel, SliceImage, SliceMap};
 use crate::train::dataset::{DatasetConfig, cases_named, find_cases, load_bmad_split, slices_of};
 use cue_volume::{DisplayConvention, SequenceKind, Study, View, extract_slice};
 
@@ -394,13 +394,7 @@ fn load_model(request: &EvalRequest) -> Result<Option<AnomalyModel>, EvalError> 
     }
     let err = |e: &dyn std::fmt::Display| EvalError(e.to_string());
     let clip = cue_model::loader::load_named(&request.model, request.device).map_err(|e| err(&e))?.clip;
-    let mut model = match &request.prompt {
-        Some(path) => AnomalyModel::trained(clip, path).map_err(|e| err(&e))?,
-        None => {
-            let layers = default_layers(clip.model.vision_layers());
-            AnomalyModel::zero_shot(clip, layers, ZeroShotPrompts::default()).map_err(|e| err(&e))?
-        }
-    };
+    let mut model = AnomalyModel::with_prompt(clip, request.prompt.as_deref()).map_err(|e| err(&e))?;
     model.smooth_sigma_px = request.smooth_sigma_px;
     Ok(Some(model))
 }
