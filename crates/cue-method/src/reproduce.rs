@@ -99,11 +99,13 @@ fn views() -> Vec<View> {
     vec![View::Axial, View::Sagittal, View::Coronal]
 }
 
-/// Seconds per slice of the model (one timed batch after a warm-up), for the estimate.
-fn seconds_per_slice(request: &ReproduceRequest) -> Result<f64, ReproduceError> {
+/// Seconds per slice of the model (one timed batch after a warm-up), for the estimate, and
+/// the model's input size.
+fn seconds_per_slice(request: &ReproduceRequest) -> Result<(f64, usize), ReproduceError> {
     let loaded = cue_model::loader::load_named(&request.model, request.device).map_err(error)?;
     let clip = loaded.clip;
     let layers = cue_model::mapper::default_layers(clip.model.vision_layers());
+    let input_size = clip.config.vision.image_size;
     let config = cue_model::prompt::PromptConfig { context_tokens: request.train.context_tokens.min((clip.config.text.max_position_embeddings.saturating_sub(4)) / 2), shared_context: true };
     let model = cue_model::mapper::AnomalyModel::untrained(clip, &config, layers).map_err(error)?;
     let batch = request.train.batch_size.max(1);
@@ -113,7 +115,7 @@ fn seconds_per_slice(request: &ReproduceRequest) -> Result<f64, ReproduceError> 
     model.map(&images[..1]).map_err(error)?;
     let started = Instant::now();
     model.map(&images).map_err(error)?;
-    Ok(started.elapsed().as_secs_f64() / batch as f64)
+    Ok((started.elapsed().as_secs_f64() / batch as f64, input_size))
 }
 
 /// Slices per case of each part for (training: T1 axial) and (evaluation: every cell),
@@ -299,7 +301,7 @@ pub fn reproduce(request: &ReproduceRequest, log: &mut dyn FnMut(&str)) -> Resul
         split.test.len()
     ));
     // The estimate, before anything long starts.
-    let per_slice = seconds_per_slice(request)?;
+    let (per_slice, input_size) = seconds_per_slice(request)?;
     let first = case_paths.iter().find(|c| c.file_name().is_some_and(|f| split.train.first().is_some_and(|t| f.to_string_lossy() == *t)));
     let (train_slices, eval_slices) = slices_per_case(request, first.unwrap_or(&case_paths[0]))?;
     let seeds = request.seeds.len() as f64;
@@ -321,7 +323,7 @@ pub fn reproduce(request: &ReproduceRequest, log: &mut dyn FnMut(&str)) -> Resul
     let mut tests = Vec::new();
     let mut smoothed = Vec::new();
     // Sigma 4 px at 224, scaled to the model's input.
-    let smooth_sigma = 4.0 * input_size(request)? as f32 / 224.0;
+    let smooth_sigma = 4.0 * input_size as f32 / 224.0;
     for &seed in &request.seeds {
         let prompt = train_seed(request, &split, seed, log)?;
         let folder = request.out.join(format!("seed-{seed}"));
@@ -380,11 +382,6 @@ pub fn reproduce(request: &ReproduceRequest, log: &mut dyn FnMut(&str)) -> Resul
     }
     log(&format!("done in {} (estimated {}): {}", human(started.elapsed().as_secs_f64()), human(estimate_s), request.out.join("results.md").display()));
     Ok(results)
-}
-
-fn input_size(request: &ReproduceRequest) -> Result<usize, ReproduceError> {
-    let resolved = cue_model::loader::ModelSource::parse(&request.model.to_string_lossy()).resolve().map_err(error)?;
-    Ok(cue_model::clip::Clip::load(&resolved, &burn::tensor::Device::flex()).map_err(error)?.config.vision.image_size)
 }
 
 fn human(seconds: f64) -> String {
