@@ -27,6 +27,9 @@ struct Info {
 }
 
 pub fn run(path: &Path, json: bool) -> anyhow::Result<()> {
+    if cue_volume::dicom::is_dicom_path(path) {
+        return dicom(path, json);
+    }
     let image = OpenImage::open(path)?;
     let (header_path, data_path) = (image.header_path.clone(), image.data_path.clone());
     let header = image.verify_data()?;
@@ -76,6 +79,97 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<()> {
     }
     if !info.descrip.is_empty() {
         println!("descrip      {}", info.descrip);
+    }
+    Ok(())
+}
+
+/// One assembled series of `cue info --json` on DICOM.
+#[derive(Debug, serde::Serialize)]
+struct SeriesInfo {
+    series_number: Option<i32>,
+    description: String,
+    protocol: String,
+    sequence: Option<String>,
+    modality: String,
+    part: Option<String>,
+    study_uid: String,
+    series_uid: String,
+    folder: String,
+    files: usize,
+    /// (columns, rows, slices), `null` when the slices do not make one volume.
+    shape: Option<[usize; 3]>,
+    /// RAS world from voxel (column, row, slice) of the assembled volume.
+    affine: Option<[[f64; 4]; 4]>,
+    voxel_size_mm: Option<[f64; 3]>,
+    axcodes: Option<String>,
+    orientation: String,
+    /// Why the slices were refused as a volume.
+    problem: Option<String>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct DicomInfo {
+    format: &'static str,
+    path: String,
+    series: Vec<SeriesInfo>,
+    unreadable: Vec<[String; 2]>,
+    other_files: usize,
+}
+
+fn dicom(path: &Path, json: bool) -> anyhow::Result<()> {
+    let folder = cue_volume::dicom::scan(path)?;
+    let series: Vec<SeriesInfo> = folder
+        .series
+        .iter()
+        .map(|s| {
+            let geometry = s.geometry.as_ref().ok();
+            let files: std::collections::BTreeSet<&Path> = s.slices.iter().map(|x| x.path.as_path()).collect();
+            SeriesInfo {
+                series_number: s.number,
+                description: s.description.clone(),
+                protocol: s.protocol.clone(),
+                sequence: s.sequence.as_ref().map(|k| k.label().to_owned()),
+                modality: s.modality.clone(),
+                part: s.part.clone(),
+                study_uid: s.study.uid.clone(),
+                series_uid: s.uid.clone(),
+                folder: s.folder().display().to_string(),
+                files: files.len(),
+                shape: geometry.map(|g| g.shape),
+                affine: geometry.map(|g| g.world_from_voxel.to_rows()),
+                voxel_size_mm: geometry.map(|g| g.world_from_voxel.column_norms()),
+                axcodes: geometry.map(|g| g.world_from_voxel.axcodes()),
+                orientation: s.orientation_name(),
+                problem: s.geometry.as_ref().err().cloned(),
+            }
+        })
+        .collect();
+    let info = DicomInfo {
+        format: "dicom",
+        path: path.display().to_string(),
+        series,
+        unreadable: folder.unreadable.iter().map(|(p, e)| [p.display().to_string(), e.clone()]).collect(),
+        other_files: folder.other_files,
+    };
+    if json {
+        println!("{}", serde_json::to_string(&info)?);
+        return Ok(());
+    }
+    println!("DICOM        {} ({} series)", info.path, info.series.len());
+    for s in &info.series {
+        let label = format!("{} {}", s.series_number.map(|n| n.to_string()).unwrap_or_default(), s.description);
+        let what = s.sequence.clone().unwrap_or_else(|| "?".into());
+        match (&s.shape, &s.voxel_size_mm, &s.problem) {
+            (Some(shape), Some(size), _) => println!(
+                "  {label:<32} {what:<6} {:>4}x{}x{} {:.2}x{:.2}x{:.2} mm {} {}",
+                shape[0], shape[1], shape[2], size[0], size[1], size[2], s.axcodes.clone().unwrap_or_default(), s.orientation
+            ),
+            (_, _, Some(problem)) => println!("  {label:<32} {what:<6} refused: {problem}"),
+            _ => println!("  {label:<32} {what:<6}"),
+        }
+    }
+    for [file, error] in &info.unreadable {
+        println!("  unreadable: {error} ({file})");
     }
     Ok(())
 }

@@ -42,11 +42,13 @@ enum Command {
         #[arg(long, requires = "model")]
         prompt: Option<PathBuf>,
     },
-    /// Print a NIfTI file's header: format, shape, datatype, voxel size, affine, axis codes.
+    /// Print a NIfTI file's header: format, shape, datatype, voxel size, affine, axis codes;
+    /// or, for a DICOM file or folder, its series as assembled (number, description,
+    /// recognised sequence, shape, RAS affine, voxel size).
     ///
     /// Reads the whole file to check its data are complete, so a truncated file fails here.
     Info {
-        /// A .nii, .nii.gz, .hdr or .img file.
+        /// A .nii, .nii.gz, .hdr or .img file, a DICOM file, or a folder of DICOM files.
         file: PathBuf,
         /// Print one JSON object instead of text.
         #[arg(long)]
@@ -56,13 +58,16 @@ enum Command {
     /// resampling), as float32 with scaling applied and the updated affine (sform and qform
     /// code 1). Writes .nii.gz when OUT ends in .gz.
     Canonical {
-        /// The input file.
+        /// The input: a NIfTI file, a DICOM file, or a folder of DICOM files.
         input: PathBuf,
         /// The output file.
         output: PathBuf,
         /// Which 3-D volume of a 4-D file (0 is the first).
         #[arg(long, default_value_t = 0)]
         volume: usize,
+        /// The DICOM series to write (its SeriesNumber), when the folder holds several.
+        #[arg(long)]
+        series: Option<i32>,
     },
     /// Generate synthetic four-sequence studies with a glioma from the MNI152 2009a template
     /// (BraTS 2023 layout: CASE-t1n, -t1c, -t2w, -t2f, -seg .nii.gz).
@@ -220,14 +225,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         None => cue_app::run_demo(),
         #[cfg(feature = "gui")]
         Some(Command::View { paths, model, prompt }) => {
-            cue_app::run(paths.into_iter().map(|p| named_sequence(&p)).collect(), model.map(|m| (m, prompt)))
+            cue_app::run(paths.into_iter().map(|p| named_sequence(&p)).map(|(p, k)| (cue_volume::ImageSource::File(p), k)).collect(), model.map(|m| (m, prompt)))
         }
         #[cfg(not(feature = "gui"))]
         Some(Command::View { .. }) => anyhow::bail!("this build of cue has no desktop app (built without the `gui` feature)"),
         #[cfg(not(feature = "gui"))]
         None => anyhow::bail!("this build of cue has no desktop app (built without the `gui` feature); see --help"),
         Some(Command::Info { file, json }) => info::run(&file, json),
-        Some(Command::Canonical { input, output, volume }) => canonical(&input, &output, volume),
+        Some(Command::Canonical { input, output, volume, series }) => canonical(&input, &output, volume, series),
         Some(Command::Bench { what }) => bench::run(what),
         Some(Command::ClipEmbed(args)) => clip::embed(args),
         Some(Command::Train(args)) => method::train_command(args),
@@ -269,9 +274,14 @@ fn phantom(out: &std::path::Path, seed: u64, cases: usize, downsample: usize, te
     Ok(())
 }
 
-fn canonical(input: &std::path::Path, output: &std::path::Path, volume_index: usize) -> anyhow::Result<()> {
+fn canonical(input: &std::path::Path, output: &std::path::Path, volume_index: usize, series: Option<i32>) -> anyhow::Result<()> {
     use cue_volume::{Volume, VoxelData, WriteOptions, write_nifti1};
-    let volume = Volume::read_canonical(input, volume_index)?;
+    let volume = if series.is_some() || cue_volume::dicom::is_dicom_path(input) {
+        anyhow::ensure!(volume_index == 0, "--volume applies to 4-D NIfTI files; a DICOM series is picked with --series");
+        Volume::read_series_canonical(input, series)?
+    } else {
+        Volume::read_canonical(input, volume_index)?
+    };
     tracing::info!(from = %volume.source.header.world_from_voxel().map(|a| a.axcodes()).unwrap_or_default(), shape = ?volume.shape, "re-oriented to RAS");
     let options = WriteOptions { descrip: format!("CUE canonical of volume {volume_index}"), ..Default::default() };
     let shape = volume.shape;

@@ -75,7 +75,7 @@ pub fn check_python(test: &str) -> Option<PathBuf> {
     let python = std::env::var_os("CUE_PYTHON").map(PathBuf::from);
     let works = python.as_ref().is_some_and(|p| {
         std::process::Command::new(p)
-            .args(["-c", "import nibabel, numpy, scipy, sklearn"])
+            .args(["-c", "import nibabel, numpy, scipy, sklearn, pydicom"])
             .status()
             .is_ok_and(|s| s.success())
     });
@@ -117,4 +117,18 @@ pub fn tiny_clip_with_vocabulary(dir: &std::path::Path) -> PathBuf {
     let path = dir.join("tiny-vocabulary.bpk");
     clip.save_burnpack(&path, false).expect("write the model");
     path
+}
+
+/// Debian's `dcm2niix`, the reference DICOM converter, or `None` with a message saying the test
+/// skips; under `CUE_REQUIRE_SHARED=1` (CI, whose `.ci/run` installs it) its absence fails.
+pub fn dcm2niix(test: &str) -> Option<PathBuf> {
+    let found = std::process::Command::new("dcm2niix").arg("-v").output().is_ok();
+    if found {
+        Some(PathBuf::from("dcm2niix"))
+    } else if shared_data_required() {
+        panic!("{test}: dcm2niix is not installed (apt-get install dcm2niix)");
+    } else {
+        eprintln!("SKIP {test}: dcm2niix not installed");
+        None
+    }
 }

@@ -153,7 +153,7 @@ impl CueApp {
     /// Creates the app and opens files with the sequences the user named for them.
     pub fn new_with_files(cc: &eframe::CreationContext<'_>, files: loader::OpenRequest) -> Self {
         let mut app = Self::new(cc, Vec::new());
-        app.workspace.settings.remember(&files.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>());
+        app.workspace.settings.remember(&files.iter().map(|(source, _)| source.path()).collect::<Vec<_>>());
         app.open_files(files, &cc.egui_ctx);
         app
     }
@@ -179,7 +179,7 @@ impl CueApp {
         let mut app = Self::new(cc, Vec::new());
         let demo = demo_dir();
         if demo.is_dir() {
-            app.workspace.open_files(vec![(demo, None)], Some(DEMO_NAME.to_owned()));
+            app.workspace.open_files(loader::request_of(vec![demo]), Some(DEMO_NAME.to_owned()));
             app.workspace.settings.layout = Layout::Compare;
         } else {
             tracing::warn!("bundled demo not found at {}", demo.display());
@@ -269,7 +269,7 @@ impl CueApp {
                 }
             }
             if i.modifiers.command && i.key_pressed(egui::Key::O) {
-                commands.push(Command::OpenDialog);
+                commands.push(if i.modifiers.shift { Command::OpenFolderDialog } else { Command::OpenDialog });
             }
             if i.key_pressed(egui::Key::F12) {
                 commands.push(Command::Screenshot { view_only: i.modifiers.shift });
@@ -289,7 +289,7 @@ impl CueApp {
                     ui.label(line);
                 } else {
                     ui.heading("No study open");
-                    ui.label("Open NIfTI files or a study folder with File › Open (Ctrl+O), or drop them here.");
+                    ui.label("Open NIfTI files or a study folder (NIfTI or DICOM) with File › Open (Ctrl+O, Ctrl+Shift+O), or drop them here.");
                     ui.label("From a terminal: cue view FILE_OR_FOLDER…");
                 }
             });
@@ -455,6 +455,9 @@ impl eframe::App for CueApp {
                 commands.extend(panels::model_panel_ui(ui, &self.workspace.settings, &self.workspace.maps, has_study));
             });
         });
+        if let Some(picker) = &self.workspace.series_picker {
+            commands.extend(crate::ui::series::series_picker_ui(&ctx, picker));
+        }
         if let Some(message) = self.workspace.message.clone() {
             egui::Panel::top("message").show(ui, |ui| {
                 ui.horizontal(|ui| {

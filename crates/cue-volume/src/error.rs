@@ -42,6 +42,15 @@ pub enum Problem {
     /// A request beyond what the file holds (a volume index past the 4th dimension, say).
     #[error("{0}")]
     OutOfRange(String),
+    /// A file that is not DICOM (no `DICM` marker, not a readable data set).
+    #[error("not a DICOM file ({0})")]
+    NotDicom(String),
+    /// A DICOM file that breaks a rule of the standard or lacks what an image needs.
+    #[error("invalid DICOM: {0}")]
+    Dicom(String),
+    /// DICOM slices that do not make one regular volume (a missing slice, uneven spacing).
+    #[error("{0}")]
+    SeriesGeometry(String),
     /// A value that cannot be stored in the requested output format.
     #[error("cannot write: {0}")]
     Unwritable(String),

@@ -1,4 +1,4 @@
-//! The volume layer: NIfTI reading and writing, orientation, studies and slices, and the
+//! The volume layer: NIfTI and DICOM reading, NIfTI writing, orientation, studies and slices, and the
 //! thread rules (which threads may block) every layer above follows.
 //!
 //! Nothing here knows about the UI, the GPU or the model (Cargo enforces it: this crate
@@ -6,6 +6,7 @@
 
 pub mod affine;
 pub mod datatype;
+pub mod dicom;
 pub mod error;
 pub mod header;
 pub mod phantom;
@@ -26,7 +27,7 @@ pub use error::{Problem, VolumeError};
 pub use header::{NiftiFormat, NiftiHeader, Rescale};
 pub use read::{NiftiImage, OpenImage};
 pub use slice::{DisplayConvention, EdgeLabels, Slice, SliceAxes, View, extract_slice, slice_count};
-pub use study::{Sequence, SequenceKind, Study};
+pub use study::{ImageSource, Sequence, SequenceKind, Study};
 pub use volume::{Volume, VolumeSource};
 pub use window::WindowLevel;
 pub use write::{WriteOptions, write_file_atomically, write_nifti1};

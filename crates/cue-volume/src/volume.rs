@@ -36,11 +36,26 @@ pub struct VolumeSource {
     pub file_world_from_voxel: Affine,
     /// Voxel indices of this volume to voxel indices of the file's grid.
     pub file_voxel_from_voxel: Affine,
+    /// The DICOM series it was assembled from (`path` is then the series' folder and `header`
+    /// the NIfTI header dcm2niix would write for it), `None` for NIfTI files.
+    pub series: Option<crate::dicom::SeriesOrigin>,
 }
 
 impl Volume {
     /// Reads volume `volume_index` (0 for the first) of a file, in the file's voxel order.
+    ///
+    /// A folder or a DICOM file is read as the one DICOM series it holds (an error lists
+    /// them when there are several: [`Volume::read_series`] picks one).
     pub fn read(path: &Path, volume_index: usize) -> Result<Self> {
+        if crate::dicom::is_dicom_path(path) {
+            if volume_index > 0 {
+                return Err(super::error::VolumeError::invalid(
+                    super::error::Problem::OutOfRange(format!("volume {volume_index} requested of a DICOM series (one volume each)")),
+                    path,
+                ));
+            }
+            return crate::dicom::read_series(path, None);
+        }
         let image = OpenImage::open(path)?;
         let header_path = image.header_path.clone();
         let (header, data) = image.read_volume_f32(volume_index)?;
@@ -68,8 +83,15 @@ impl Volume {
                 volume_index: 0,
                 file_world_from_voxel: world_from_voxel,
                 file_voxel_from_voxel: Affine::identity(),
+                series: None,
             },
         }
+    }
+
+    /// Reads the DICOM series numbered `series_number` (SeriesNumber) of a folder, or its only
+    /// series with `None`, re-oriented to closest canonical RAS+.
+    pub fn read_series_canonical(path: &Path, series_number: Option<i32>) -> Result<Self> {
+        Ok(crate::dicom::read_series(path, series_number)?.into_canonical())
     }
 
     /// Reads volume `volume_index` of a file and re-orients it to closest canonical RAS+.

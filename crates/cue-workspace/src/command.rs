@@ -21,6 +21,24 @@ pub enum Command {
     Open(Vec<PathBuf>),
     /// Open files, each with the sequence the user named (or `None`: recognised by name).
     OpenFiles(OpenRequest),
+    /// Tick or untick series `index` of the DICOM folder being opened.
+    PickSeries {
+        /// The series (its row in the list).
+        index: usize,
+        /// Ticked.
+        picked: bool,
+    },
+    /// Say which sequence series `index` of the DICOM folder being opened is.
+    SetSeriesSequence {
+        /// The series (its row in the list).
+        index: usize,
+        /// What it is.
+        kind: SequenceKind,
+    },
+    /// Open the ticked series of the DICOM folder as the study.
+    OpenPickedSeries,
+    /// Close the list of series without opening any.
+    CloseSeriesPicker,
     /// Stop a job; its result is dropped.
     CancelJob(JobId),
     /// Hide the message line.
@@ -77,6 +95,9 @@ pub enum Command {
     ExportEvaluation(ReportFormat),
     /// Ask for files with the system's file dialog.
     OpenDialog,
+    /// Ask for a study folder (NIfTI, or DICOM as a scanner or PACS exports it) with the
+    /// system's dialog.
+    OpenFolderDialog,
     /// Switch the layout.
     SetLayout(Layout),
     /// Pick the orientation of the Compare layout.

@@ -55,6 +55,8 @@ pub enum JobKind {
 pub enum PickPurpose {
     /// Files or a folder to open as a study.
     Study,
+    /// A study folder (NIfTI files, or DICOM files at any depth).
+    StudyFolder,
     /// A CLIP backbone folder.
     Model,
     /// A trained prompt.
@@ -81,6 +83,8 @@ pub enum JobUpdate {
 pub enum JobOutput {
     /// A loaded study, fingerprinted.
     Study(Box<LoadedStudy>),
+    /// A DICOM folder's series, for the user to pick from.
+    DicomFolder(Box<cue_volume::dicom::DicomFolder>),
     /// What the user picked in a dialog (empty when they cancelled).
     Picked {
         /// What the dialog was for.

@@ -11,6 +11,7 @@ pub mod loader;
 pub mod map_store;
 pub mod maps;
 pub mod runs;
+pub mod series_picker;
 pub mod state;
 pub mod workspace;
 

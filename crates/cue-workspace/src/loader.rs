@@ -2,13 +2,18 @@
 
 use std::path::PathBuf;
 
-use cue_volume::{SequenceKind, Study, VolumeError, study::study_files};
+use cue_volume::{ImageSource, SequenceKind, Study, VolumeError, study::study_sources};
 
 use crate::jobs::{JobContext, JobOutput};
 use crate::map_store::{StudyId, VolumeId};
 
-/// Files or folders to open, each file with its sequence when the user named it.
-pub type OpenRequest = Vec<(PathBuf, Option<SequenceKind>)>;
+/// Files, folders or DICOM series to open, each with its sequence when the user named it.
+pub type OpenRequest = Vec<(ImageSource, Option<SequenceKind>)>;
+
+/// An open request of paths, each recognised by name.
+pub fn request_of(paths: Vec<PathBuf>) -> OpenRequest {
+    paths.into_iter().map(|p| (ImageSource::File(p), None)).collect()
+}
 
 /// A study read from its files, with the fingerprints its maps are keyed by.
 #[derive(Debug)]
@@ -41,20 +46,45 @@ pub fn open_study(request: OpenRequest) -> impl FnOnce(&JobContext) -> Result<Jo
     }
 }
 
+/// The DICOM folder an open request of `paths` is, when it is one: a single folder without
+/// NIfTI files, or a single DICOM file (its folder is listed, as viewers do).
+pub fn dicom_folder_of(paths: &[PathBuf]) -> Option<PathBuf> {
+    let [path] = paths else { return None };
+    if path.is_dir() {
+        let has_nifti = cue_volume::study::study_files(std::slice::from_ref(path)).is_ok();
+        return (!has_nifti).then(|| path.clone());
+    }
+    cue_volume::dicom::has_dicom_marker(path).then(|| path.parent().map(PathBuf::from).unwrap_or_default())
+}
+
+/// The work of listing a DICOM folder's series: reads every header, reporting files done.
+pub fn scan_dicom(folder: PathBuf) -> impl FnOnce(&JobContext) -> Result<JobOutput, String> + Send + 'static {
+    move |cx| {
+        let scanned = cue_volume::dicom::scan_with_progress(&folder, &|done, total| cx.progress(done, total))
+            .map_err(|e| e.to_string())?;
+        Ok(JobOutput::DicomFolder(Box::new(scanned)))
+    }
+}
+
 /// What an open request names, for the progress line.
 pub fn describe(request: &OpenRequest) -> String {
-    request.iter().map(|(p, _)| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    request.iter().map(|(source, _)| source.describe()).collect::<Vec<_>>().join(", ")
 }
 
 fn load(request: &OpenRequest, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<Study, VolumeError> {
     let mut name = None;
-    let mut files = Vec::new();
-    for (path, kind) in request {
-        let (folder_name, found) = study_files(std::slice::from_ref(path))?;
+    let mut sources = Vec::new();
+    for (source, kind) in request {
+        let ImageSource::File(path) = source else {
+            name.get_or_insert_with(|| source.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+            sources.push((source.clone(), kind.clone()));
+            continue;
+        };
+        let (folder_name, found) = study_sources(std::slice::from_ref(path))?;
         name.get_or_insert(folder_name);
-        // A named sequence applies to a file; a folder's files are recognised by name.
-        let kind = kind.clone().filter(|_| found.len() == 1 && found[0] == *path);
-        files.extend(found.into_iter().map(|f| (f, kind.clone())));
+        // A named sequence applies to a file; a folder's images are recognised.
+        let single = matches!(found.as_slice(), [(ImageSource::File(f), _)] if f == path);
+        sources.extend(found.into_iter().map(|(s, k)| (s, if single { kind.clone() } else { k })));
     }
-    Study::load_files_with_progress(&name.unwrap_or_default(), &files, progress)
+    Study::load_sources_with_progress(&name.unwrap_or_default(), &sources, progress)
 }

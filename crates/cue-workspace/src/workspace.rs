@@ -13,6 +13,7 @@ use crate::infer::ModelSpec;
 use crate::jobs::{JobId, JobKind, JobMessage, JobOutput, JobRunner, JobUpdate, PickPurpose};
 use crate::runs::Runs;
 use crate::loader::{LoadedStudy, OpenRequest, describe, open_study};
+use crate::series_picker::SeriesPicker;
 use crate::maps::{MapState, default_prompt_dir};
 use crate::state::{Layout, Settings, StudyView};
 
@@ -50,6 +51,8 @@ pub struct Workspace {
     pub loading: Option<JobId>,
     /// Training and evaluation runs and what they reported.
     pub runs: Runs,
+    /// A DICOM folder's series, listed for the user to pick the ones to open.
+    pub series_picker: Option<SeriesPicker>,
     rename_loaded: Option<String>,
     next_gpu_id: u64,
     effects: Vec<Effect>,
@@ -68,6 +71,7 @@ impl Workspace {
             jobs,
             loading: None,
             runs: Runs::default(),
+            series_picker: None,
             rename_loaded: None,
             next_gpu_id: 1,
             effects: Vec::new(),
@@ -79,10 +83,36 @@ impl Workspace {
         match command {
             Command::Open(paths) => {
                 self.settings.remember(&paths);
-                self.open_files(paths.into_iter().map(|p| (p, None)).collect(), None);
+                match crate::loader::dicom_folder_of(&paths) {
+                    Some(folder) => self.scan_dicom(folder),
+                    None => self.open_files(crate::loader::request_of(paths), None),
+                }
             }
+            Command::PickSeries { index, picked } => {
+                if let Some(picker) = &mut self.series_picker {
+                    picker.pick(index, picked);
+                }
+            }
+            Command::SetSeriesSequence { index, kind } => {
+                if let Some(picker) = &mut self.series_picker {
+                    picker.assign(index, kind);
+                }
+            }
+            Command::OpenPickedSeries => {
+                if let Some(picker) = self.series_picker.take() {
+                    let request = picker.request();
+                    if request.is_empty() {
+                        self.message = Some("no series ticked: nothing to open".into());
+                        self.series_picker = Some(picker);
+                    } else {
+                        self.open_files(request, Some(picker.name()));
+                    }
+                }
+            }
+            Command::CloseSeriesPicker => self.series_picker = None,
             Command::OpenFiles(files) => self.open_files(files, None),
             Command::OpenDialog => self.pick(PickPurpose::Study),
+            Command::OpenFolderDialog => self.pick(PickPurpose::StudyFolder),
             Command::ChooseModelDialog => self.pick(PickPurpose::Model),
             Command::ChoosePromptDialog => self.pick(PickPurpose::Prompt),
             Command::CancelJob(id) => {
@@ -209,7 +239,7 @@ impl Workspace {
                     .enumerate()
                     .map(|(i, s)| {
                         let kind = if i == index { kind.clone() } else { s.kind.clone() };
-                        (s.volume.source.path.clone(), Some(kind))
+                        (s.source.clone(), Some(kind))
                     })
                     .collect();
                 let name = study.study.name.clone();
@@ -257,6 +287,16 @@ impl Workspace {
         self.rename_loaded = rename;
         let label = format!("Loading {}", describe(&files));
         self.loading = Some(self.jobs.spawn(JobKind::OpenStudy, label, open_study(files)));
+    }
+
+    /// Lists a DICOM folder's series (a job); the list then waits for the user's picks.
+    pub fn scan_dicom(&mut self, folder: PathBuf) {
+        if let Some(old) = self.loading.take() {
+            self.jobs.cancel(old);
+        }
+        self.series_picker = None;
+        let label = format!("Reading DICOM headers in {}", folder.display());
+        self.loading = Some(self.jobs.spawn(JobKind::OpenStudy, label, crate::loader::scan_dicom(folder)));
     }
 
     /// Whether a study is being loaded.
@@ -349,11 +389,16 @@ impl Workspace {
                 match purpose {
                     PickPurpose::Study => dialog
                         .add_filter("NIfTI", &["nii", "gz", "hdr", "img"])
-                        .set_title("Open NIfTI files")
+                        .add_filter("DICOM", &["dcm", "dicom", "ima"])
+                        .add_filter("All files", &["*"])
+                        .set_title("Open NIfTI files or a DICOM file")
                         .pick_files()
                         .await
                         .map(|files| files.iter().map(|f| f.path().to_path_buf()).collect())
                         .unwrap_or_default(),
+                    PickPurpose::StudyFolder => {
+                        dialog.set_title("Open a study folder (NIfTI or DICOM)").pick_folder().await.map(|f| vec![f.path().to_path_buf()]).unwrap_or_default()
+                    }
                     PickPurpose::Model => {
                         dialog.set_title("Choose a CLIP model folder").pick_folder().await.map(|f| vec![f.path().to_path_buf()]).unwrap_or_default()
                     }
@@ -441,6 +486,12 @@ impl Workspace {
                 }
                 self.message = Some(message);
             }
+            Ok(JobOutput::DicomFolder(folder)) => {
+                if self.loading == Some(id) {
+                    self.loading = None;
+                    self.series_picker = Some(SeriesPicker::new(*folder));
+                }
+            }
             Ok(JobOutput::Study(loaded)) => {
                 // Only the study last asked for becomes the open one.
                 if self.loading == Some(id) {
@@ -450,7 +501,7 @@ impl Workspace {
             }
             Ok(JobOutput::Picked { purpose, paths }) => match purpose {
                 _ if paths.is_empty() => {}
-                PickPurpose::Study => self.apply(Command::Open(paths)),
+                PickPurpose::Study | PickPurpose::StudyFolder => self.apply(Command::Open(paths)),
                 PickPurpose::Model => self.load_model(paths[0].clone(), None, true),
                 PickPurpose::Prompt => {
                     if let Some(clip) = self.settings.model_path.clone() {

@@ -2,6 +2,7 @@
 //! [`Command`]s rather than changing it themselves; the workspace's reducer applies them.
 
 pub mod panels;
+pub mod series;
 pub mod view;
 
 pub use cue_workspace::command::Command;

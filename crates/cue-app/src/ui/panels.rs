@@ -15,8 +15,11 @@ pub fn top_bar_ui(ui: &mut egui::Ui, settings: &Settings) -> Vec<Command> {
     let mut commands = Vec::new();
     egui::MenuBar::new().ui(ui, |ui| {
         ui.menu_button("File", |ui| {
-            if ui.button("Open…").on_hover_text("Open NIfTI files or a study folder (Ctrl+O)").clicked() {
+            if ui.button("Open…").on_hover_text("Open NIfTI or DICOM files (Ctrl+O)").clicked() {
                 commands.push(Command::OpenDialog);
+            }
+            if ui.button("Open folder…").on_hover_text("Open a study folder: NIfTI files, or DICOM as a scanner or PACS exports it (Ctrl+Shift+O)").clicked() {
+                commands.push(Command::OpenFolderDialog);
             }
             ui.menu_button("Recent", |ui| {
                 if settings.recent.is_empty() {

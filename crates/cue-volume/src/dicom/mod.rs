@@ -1,0 +1,66 @@
+//! DICOM: studies as a scanner or PACS writes them, read into the same [`Volume`]s as NIfTI
+//! files (RAS+ world, `f32` after the modality rescale), so that everything above opens either.
+//!
+//! [`scan`] reads the headers of a folder's files and assembles series ([`Series`]);
+//! [`Series::read_volume`] reads one's pixels. [`read_series`] does both for a path that
+//! names one volume.
+
+pub mod header;
+pub mod pixels;
+pub mod scan;
+pub mod sequence;
+pub mod series;
+
+use std::path::Path;
+
+pub use header::{SliceHeader, StudyTags, has_dicom_marker};
+pub use scan::{DicomFolder, scan, scan_with_progress};
+pub use series::{Series, SeriesGeometry, SeriesOrigin, assemble};
+
+use crate::error::{Result, VolumeError};
+use crate::volume::Volume;
+
+/// Whether a path is read as DICOM: a folder, a file with the DICOM marker, or a file named
+/// `.dcm`, `.dicom` or `.ima` (so that a broken one is reported as broken DICOM).
+pub fn is_dicom_path(path: &Path) -> bool {
+    let named = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["dcm", "dicom", "ima"].iter().any(|x| e.eq_ignore_ascii_case(x)));
+    path.is_dir() || named || has_dicom_marker(path)
+}
+
+/// The series of a folder or file that `series_number` picks (by SeriesNumber), or its only
+/// series; an error lists the series when the choice is ambiguous.
+pub fn pick_series(folder: &DicomFolder, series_number: Option<i32>) -> Result<std::sync::Arc<Series>> {
+    let listing = || folder.series.iter().map(|s| s.label()).collect::<Vec<_>>().join("; ");
+    let candidates: Vec<&std::sync::Arc<Series>> = match series_number {
+        Some(n) => folder.series.iter().filter(|s| s.number == Some(n)).collect(),
+        None => folder.series.iter().collect(),
+    };
+    match candidates.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(VolumeError::Study {
+            reason: format!("no series number {} here (the series: {})", series_number.unwrap_or_default(), listing()),
+            path: folder.root.clone(),
+        }),
+        many => Err(VolumeError::Study {
+            reason: match series_number {
+                None => format!("{} series here, pick one with --series NUMBER: {}", many.len(), listing()),
+                Some(n) => format!(
+                    "series number {n} names {} volumes ({}); split them first",
+                    many.len(),
+                    many.iter().map(|s| s.label()).collect::<Vec<_>>().join("; ")
+                ),
+            },
+            path: folder.root.clone(),
+        }),
+    }
+}
+
+/// Reads the one volume a DICOM path names (a file, or a folder's series `series_number`
+/// picks), in (column, row, slice) order.
+pub fn read_series(path: &Path, series_number: Option<i32>) -> Result<Volume> {
+    let folder = scan(path)?;
+    pick_series(&folder, series_number)?.read_volume()
+}

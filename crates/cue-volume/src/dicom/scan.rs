@@ -1,0 +1,127 @@
+//! A folder as a scanner, a PACS export or a CD leaves it: files with any name (or none) at
+//! any depth, several series and studies mixed, DICOMDIR and other files beside them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::header::{SliceHeader, StudyTags, has_dicom_marker, read_slice_headers};
+use super::series::{Series, assemble};
+use crate::error::{Result, VolumeError};
+
+/// What a folder holds.
+#[derive(Clone, Debug)]
+pub struct DicomFolder {
+    /// The folder (or file) scanned.
+    pub root: PathBuf,
+    /// Every assembled series, by study, then series number.
+    pub series: Vec<Arc<Series>>,
+    /// DICOM files whose header could not be read, with the reason.
+    pub unreadable: Vec<(PathBuf, String)>,
+    /// Files that are not DICOM images (NIfTI, text, a DICOMDIR, ...).
+    pub other_files: usize,
+}
+
+impl DicomFolder {
+    /// The studies, each with its series (StudyInstanceUID order).
+    pub fn studies(&self) -> Vec<(StudyTags, Vec<Arc<Series>>)> {
+        let mut studies: Vec<(StudyTags, Vec<Arc<Series>>)> = Vec::new();
+        for series in &self.series {
+            match studies.iter_mut().find(|(tags, _)| tags.uid == series.study.uid) {
+                Some((_, list)) => list.push(series.clone()),
+                None => studies.push((series.study.clone(), vec![series.clone()])),
+            }
+        }
+        studies
+    }
+}
+
+/// Every file under `root`, recursively (`root` itself when it is a file).
+fn files_under(root: &Path) -> Result<Vec<PathBuf>> {
+    if !root.is_dir() {
+        return Ok(vec![root.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        let entries = std::fs::read_dir(&folder).map_err(|e| VolumeError::io("list", e, &folder))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() || (kind.is_symlink() && path.is_dir()) {
+                folders.push(path);
+            } else if path.is_file() {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads the header of every DICOM file under `root` (a folder, recursively, or one file)
+/// and assembles the series, calling `progress(files_done, files_total)`.
+pub fn scan_with_progress(root: &Path, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<DicomFolder> {
+    crate::threads::debug_assert_may_block("scanning a DICOM folder");
+    if !root.is_dir() {
+        // One file asked for by name: its own error, whatever it is.
+        let slices = read_slice_headers(root)?;
+        progress(1, 1);
+        let series = assemble(slices).into_iter().map(Arc::new).collect();
+        return Ok(DicomFolder { root: root.to_path_buf(), series, unreadable: Vec::new(), other_files: 0 });
+    }
+    let files = files_under(root)?;
+    let total = files.len();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(total).max(1);
+    let results: Vec<Vec<(usize, Option<Result<Vec<SliceHeader>>>)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(path) = files.get(i) else { break };
+                        // A file that is not DICOM is passed over silently, as a viewer does.
+                        let read = has_dicom_marker(path).then(|| read_slice_headers(path));
+                        mine.push((i, read));
+                        progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+    });
+    let mut slices = Vec::new();
+    let mut unreadable = Vec::new();
+    let mut other_files = 0;
+    let mut ordered: Vec<(usize, Option<Result<Vec<SliceHeader>>>)> = results.into_iter().flatten().collect();
+    ordered.sort_by_key(|(i, _)| *i);
+    for (i, read) in ordered {
+        match read {
+            None => other_files += 1,
+            Some(Ok(headers)) => slices.extend(headers),
+            // DICOM without an image (a DICOMDIR, a structured report, a presentation state)
+            // is not an error of the folder.
+            Some(Err(VolumeError::Invalid { problem: crate::Problem::Dicom(reason), .. })) if reason.contains("not an image") => {
+                other_files += 1
+            }
+            Some(Err(e)) => unreadable.push((files[i].clone(), e.to_string())),
+        }
+    }
+    if slices.is_empty() {
+        let reason = match unreadable.first() {
+            Some((_, first)) => format!("no readable DICOM image ({} unreadable, the first: {first})", unreadable.len()),
+            None => format!("no DICOM images ({total} files looked at)"),
+        };
+        return Err(VolumeError::Study { reason, path: root.to_path_buf() });
+    }
+    let series = assemble(slices).into_iter().map(Arc::new).collect();
+    Ok(DicomFolder { root: root.to_path_buf(), series, unreadable, other_files })
+}
+
+/// [`scan_with_progress`] without progress.
+pub fn scan(root: &Path) -> Result<DicomFolder> {
+    scan_with_progress(root, &|_, _| {})
+}

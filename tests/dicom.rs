@@ -1,0 +1,211 @@
+//! DICOM studies through the command line, checked against dcm2niix (its answers in
+//! `../shared/data/dicom/expected.json`, and dcm2niix run here on synthetic series that
+//! `tests/python/make_dicom_series.py` writes with pydicom) and pydicom, read by nibabel:
+//! never through CUE's own reader.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn cue(args: &[&OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cue")).args(args).output().expect("run cue")
+}
+
+fn cue_ok(args: &[&OsStr]) -> String {
+    let out = cue(args);
+    assert!(out.status.success(), "cue {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn canonical(input: &Path, output: &Path, series: Option<i64>) -> Output {
+    std::fs::create_dir_all(output.parent().unwrap()).unwrap();
+    let number = series.map(|n| n.to_string());
+    let mut args = vec![OsStr::new("canonical"), input.as_os_str(), output.as_os_str()];
+    if let Some(n) = &number {
+        args.extend([OsStr::new("--series"), OsStr::new(n.as_str())]);
+    }
+    cue(&args)
+}
+
+fn info(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&cue_ok(&[OsStr::new("info"), path.as_os_str(), OsStr::new("--json")])).expect("JSON")
+}
+
+/// A refusal: a failed exit, one line on stderr naming `names` and holding every word of
+/// `words`, no panic, and no output file left behind.
+fn assert_refused(out: &Output, output_file: &Path, names: &str, words: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "accepted, should be refused ({names})");
+    assert!(!stderr.contains("panicked"), "panicked: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "not one line: {stderr}");
+    assert!(lines[0].contains(names), "the error does not name {names}: {stderr}");
+    for word in words {
+        assert!(lines[0].contains(word), "the error does not say {word:?}: {stderr}");
+    }
+    assert!(!output_file.exists(), "an output file was written for a refused input");
+}
+
+#[test]
+fn every_series_agrees_with_dcm2niix_through_cue_canonical() {
+    let test = "every_series_agrees_with_dcm2niix_through_cue_canonical";
+    let Some(shared) = common::shared_data(test) else { return };
+    let Some(python) = common::check_python(test) else { return };
+    let dicom = shared.join("dicom");
+    let expected: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dicom.join("expected.json")).unwrap()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut refused = 0;
+    for case in expected["cases"].as_array().unwrap() {
+        let path = case["path"].as_str().unwrap();
+        let input = dicom.join(path);
+        if case["reject"].as_bool() == Some(true) {
+            let output = out.path().join(format!("{path}.nii.gz"));
+            std::fs::create_dir_all(output.parent().unwrap()).unwrap();
+            let name = Path::new(path).file_name().unwrap().to_str().unwrap();
+            assert_refused(&canonical(&input, &output, None), &output, name, &["invalid DICOM"]);
+            refused += 1;
+        } else if let Some(series) = case["series"].as_array() {
+            for s in series {
+                let number: i64 = s["series"].as_str().unwrap().split('_').next().unwrap().parse().unwrap();
+                let output = out.path().join(path).join(format!("{number}.nii.gz"));
+                let result = canonical(&input, &output, Some(number));
+                assert!(result.status.success(), "{path} series {number}: {}", String::from_utf8_lossy(&result.stderr));
+            }
+        } else {
+            let output = out.path().join(format!("{path}.nii.gz"));
+            let result = canonical(&input, &output, None);
+            assert!(result.status.success(), "{path}: {}", String::from_utf8_lossy(&result.stderr));
+        }
+    }
+    assert_eq!(refused, 1, "expected.json lists one broken file");
+    let brats = shared.join("cases/brats-sample");
+    let pairs: Vec<String> =
+        [(2, "t1n"), (3, "t1c"), (4, "t2w"), (5, "t2f")].iter().map(|(n, s)| format!("{n}={}", brats.join(format!("{s}.nii.gz")).display())).collect();
+    let expected_path = dicom.join("expected.json");
+    let mut args: Vec<&OsStr> = vec![OsStr::new("expected"), expected_path.as_os_str(), dicom.as_os_str(), out.path().as_os_str()];
+    args.extend(pairs.iter().map(OsStr::new));
+    let report = common::run_check(&python, "check_dicom.py", &args);
+    // 6 series of expected.json, 4 NIfTI equalities, 8 single files checked twice (pixel
+    // places by pydicom, expected.json's figures): nothing was skipped.
+    assert_eq!(report.lines().filter(|l| l.starts_with("ok ")).count(), 6 + 4 + 8 * 2, "{report}");
+}
+
+#[test]
+fn a_study_folder_lists_its_series_with_their_sequences() {
+    let Some(shared) = common::shared_data("a_study_folder_lists_its_series_with_their_sequences") else { return };
+    let json = info(&shared.join("dicom/brats-study"));
+    assert_eq!(json["format"], "dicom");
+    let series = json["series"].as_array().unwrap();
+    let summary: Vec<(i64, &str, &str)> = series
+        .iter()
+        .map(|s| (s["series_number"].as_i64().unwrap(), s["description"].as_str().unwrap(), s["sequence"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        summary,
+        [(2, "T1 MPRAGE AX", "T1"), (3, "T1 MPRAGE AX POST GD", "T1CE"), (4, "T2 TSE AX", "T2"), (5, "T2 FLAIR AX", "FLAIR")]
+    );
+    for s in series {
+        assert_eq!(s["shape"], serde_json::json!([240, 240, 155]));
+        assert_eq!(s["voxel_size_mm"], serde_json::json!([1.0, 1.0, 1.0]));
+        assert_eq!(s["orientation"], "axial");
+        assert_eq!(s["files"], 155);
+    }
+    // Without --series, a folder of four series is refused, listing them.
+    let out = tempfile::tempdir().unwrap();
+    let output = out.path().join("x.nii.gz");
+    assert_refused(&canonical(&shared.join("dicom/brats-study"), &output, None), &output, "brats-study", &["--series", "5 T2 FLAIR AX"]);
+    assert_refused(&canonical(&shared.join("dicom/brats-study"), &output, Some(9)), &output, "brats-study", &["no series number 9"]);
+    // The sagittal acquisition is listed as such.
+    let sagittal = info(&shared.join("dicom/mni-sagittal"));
+    assert_eq!(sagittal["series"][0]["orientation"], "sagittal");
+}
+
+fn make_synthetic(python: &Path, dir: &Path) -> serde_json::Value {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/make_dicom_series.py");
+    let made = Command::new(python).arg(&script).arg(dir).output().expect("run make_dicom_series.py");
+    assert!(made.status.success(), "make_dicom_series.py: {}", String::from_utf8_lossy(&made.stderr));
+    serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn synthetic_series_agree_with_dcm2niix_run_here() {
+    let test = "synthetic_series_agree_with_dcm2niix_run_here";
+    let Some(python) = common::check_python(test) else { return };
+    let Some(dcm2niix) = common::dcm2niix(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cases = make_synthetic(&python, &dir.path().join("in"));
+    let mut compared = 0;
+    for (name, case) in cases.as_object().unwrap() {
+        let input = dir.path().join("in").join(name);
+        let output = dir.path().join("cue").join(format!("{name}.nii.gz"));
+        if case["convert"].as_bool() != Some(true) {
+            let words: Vec<&str> = case["error"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+            std::fs::create_dir_all(output.parent().unwrap()).unwrap();
+            let out = canonical(&input, &output, None);
+            assert_refused(&out, &output, &dir.path().join("in").display().to_string(), &words);
+            continue;
+        }
+        let reference = dir.path().join("dcm2niix").join(name);
+        std::fs::create_dir_all(&reference).unwrap();
+        let converted = Command::new(&dcm2niix)
+            .args(["-z", "n", "-b", "n", "-f", "%s"])
+            .arg("-o")
+            .arg(&reference)
+            .arg(&input)
+            .output()
+            .expect("run dcm2niix");
+        assert!(converted.status.success(), "dcm2niix {name}: {}", String::from_utf8_lossy(&converted.stdout));
+        let listing = info(&input);
+        let series = listing["series"].as_array().unwrap();
+        let numbers: Vec<i64> = series.iter().map(|s| s["series_number"].as_i64().unwrap()).collect();
+        if let Some(expected) = case["series"].as_array() {
+            assert_eq!(numbers, expected.iter().map(|n| n.as_i64().unwrap()).collect::<Vec<_>>(), "{name}");
+        }
+        for s in series {
+            let number = s["series_number"].as_i64().unwrap();
+            let sequence = case.get("sequence").or_else(|| case["sequences"].get(number.to_string())).unwrap();
+            assert_eq!(&s["sequence"], sequence, "{name} series {number}");
+            let output = dir.path().join("cue").join(name).join(format!("{number}.nii.gz"));
+            let written = canonical(&input, &output, Some(number));
+            assert!(written.status.success(), "{name}: {}", String::from_utf8_lossy(&written.stderr));
+            let theirs = reference.join(format!("{number}.nii"));
+            common::run_check(&python, "check_dicom.py", &[OsStr::new("dcm2niix"), theirs.as_os_str(), output.as_os_str()]);
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 6, "every convertible synthetic series compared");
+    // One oblique slice on its own: each pixel pydicom decodes lies at its own world position.
+    let oblique = dir.path().join("in/oblique");
+    let slice = std::fs::read_dir(&oblique).unwrap().next().unwrap().unwrap().path();
+    let output = dir.path().join("slice.nii.gz");
+    assert!(canonical(&slice, &output, None).status.success());
+    common::run_check(&python, "check_dicom.py", &[OsStr::new("pixels"), slice.as_os_str(), output.as_os_str()]);
+}
+
+#[test]
+fn malformed_files_give_one_line_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut preamble = vec![0u8; 128];
+    preamble.extend_from_slice(b"DICM");
+    let mut wrong_length = preamble.clone();
+    // File meta group length element with a VR length far past the end of the file.
+    wrong_length.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 0x04, 0x00, 0x10, 0x00, 0x00, 0x00]);
+    wrong_length.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I', 0xff, 0xff, b'1', b'.', b'2']);
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        ("empty.dcm", Vec::new(), "not a DICOM file"),
+        ("text.dcm", b"hello, not an image at all".repeat(10), "not a DICOM file"),
+        ("marker-only.dcm", preamble, "invalid DICOM"),
+        ("wrong-length.dcm", wrong_length, "invalid DICOM"),
+    ];
+    for (name, bytes, words) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let output = dir.path().join(format!("{name}.nii.gz"));
+        let out = common::within(std::time::Duration::from_secs(60), name, move || canonical(&path, &output, None));
+        assert_refused(&out, &dir.path().join(format!("{name}.nii.gz")), name, &[words]);
+        let out = cue(&[OsStr::new("info"), dir.path().join(name).as_os_str()]);
+        assert!(!out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("panicked"), "cue info {name}");
+    }
+}

@@ -1,0 +1,206 @@
+"""Writes small synthetic DICOM series that exercise what a reader must get right, with pydicom.
+
+    python make_dicom_series.py OUT_DIR
+
+Each sub-folder of OUT_DIR is one case; OUT_DIR/manifest.json says, for each, whether it must
+convert (and then dcm2niix's answer is the reference) or be refused (and which words the
+one-line error must hold). File names are random and carry no order; InstanceNumber runs
+against the slice position in one case, so only the geometry can order the slices.
+
+The volumes are random integers (seeded): any mix-up of rows, columns, slices or signs shows.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+
+MR = "1.2.840.10008.5.1.4.1.1.4"
+ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
+rng = np.random.default_rng(20261203)
+
+
+def rotation(ax, ay, az):
+    """Rotation matrix of angles (degrees) about x, then y, then z."""
+    ax, ay, az = np.radians([ax, ay, az])
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def base(study_uid, series_uid, number, description, rows, columns, bits_stored=16, signed=True):
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = MR
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = MR
+    ds.Modality = "MR"
+    ds.PatientName = "SYNTHETIC^SERIES"
+    ds.PatientID = "SYN-1"
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.FrameOfReferenceUID = study_uid[:60] + ".1"
+    ds.StudyDate = "20261203"
+    ds.SeriesNumber = number
+    ds.SeriesDescription = description
+    ds.ProtocolName = description
+    ds.Rows = rows
+    ds.Columns = columns
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    return ds
+
+
+def write_series(folder, volume, directions, spacing, origin, description, number, *, study_uid=None,
+                 slope=1.0, intercept=0.0, bits_stored=16, signed=True, reverse_instances=False,
+                 positions=None, syntax=ExplicitVRLittleEndian, truncate=None):
+    """volume[k, r, c]; directions = (row direction, column direction, normal) as LPS unit
+    vectors; spacing = (between rows, between columns, between slices)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    study_uid = study_uid or generate_uid()
+    series_uid = generate_uid()
+    count, rows, columns = volume.shape
+    row_dir, col_dir, normal = (np.asarray(d, float) for d in directions)
+    for k in range(count):
+        ds = base(study_uid, series_uid, number, description, rows, columns, bits_stored, signed)
+        ds.file_meta.TransferSyntaxUID = syntax
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = count - k if reverse_instances else k + 1
+        position = positions[k] if positions is not None else np.asarray(origin) + normal * spacing[2] * k
+        ds.ImagePositionPatient = [f"{v:.6f}" for v in position]
+        ds.ImageOrientationPatient = [f"{v:.8f}" for v in (*row_dir, *col_dir)]
+        ds.PixelSpacing = [f"{spacing[0]:.6f}", f"{spacing[1]:.6f}"]
+        ds.SliceThickness = f"{spacing[2]:.6f}"
+        ds.SpacingBetweenSlices = f"{spacing[2]:.6f}"
+        ds.RescaleSlope = f"{slope}"
+        ds.RescaleIntercept = f"{intercept}"
+        ds.EchoTime = "3"
+        ds.RepetitionTime = "2000"
+        dtype = np.int16 if signed else np.uint16
+        pixels = volume[k].astype(dtype).tobytes()
+        if truncate is not None and k == truncate:
+            pixels = pixels[: len(pixels) // 3]
+        ds.PixelData = pixels
+        name = f"{rng.integers(0, 2**48):012X}"
+        ds.save_as(folder / name, enforce_file_format=True, implicit_vr=syntax == ImplicitVRLittleEndian)
+    return series_uid
+
+
+def write_enhanced(folder, volume, directions, spacing, origin, description, number):
+    """One Enhanced MR file holding every slice as a frame, placed by per-frame groups."""
+    folder.mkdir(parents=True, exist_ok=True)
+    count, rows, columns = volume.shape
+    row_dir, col_dir, normal = (np.asarray(d, float) for d in directions)
+    ds = base(generate_uid(), generate_uid(), number, description, rows, columns)
+    ds.SOPClassUID = ENHANCED_MR
+    ds.file_meta.MediaStorageSOPClassUID = ENHANCED_MR
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.InstanceNumber = 1
+    ds.NumberOfFrames = count
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
+    shared = Dataset()
+    orientation = Dataset()
+    orientation.ImageOrientationPatient = [f"{v:.8f}" for v in (*row_dir, *col_dir)]
+    measures = Dataset()
+    measures.PixelSpacing = [f"{spacing[0]:.6f}", f"{spacing[1]:.6f}"]
+    measures.SliceThickness = f"{spacing[2]:.6f}"
+    measures.SpacingBetweenSlices = f"{spacing[2]:.6f}"
+    transform = Dataset()
+    transform.RescaleSlope = "1"
+    transform.RescaleIntercept = "0"
+    transform.RescaleType = "US"
+    shared.PlaneOrientationSequence = [orientation]
+    shared.PixelMeasuresSequence = [measures]
+    shared.PixelValueTransformationSequence = [transform]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    dimension = Dataset()
+    dimension.DimensionIndexPointer = 0x00209057
+    dimension.FunctionalGroupPointer = 0x00209111
+    ds.DimensionIndexSequence = [dimension]
+    frames = []
+    # Frames stored in a shuffled order: only their positions place them.
+    order = rng.permutation(count)
+    for k in order:
+        frame = Dataset()
+        plane = Dataset()
+        plane.ImagePositionPatient = [f"{v:.6f}" for v in np.asarray(origin) + normal * spacing[2] * k]
+        frame.PlanePositionSequence = [plane]
+        content = Dataset()
+        content.InStackPositionNumber = int(k) + 1
+        content.StackID = "1"
+        content.DimensionIndexValues = [int(k) + 1]
+        frame.FrameContentSequence = [content]
+        frames.append(frame)
+    ds.PerFrameFunctionalGroupsSequence = frames
+    ds.PixelData = volume[order].astype(np.int16).tobytes()
+    ds.save_as(folder / f"{rng.integers(0, 2**48):012X}", enforce_file_format=True)
+
+
+def main(out):
+    out = Path(out)
+    manifest = {}
+    axial = ([1, 0, 0], [0, 1, 0], [0, 0, 1])
+
+    r = rotation(25, -10, 15)
+    oblique = (r[:, 0], r[:, 1], np.cross(r[:, 0], r[:, 1]))
+    vol = rng.integers(-300, 1200, size=(12, 20, 24))
+    write_series(out / "oblique", vol, oblique, (0.9, 1.1, 2.5), (-60.0, -80.0, -30.0), "t1_mprage_tra_oblique", 3,
+                 slope=0.5, intercept=-100.0)
+    manifest["oblique"] = {"convert": True, "sequence": "T1"}
+
+    sagittal = ([0, 1, 0], [0, 0, -1], [-1, 0, 0])
+    vol = rng.integers(0, 4096, size=(10, 18, 16))
+    write_series(out / "sagittal-12bit", vol, sagittal, (1.2, 1.0, 1.5), (40.0, -90.0, 70.0), "T2 TSE SAG", 4,
+                 bits_stored=12, signed=False)
+    manifest["sagittal-12bit"] = {"convert": True, "sequence": "T2"}
+
+    coronal = ([1, 0, 0], [0, 0, -1], [0, -1, 0])
+    vol = rng.integers(-50, 900, size=(9, 14, 22))
+    write_series(out / "coronal-reversed", vol, coronal, (1.0, 0.8, 3.0), (-80.0, 40.0, 60.0), "COR FLAIR", 5,
+                 reverse_instances=True, syntax=ImplicitVRLittleEndian)
+    manifest["coronal-reversed"] = {"convert": True, "sequence": "FLAIR"}
+
+    study = generate_uid()
+    write_series(out / "two-series", rng.integers(0, 500, size=(6, 12, 12)), axial, (2.0, 2.0, 4.0),
+                 (-12.0, -12.0, -10.0), "AX T2", 7, study_uid=study)
+    write_series(out / "two-series", rng.integers(0, 500, size=(5, 10, 12)), axial, (2.0, 2.0, 5.0),
+                 (-12.0, -10.0, -10.0), "AX T1 POST GD", 8, study_uid=study)
+    manifest["two-series"] = {"convert": True, "series": [7, 8], "sequences": {"7": "T2", "8": "T1CE"}}
+
+    write_enhanced(out / "enhanced", rng.integers(0, 1000, size=(8, 16, 12)), oblique, (1.0, 1.5, 2.0),
+                   (10.0, -20.0, 5.0), "enhanced t2 flair", 9)
+    manifest["enhanced"] = {"convert": True, "sequence": "FLAIR"}
+
+    vol = rng.integers(0, 800, size=(8, 10, 10))
+    positions = [np.array([0.0, 0.0, 2.0 * k]) for k in range(8)]
+    del positions[4]
+    write_series(out / "missing-slice", vol[:7], axial, (1.0, 1.0, 2.0), None, "AX T1", 10, positions=positions)
+    manifest["missing-slice"] = {"convert": False, "error": ["missing", "4.000 mm"]}
+
+    positions = [np.array([0.0, 0.0, z]) for z in (0.0, 2.0, 4.0, 6.7, 8.7, 10.7)]
+    write_series(out / "irregular", vol[:6], axial, (1.0, 1.0, 2.0), None, "AX T1", 11, positions=positions)
+    manifest["irregular"] = {"convert": False, "error": ["irregular slice spacing", "2.700 mm"]}
+
+    write_series(out / "truncated-pixels", vol[:5], axial, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), "AX T1", 12, truncate=2)
+    manifest["truncated-pixels"] = {"convert": False, "error": ["pixel data"]}
+
+    (out / "not-dicom").mkdir(parents=True, exist_ok=True)
+    (out / "not-dicom" / "IM0001").write_text("this is a report, not an image\n")
+    manifest["not-dicom"] = {"convert": False, "error": ["no DICOM images"]}
+
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
