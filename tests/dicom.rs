@@ -209,3 +209,68 @@ fn malformed_files_give_one_line_naming_the_file() {
         assert!(!out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("panicked"), "cue info {name}");
     }
 }
+
+#[test]
+fn a_file_read_from_memory_equals_the_file_and_fuzz_regressions_are_refused() {
+    let Some(shared) = common::shared_data("a_file_read_from_memory_equals_the_file") else { return };
+    for name in ["MR_small.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm", "MR_small_RLE.dcm"] {
+        let bytes = std::fs::read(shared.join("dicom/pydicom").join(name)).unwrap();
+        let (series, pixels) = cue::volume::dicom::read_bytes(&bytes).expect(name);
+        assert_eq!(series.len(), 1);
+        // expected.json's pixel sum for these slices.
+        assert_eq!(pixels[0].iter().map(|&v| f64::from(v)).sum::<f64>(), 2125338.0, "{name}");
+        // Cut anywhere, the bytes give an error, never a panic.
+        for cut in [0, 100, 131, 132, 200, bytes.len() / 2, bytes.len() - 1] {
+            let _ = cue::volume::dicom::read_bytes(&bytes[..cut]);
+        }
+    }
+    // The RLE slice cut short panics inside dicom-rs' RLE decoder (0.10.1): through the command
+    // line it is one line naming the file all the same.
+    let dir = tempfile::tempdir().unwrap();
+    let rle = std::fs::read(shared.join("dicom/pydicom/MR_small_RLE.dcm")).unwrap();
+    let panicking = (rle.len() / 2..rle.len())
+        .rev()
+        .find(|&n| cue::volume::dicom::read_bytes(&rle[..n]).is_err_and(|e| e.to_string().contains("cannot be decoded")))
+        .expect("a cut of the RLE slice on which the pinned RLE decoder panics");
+    let cut = dir.path().join("rle-cut.dcm");
+    std::fs::write(&cut, &rle[..panicking]).unwrap();
+    let output = dir.path().join("out.nii.gz");
+    assert_refused(&canonical(&cut, &output, None), &output, "rle-cut.dcm", &["cannot be decoded"]);
+    let truncated = std::fs::read(shared.join("dicom/pydicom/MR_truncated.dcm")).unwrap();
+    assert!(cue::volume::dicom::read_bytes(&truncated).is_err());
+    // Inputs the DICOM fuzzer found (fuzz/README.md), replayed.
+    let regressions = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz-regressions/dicom");
+    for entry in std::fs::read_dir(&regressions).into_iter().flatten().flatten() {
+        let bytes = std::fs::read(entry.path()).unwrap();
+        let name = entry.path().display().to_string();
+        common::within(std::time::Duration::from_secs(30), &name, move || {
+            let _ = cue::volume::dicom::read_bytes(&bytes);
+        });
+    }
+}
+
+#[test]
+fn a_map_of_a_dicom_series_lies_on_its_grid_and_equals_the_nifti_map() {
+    let test = "a_map_of_a_dicom_series_lies_on_its_grid_and_equals_the_nifti_map";
+    let Some(shared) = common::shared_data(test) else { return };
+    let Some(python) = common::check_python(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny_clip();
+    let prompt = common::tiny_prompt_file(dir.path());
+    let of_dicom = dir.path().join("dicom-map.nii.gz");
+    let of_nifti = dir.path().join("nifti-map.nii.gz");
+    let study = shared.join("dicom/brats-study");
+    let flair = shared.join("cases/brats-sample/t2f.nii.gz");
+    for (input, series, out) in [(&study, Some("5"), &of_dicom), (&flair, None, &of_nifti)] {
+        let mut args: Vec<&OsStr> = vec![
+            OsStr::new("map"), OsStr::new("--model"), model.as_os_str(), OsStr::new("--prompt"), prompt.as_os_str(), input.as_os_str(),
+            OsStr::new("--view"), OsStr::new("axial"), OsStr::new("--all-slices"), OsStr::new("--device"), OsStr::new("cpu"), OsStr::new("--out"), out.as_os_str(),
+        ];
+        if let Some(n) = series {
+            args.extend([OsStr::new("--series"), OsStr::new(n)]);
+        }
+        cue_ok(&args);
+    }
+    let expected = shared.join("dicom/expected.json");
+    common::run_check(&python, "check_dicom.py", &[OsStr::new("map"), expected.as_os_str(), OsStr::new("5_T2_FLAIR_AX"), of_dicom.as_os_str(), of_nifti.as_os_str()]);
+}

@@ -7,14 +7,16 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use cue_volume::process::memory_status_bytes;
-use cue_volume::{Volume, study::load_parallel};
+
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Time loading volumes into canonical float32 (the viewer's load path) and report the
     /// peak memory. Defaults to the four BraTS sample sequences in ../shared/data.
     Load {
-        /// Files to load; default: t1n, t1c, t2w, t2f of ../shared/data/cases/brats-sample.
+        /// Files to load (NIfTI files, DICOM files or folders: every series of a folder, the
+        /// header scan included in the time); default: t1n, t1c, t2w, t2f of
+        /// ../shared/data/cases/brats-sample.
         files: Vec<PathBuf>,
         /// Timed repetitions; the median is reported.
         #[arg(long, default_value_t = 5)]
@@ -178,8 +180,8 @@ fn load(files: Vec<PathBuf>, repeat: usize, sequential_only: bool, json: bool) -
     for _ in 0..repeat {
         let start = Instant::now();
         float32_bytes = 0;
-        for f in &files {
-            let v = Volume::read_canonical(f, 0)?;
+        for source in sources_of(&files)? {
+            let v = source.read_canonical()?;
             float32_bytes += (v.voxel_count() * 4) as u64;
         }
         sequential.push(start.elapsed().as_secs_f64());
@@ -192,7 +194,8 @@ fn load(files: Vec<PathBuf>, repeat: usize, sequential_only: bool, json: bool) -
         let mut times = Vec::new();
         for _ in 0..repeat {
             let start = Instant::now();
-            let volumes = load_parallel(files.iter().map(PathBuf::as_path).collect())?;
+            let sources = sources_of(&files)?;
+            let volumes = cue_volume::study::load_parallel_sources(sources.iter().collect(), &|_, _| {})?;
             times.push(start.elapsed().as_secs_f64());
             drop(volumes);
         }
@@ -222,6 +225,21 @@ fn load(files: Vec<PathBuf>, repeat: usize, sequential_only: bool, json: bool) -
         );
     }
     Ok(())
+}
+
+/// What `files` name: NIfTI files as they are, every series of a DICOM file or folder
+/// (scanned now, so that the header reading counts in the time).
+fn sources_of(files: &[PathBuf]) -> anyhow::Result<Vec<cue_volume::ImageSource>> {
+    let mut sources = Vec::new();
+    for f in files {
+        if cue_volume::dicom::is_dicom_path(f) {
+            let folder = cue_volume::dicom::scan(f)?;
+            sources.extend(folder.series.iter().filter(|s| s.geometry.is_ok()).map(|s| cue_volume::ImageSource::Series(s.clone())));
+        } else {
+            sources.push(cue_volume::ImageSource::File(f.clone()));
+        }
+    }
+    Ok(sources)
 }
 
 pub(crate) fn median(values: &mut [f64]) -> f64 {

@@ -281,8 +281,11 @@ pub struct MapArgs {
     /// Trained prompt (.bpk); without it, zero-shot text prompts.
     #[arg(long)]
     prompt: Option<PathBuf>,
-    /// The volume (NIfTI).
+    /// The volume: a NIfTI file, a DICOM file, or a folder of DICOM files.
     volume: PathBuf,
+    /// The DICOM series to map (its SeriesNumber), when the folder holds several.
+    #[arg(long)]
+    series: Option<i32>,
     #[arg(long, default_value = "axial")]
     view: String,
     /// Slice index along the view's axis (canonical RAS grid).
@@ -313,7 +316,11 @@ pub fn map_command(args: MapArgs) -> anyhow::Result<()> {
     let nifti = name.ends_with(".nii") || name.ends_with(".nii.gz");
     anyhow::ensure!(nifti || name.ends_with(".png"), "--out must end in .png, .nii or .nii.gz: {}", args.out.display());
     anyhow::ensure!(!args.all_slices || nifti, "--all-slices writes a volume: use a .nii or .nii.gz output");
-    let volume = Volume::read_canonical(&args.volume, 0)?;
+    let volume = if args.series.is_some() || cue_volume::dicom::is_dicom_path(&args.volume) {
+        Volume::read_series_canonical(&args.volume, args.series)?
+    } else {
+        Volume::read_canonical(&args.volume, 0)?
+    };
     let count = slice_count(volume.shape, view);
     let indices: Vec<usize> = if args.all_slices {
         (0..count).collect()

@@ -9,6 +9,9 @@ answers, never through CUE's own reader.
         the closest-canonical volumes agree: shape, affine to 1e-3, every voxel.
     python check_dicom.py pixels DICOM_FILE OURS.nii.gz
         one slice: every pixel of pydicom's modality-LUT output is at its own world position.
+    python check_dicom.py map EXPECTED_JSON SERIES MAP_OF_DICOM.nii.gz MAP_OF_NIFTI.nii.gz
+        a map of a DICOM series lies on the series' grid as dcm2niix assembles it, and equals
+        the map of the same image from its NIfTI file.
 
 Prints one line per check; exits 1 with the reason at the first disagreement.
 """
@@ -139,6 +142,20 @@ def dcm2niix_mode(reference, ours):
     print(f"ok {label}: shape {data.shape}, affine within {difference:.1e}, voxels within {worst:.1e} of dcm2niix")
 
 
+def map_mode(expected_json, series, of_dicom, of_nifti):
+    cases = json.loads(Path(expected_json).read_text())["cases"]
+    expected = next(s for c in cases for s in c.get("series", []) if s["series"] == series)
+    data, affine = canonical(of_dicom)
+    if list(data.shape) != expected["canonical_shape"] or np.abs(affine - np.asarray(expected["canonical_affine"])).max() > 1e-3:
+        fail(f"map of series {series}: grid {data.shape}\n{affine}\nis not dcm2niix's {expected['canonical_shape']}\n{expected['canonical_affine']}")
+    reference, reference_affine = canonical(of_nifti)
+    if not np.array_equal(reference, data) or np.abs(reference_affine - affine).max() > 1e-6:
+        fail(f"map of series {series}: {np.count_nonzero(reference != data)} voxels differ from the NIfTI file's map")
+    if np.ptp(data) == 0:
+        fail(f"map of series {series} is constant")
+    print(f"ok map of series {series}: on dcm2niix's grid, equal to the NIfTI file's map in all {data.size} voxels")
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "expected":
@@ -147,5 +164,7 @@ if __name__ == "__main__":
         dcm2niix_mode(args[0], args[1])
     elif mode == "pixels":
         check_pixels(args[0], args[1])
+    elif mode == "map":
+        map_mode(*args)
     else:
         fail(f"unknown mode {mode}")

@@ -292,9 +292,10 @@ fn nifti_files_in(folder: &Path) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// What `paths` name, as images of one study with a name: a folder's NIfTI files, or, in a
-/// folder without any, the DICOM series under it that [`default_series`] picks; a file
-/// (NIfTI or DICOM) is itself. A folder holding several DICOM studies is refused.
+/// What `paths` name, as images of one study with a name: a folder's NIfTI files (not
+/// recursing) and the DICOM series under it (recursively) that [`default_series`] picks, so a
+/// DICOM study with a NIfTI segmentation beside it is one case; a file (NIfTI or DICOM) is
+/// itself. A folder holding several DICOM studies is refused.
 pub fn study_sources(paths: &[PathBuf]) -> Result<(String, Vec<(ImageSource, Option<SequenceKind>)>)> {
     let mut sources = Vec::new();
     let mut name = None;
@@ -305,8 +306,9 @@ pub fn study_sources(paths: &[PathBuf]) -> Result<(String, Vec<(ImageSource, Opt
             continue;
         }
         let found = nifti_files_in(path)?;
-        if !found.is_empty() {
-            sources.extend(found.into_iter().map(|f| (ImageSource::File(f), None)));
+        let has_nifti = !found.is_empty();
+        sources.extend(found.into_iter().map(|f| (ImageSource::File(f), None)));
+        if has_nifti && !crate::dicom::holds_dicom(path) {
             continue;
         }
         let folder = crate::dicom::scan(path).map_err(|e| match e {

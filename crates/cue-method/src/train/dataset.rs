@@ -65,18 +65,19 @@ impl SliceSample {
     }
 }
 
-/// The case folders under `root`: its sub-folders holding NIfTI files, or `root` itself when
-/// it holds them directly. Sorted by name.
+/// The case folders under `root`: its sub-folders holding NIfTI files or DICOM series (at any
+/// depth), or `root` itself when it holds them directly. Sorted by name.
 pub fn find_cases(root: &Path) -> Result<Vec<PathBuf>, VolumeError> {
     let entries = std::fs::read_dir(root).map_err(|e| VolumeError::io("list", e, root))?;
     let mut folders: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
-    folders.retain(|f| study_files(std::slice::from_ref(f)).is_ok());
+    let is_case = |f: &Path| study_files(&[f.to_path_buf()]).is_ok() || cue_volume::dicom::holds_dicom(f);
+    folders.retain(|f| is_case(f));
     folders.sort();
-    if folders.is_empty() && study_files(&[root.to_path_buf()]).is_ok() {
+    if folders.is_empty() && is_case(root) {
         folders.push(root.to_path_buf());
     }
     if folders.is_empty() {
-        return Err(VolumeError::Study { reason: "no case folders with NIfTI files".into(), path: root.into() });
+        return Err(VolumeError::Study { reason: "no case folders with NIfTI or DICOM files".into(), path: root.into() });
     }
     Ok(folders)
 }

@@ -104,11 +104,15 @@ pub fn read_slice_headers(path: &Path) -> Result<Vec<SliceHeader>> {
         };
         return Err(VolumeError::invalid(Problem::NotDicom(detail), path));
     }
-    let object = OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .open_file(path)
-        .map_err(|e| VolumeError::invalid(Problem::Dicom(one_line(&e)), path))?;
-    headers_of(&object, path).map_err(|p| VolumeError::invalid(p, path))
+    let read = super::guard::fenced(|| {
+        let object = OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(path).map_err(|e| Problem::Dicom(one_line(&e)))?;
+        headers_of(&object, path)
+    });
+    read.unwrap_or_else(|panic| Err(parser_failed(&panic))).map_err(|p| VolumeError::invalid(p, path))
+}
+
+fn parser_failed(panic: &str) -> Problem {
+    Problem::Dicom(format!("the data set cannot be parsed (the parser failed: {panic})"))
 }
 
 /// [`read_slice_headers`] of a file held in memory (the fuzzer's entry point).
@@ -117,11 +121,14 @@ pub fn slice_headers_from_bytes(bytes: &[u8]) -> Result<Vec<SliceHeader>> {
     if bytes.len() < PREAMBLE_BYTES + 4 || &bytes[PREAMBLE_BYTES..PREAMBLE_BYTES + 4] != b"DICM" {
         return Err(VolumeError::invalid(Problem::NotDicom("no DICM marker".into()), &here));
     }
-    let object = OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .from_reader(&bytes[PREAMBLE_BYTES..])
-        .map_err(|e| VolumeError::invalid(Problem::Dicom(one_line(&e)), &here))?;
-    headers_of(&object, &here).map_err(|p| VolumeError::invalid(p, &here))
+    let read = super::guard::fenced(|| {
+        let object = OpenFileOptions::new()
+            .read_until(tags::PIXEL_DATA)
+            .from_reader(&bytes[PREAMBLE_BYTES..])
+            .map_err(|e| Problem::Dicom(one_line(&e)))?;
+        headers_of(&object, &here)
+    });
+    read.unwrap_or_else(|panic| Err(parser_failed(&panic))).map_err(|p| VolumeError::invalid(p, &here))
 }
 
 /// An error of the DICOM crates on one line (their `Display` is often only the outer layer;

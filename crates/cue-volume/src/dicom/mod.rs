@@ -5,6 +5,7 @@
 //! [`Series::read_volume`] reads one's pixels. [`read_series`] does both for a path that
 //! names one volume.
 
+pub mod guard;
 pub mod header;
 pub mod pixels;
 pub mod scan;
@@ -14,7 +15,7 @@ pub mod series;
 use std::path::Path;
 
 pub use header::{SliceHeader, StudyTags, has_dicom_marker};
-pub use scan::{DicomFolder, scan, scan_with_progress};
+pub use scan::{DicomFolder, holds_dicom, scan, scan_with_progress};
 pub use series::{Series, SeriesGeometry, SeriesOrigin, assemble};
 
 use crate::error::{Result, VolumeError};
@@ -63,4 +64,14 @@ pub fn pick_series(folder: &DicomFolder, series_number: Option<i32>) -> Result<s
 pub fn read_series(path: &Path, series_number: Option<i32>) -> Result<Volume> {
     let folder = scan(path)?;
     pick_series(&folder, series_number)?.read_volume()
+}
+
+/// Reads one DICOM file held in memory: each frame's header and pixels (rescaled), then the
+/// series they assemble into. The fuzzer's entry point: any bytes give this or an error.
+pub fn read_bytes(bytes: &[u8]) -> Result<(Vec<Series>, Vec<Vec<f32>>)> {
+    let headers = header::slice_headers_from_bytes(bytes)?;
+    let frames: Vec<(u32, (f64, f64))> = headers.iter().map(|h| (h.frame, h.rescale)).collect();
+    let pixels = pixels::frames_from_bytes(&bytes[128..], &frames)
+        .map_err(|p| VolumeError::invalid(p, std::path::PathBuf::from("<memory>")))?;
+    Ok((assemble(headers), pixels))
 }

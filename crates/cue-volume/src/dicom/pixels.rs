@@ -18,17 +18,25 @@ use crate::error::{Problem, Result, VolumeError};
 /// `(slope, intercept)`.
 pub fn read_frames(path: &Path, frames: &[(u32, (f64, f64))]) -> Result<Vec<Vec<f32>>> {
     crate::threads::debug_assert_may_block("reading DICOM pixel data");
-    let object = OpenFileOptions::new()
-        .open_file(path)
-        .map_err(|e| VolumeError::invalid(Problem::Dicom(one_line(&e)), path))?;
-    frames_of(&object, frames).map_err(|p| VolumeError::invalid(p, path))
+    let read = super::guard::fenced(|| {
+        let object = OpenFileOptions::new().open_file(path).map_err(|e| Problem::Dicom(one_line(&e)))?;
+        frames_of(&object, frames)
+    });
+    read.unwrap_or_else(|panic| Err(decoder_failed(&panic))).map_err(|p| VolumeError::invalid(p, path))
+}
+
+fn decoder_failed(panic: &str) -> Problem {
+    Problem::Dicom(format!("the pixel data cannot be decoded (the decoder failed: {panic})"))
 }
 
 /// [`read_frames`] of a file held in memory, after its 128-byte preamble (the fuzzer's
 /// entry point).
 pub fn frames_from_bytes(bytes: &[u8], frames: &[(u32, (f64, f64))]) -> std::result::Result<Vec<Vec<f32>>, Problem> {
-    let object = OpenFileOptions::new().from_reader(bytes).map_err(|e| Problem::Dicom(one_line(&e)))?;
-    frames_of(&object, frames)
+    let read = super::guard::fenced(|| {
+        let object = OpenFileOptions::new().from_reader(bytes).map_err(|e| Problem::Dicom(one_line(&e)))?;
+        frames_of(&object, frames)
+    });
+    read.unwrap_or_else(|panic| Err(decoder_failed(&panic)))
 }
 
 fn frames_of(object: &DefaultDicomObject, frames: &[(u32, (f64, f64))]) -> std::result::Result<Vec<Vec<f32>>, Problem> {

@@ -35,6 +35,23 @@ impl DicomFolder {
     }
 }
 
+/// Whether a DICOM file lies anywhere under `folder` (stops at the first found).
+pub fn holds_dicom(folder: &Path) -> bool {
+    let mut folders = vec![folder.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if has_dicom_marker(&path) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 /// Every file under `root`, recursively (`root` itself when it is a file).
 fn files_under(root: &Path) -> Result<Vec<PathBuf>> {
     if !root.is_dir() {
