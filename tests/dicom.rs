@@ -274,3 +274,37 @@ fn a_map_of_a_dicom_series_lies_on_its_grid_and_equals_the_nifti_map() {
     let expected = shared.join("dicom/expected.json");
     common::run_check(&python, "check_dicom.py", &[OsStr::new("map"), expected.as_os_str(), OsStr::new("5_T2_FLAIR_AX"), of_dicom.as_os_str(), of_nifti.as_os_str()]);
 }
+
+#[test]
+fn evaluation_of_a_dicom_case_equals_that_of_its_nifti_files() {
+    let test = "evaluation_of_a_dicom_case_equals_that_of_its_nifti_files";
+    let Some(shared) = common::shared_data(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny_clip();
+    let prompt = common::tiny_prompt_file(dir.path());
+    // One case folder: the four DICOM series (one level down, as a PACS export nests them) and
+    // the NIfTI segmentation beside them; the other the NIfTI case itself.
+    let dicom_case = dir.path().join("dicom-data/BraTS-DICOM-00000-000");
+    std::fs::create_dir_all(dicom_case.join("DICOM")).unwrap();
+    for entry in std::fs::read_dir(shared.join("dicom/brats-study")).unwrap().flatten() {
+        std::os::unix::fs::symlink(entry.path(), dicom_case.join("DICOM").join(entry.file_name())).unwrap();
+    }
+    std::os::unix::fs::symlink(shared.join("cases/brats-sample/segmentation.nii.gz"), dicom_case.join("segmentation.nii.gz")).unwrap();
+    let eval = |data: &Path| -> serde_json::Value {
+        let out = cue_ok(&[
+            OsStr::new("eval"), OsStr::new("--model"), model.as_os_str(), OsStr::new("--prompt"), prompt.as_os_str(),
+            OsStr::new("--data"), data.as_os_str(), OsStr::new("--sequences"), OsStr::new("t1,flair"), OsStr::new("--views"), OsStr::new("axial,sagittal"),
+            OsStr::new("--max-slices"), OsStr::new("8"), OsStr::new("--device"), OsStr::new("cpu"), OsStr::new("--json"),
+        ]);
+        let mut json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        // Keyed or listed by case name, which differs; every figure stays.
+        json.as_object_mut().unwrap().remove("evaluated");
+        json.as_object_mut().unwrap().remove("split");
+        json
+    };
+    let from_dicom = eval(&dir.path().join("dicom-data"));
+    let from_nifti = eval(&shared.join("cases/brats-sample"));
+    assert_eq!(from_dicom["cases"], 1);
+    assert!(from_dicom.to_string().contains("auroc"), "no figures: {from_dicom}");
+    assert_eq!(from_dicom, from_nifti);
+}

@@ -26,8 +26,17 @@ pub fn series_picker_ui(ctx: &egui::Context, picker: &SeriesPicker) -> Vec<Comma
                         ui.strong(heading);
                     }
                     ui.end_row();
+                    let mut study_uid = None;
                     for (index, choice) in picker.choices.iter().enumerate() {
                         let series = &choice.series;
+                        // One study per StudyInstanceUID: a heading where the next begins.
+                        if study_uid != Some(&series.study.uid) {
+                            study_uid = Some(&series.study.uid);
+                            let study = &series.study;
+                            let description = if study.description.is_empty() { "Study" } else { study.description.as_str() };
+                            ui.label(egui::RichText::new(format!("{description}  {}  {}", study.date, study.patient_id)).italics());
+                            ui.end_row();
+                        }
                         let mut picked = choice.picked;
                         let usable = series.geometry.is_ok();
                         let label = series.label();
