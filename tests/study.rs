@@ -43,7 +43,7 @@ fn brats_folder_becomes_a_five_sequence_study_on_one_grid() {
 fn a_folder_of_two_patients_is_refused_clearly() {
     let Some(data) = shared_data("two patients") else { return };
     let error = Study::load_folder(&data.join("cases/lesion-t1")).unwrap_err().to_string();
-    assert!(error.contains("two files are") && error.contains("brain1_") && error.contains("brain2_"), "{error}");
+    assert!(error.contains("two images are") && error.contains("brain1_") && error.contains("brain2_"), "{error}");
     let files = [
         (data.join("cases/lesion-t1/brain1_t1.nii.gz"), None),
         (data.join("cases/lesion-t1/brain1_label.nii.gz"), None),

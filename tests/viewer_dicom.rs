@@ -41,7 +41,10 @@ fn step_until(harness: &mut Harness<'_, CueApp>, what: &str, done: impl Fn(&CueA
 /// Loads the tiny model, clicks the middle of the axial view in the Compare layout (the four
 /// sequences side by side) and returns, per sequence, its kind and the map of the axial slice
 /// under the cursor, with the study's identity.
-fn click_and_collect(harness: &mut Harness<'_, CueApp>, prompt: PathBuf) -> (Vec<(SequenceKind, Vec<f32>, f32, u64)>, usize) {
+/// A sequence's kind, its map of the clicked slice, the map's score, its volume's fingerprint.
+type Mapped = (SequenceKind, Vec<f32>, f32, u64);
+
+fn click_and_collect(harness: &mut Harness<'_, CueApp>, prompt: PathBuf) -> (Vec<Mapped>, usize) {
     harness.state_mut().load_model(common::tiny_clip(), Some(prompt), false);
     step_until(harness, "model ready", |app| matches!(app.maps.status, ModelStatus::Ready { .. }));
     harness.state_mut().settings.layout = Layout::Compare;

@@ -292,11 +292,14 @@ fn nifti_files_in(folder: &Path) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
+/// An image of a study with the sequence it was named as (`None`: to be recognised).
+pub type NamedSource = (ImageSource, Option<SequenceKind>);
+
 /// What `paths` name, as images of one study with a name: a folder's NIfTI files (not
 /// recursing) and the DICOM series under it (recursively) that [`default_series`] picks, so a
 /// DICOM study with a NIfTI segmentation beside it is one case; a file (NIfTI or DICOM) is
 /// itself. A folder holding several DICOM studies is refused.
-pub fn study_sources(paths: &[PathBuf]) -> Result<(String, Vec<(ImageSource, Option<SequenceKind>)>)> {
+pub fn study_sources(paths: &[PathBuf]) -> Result<(String, Vec<NamedSource>)> {
     let mut sources = Vec::new();
     let mut name = None;
     for path in paths {
@@ -344,10 +347,10 @@ pub fn default_series(series: &[Arc<Series>]) -> Vec<(Arc<Series>, SequenceKind)
     let usable: Vec<&Arc<Series>> = series.iter().filter(|s| s.geometry.is_ok()).collect();
     let mut picked: Vec<(Arc<Series>, SequenceKind)> = Vec::new();
     for s in &usable {
-        if let Some(kind) = &s.sequence {
-            if !picked.iter().any(|(_, k)| k == kind) {
-                picked.push(((*s).clone(), kind.clone()));
-            }
+        if let Some(kind) = &s.sequence
+            && !picked.iter().any(|(_, k)| k == kind)
+        {
+            picked.push(((*s).clone(), kind.clone()));
         }
     }
     if picked.is_empty() {

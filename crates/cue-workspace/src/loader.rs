@@ -57,12 +57,16 @@ pub fn dicom_folder_of(paths: &[PathBuf]) -> Option<PathBuf> {
     cue_volume::dicom::has_dicom_marker(path).then(|| path.parent().map(PathBuf::from).unwrap_or_default())
 }
 
-/// The work of listing a DICOM folder's series: reads every header, reporting files done.
-pub fn scan_dicom(folder: PathBuf) -> impl FnOnce(&JobContext) -> Result<JobOutput, String> + Send + 'static {
-    move |cx| {
-        let scanned = cue_volume::dicom::scan_with_progress(&folder, &|done, total| cx.progress(done, total))
-            .map_err(|e| e.to_string())?;
-        Ok(JobOutput::DicomFolder(Box::new(scanned)))
+/// The work of opening `paths`: a DICOM folder ([`dicom_folder_of`]) has every header read
+/// (reporting files done) and its series listed; anything else loads as a study.
+pub fn open_paths(paths: Vec<PathBuf>) -> impl FnOnce(&JobContext) -> Result<JobOutput, String> + Send + 'static {
+    move |cx| match dicom_folder_of(&paths) {
+        Some(folder) => {
+            let scanned = cue_volume::dicom::scan_with_progress(&folder, &|done, total| cx.progress(done, total))
+                .map_err(|e| e.to_string())?;
+            Ok(JobOutput::DicomFolder(Box::new(scanned)))
+        }
+        None => open_study(request_of(paths))(cx),
     }
 }
 

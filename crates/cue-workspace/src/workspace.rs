@@ -83,10 +83,7 @@ impl Workspace {
         match command {
             Command::Open(paths) => {
                 self.settings.remember(&paths);
-                match crate::loader::dicom_folder_of(&paths) {
-                    Some(folder) => self.scan_dicom(folder),
-                    None => self.open_files(crate::loader::request_of(paths), None),
-                }
+                self.open_paths(paths);
             }
             Command::PickSeries { index, picked } => {
                 if let Some(picker) = &mut self.series_picker {
@@ -289,14 +286,17 @@ impl Workspace {
         self.loading = Some(self.jobs.spawn(JobKind::OpenStudy, label, open_study(files)));
     }
 
-    /// Lists a DICOM folder's series (a job); the list then waits for the user's picks.
-    pub fn scan_dicom(&mut self, folder: PathBuf) {
+    /// Opens what the user named (a job): NIfTI files or folders become the study; a DICOM
+    /// folder (or a DICOM file's folder) is scanned and its series listed, waiting for the
+    /// user's picks.
+    pub fn open_paths(&mut self, paths: Vec<PathBuf>) {
         if let Some(old) = self.loading.take() {
             self.jobs.cancel(old);
         }
         self.series_picker = None;
-        let label = format!("Reading DICOM headers in {}", folder.display());
-        self.loading = Some(self.jobs.spawn(JobKind::OpenStudy, label, crate::loader::scan_dicom(folder)));
+        self.rename_loaded = None;
+        let label = format!("Opening {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        self.loading = Some(self.jobs.spawn(JobKind::OpenStudy, label, crate::loader::open_paths(paths)));
     }
 
     /// Whether a study is being loaded.

@@ -49,7 +49,7 @@ pub fn pick_series(folder: &DicomFolder, series_number: Option<i32>) -> Result<s
             reason: match series_number {
                 None => format!("{} series here, pick one with --series NUMBER: {}", many.len(), listing()),
                 Some(n) => format!(
-                    "series number {n} names {} volumes ({}); split them first",
+                    "series number {n} holds {} volumes ({}); picking one part by number is not supported yet",
                     many.len(),
                     many.iter().map(|s| s.label()).collect::<Vec<_>>().join("; ")
                 ),

@@ -75,6 +75,9 @@ fn files_under(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// A file's index and what reading its header gave (`None`: not DICOM).
+type Read = (usize, Option<Result<Vec<SliceHeader>>>);
+
 /// Reads the header of every DICOM file under `root` (a folder, recursively, or one file)
 /// and assembles the series, calling `progress(files_done, files_total)`.
 pub fn scan_with_progress(root: &Path, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<DicomFolder> {
@@ -91,7 +94,7 @@ pub fn scan_with_progress(root: &Path, progress: &(dyn Fn(usize, usize) + Sync))
     let next = std::sync::atomic::AtomicUsize::new(0);
     let done = std::sync::atomic::AtomicUsize::new(0);
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(total).max(1);
-    let results: Vec<Vec<(usize, Option<Result<Vec<SliceHeader>>>)>> = std::thread::scope(|scope| {
+    let results: Vec<Vec<Read>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
@@ -113,7 +116,7 @@ pub fn scan_with_progress(root: &Path, progress: &(dyn Fn(usize, usize) + Sync))
     let mut slices = Vec::new();
     let mut unreadable = Vec::new();
     let mut other_files = 0;
-    let mut ordered: Vec<(usize, Option<Result<Vec<SliceHeader>>>)> = results.into_iter().flatten().collect();
+    let mut ordered: Vec<Read> = results.into_iter().flatten().collect();
     ordered.sort_by_key(|(i, _)| *i);
     for (i, read) in ordered {
         match read {

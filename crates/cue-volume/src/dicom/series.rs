@@ -101,11 +101,11 @@ impl Series {
         let [columns, rows, count] = geometry.shape;
         let plane = columns * rows;
         // Frames of one file are decoded together: a multi-frame file is opened once.
-        let mut by_file: BTreeMap<&Path, Vec<(usize, u32, (f64, f64))>> = BTreeMap::new();
+        let mut by_file: BTreeMap<&Path, Vec<FrameOfSlice>> = BTreeMap::new();
         for (k, slice) in self.slices.iter().enumerate() {
             by_file.entry(slice.path.as_path()).or_default().push((k, slice.frame, slice.rescale));
         }
-        let files: Vec<(&Path, Vec<(usize, u32, (f64, f64))>)> = by_file.into_iter().collect();
+        let files: Vec<(&Path, Vec<FrameOfSlice>)> = by_file.into_iter().collect();
         let mut data = vec![0f32; plane * count];
         let planes: Vec<std::sync::Mutex<&mut [f32]>> = data.chunks_mut(plane).map(std::sync::Mutex::new).collect();
         let next = std::sync::atomic::AtomicUsize::new(0);
@@ -171,6 +171,9 @@ impl Series {
         }
     }
 }
+
+/// Slice `k` of a volume is frame `frame` of its file, rescaled by `(slope, intercept)`.
+type FrameOfSlice = (usize, u32, (f64, f64));
 
 /// The DICOM series a volume was assembled from.
 #[derive(Clone, Debug, PartialEq, Eq)]
