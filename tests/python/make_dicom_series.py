@@ -3,7 +3,8 @@
     python make_dicom_series.py OUT_DIR
 
 Each sub-folder of OUT_DIR is one case; OUT_DIR/manifest.json says, for each, whether it must
-convert (and then dcm2niix's answer is the reference) or be refused (and which words the
+convert (and then dcm2niix's answer is the reference, or pydicom's slice by slice where
+dcm2niix cannot read the transfer syntax) or be refused (and which words the
 one-line error must hold). File names are random and carry no order; InstanceNumber runs
 against the slice position in one case, so only the geometry can order the slices.
 
@@ -17,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from pydicom.encaps import encapsulate
+from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit,
+                         generate_uid)
 
 MR = "1.2.840.10008.5.1.4.1.1.4"
 ENHANCED_MR = "1.2.840.10008.5.1.4.1.1.4.1"
@@ -60,9 +63,20 @@ def base(study_uid, series_uid, number, description, rows, columns, bits_stored=
     return ds
 
 
+def jpeg_baseline(plane):
+    """One 8-bit plane as a baseline JPEG (Pillow, quality 90): lossy, as a PACS may store it."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(plane.astype(np.uint8)).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
 def write_series(folder, volume, directions, spacing, origin, description, number, *, study_uid=None,
                  slope=1.0, intercept=0.0, bits_stored=16, signed=True, reverse_instances=False,
-                 positions=None, syntax=ExplicitVRLittleEndian, truncate=None):
+                 positions=None, syntax=ExplicitVRLittleEndian, truncate=None, bits_allocated=16):
     """volume[k, r, c]; directions = (row direction, column direction, normal) as LPS unit
     vectors; spacing = (between rows, between columns, between slices)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -86,11 +100,18 @@ def write_series(folder, volume, directions, spacing, origin, description, numbe
         ds.RescaleIntercept = f"{intercept}"
         ds.EchoTime = "3"
         ds.RepetitionTime = "2000"
-        dtype = np.int16 if signed else np.uint16
-        pixels = volume[k].astype(dtype).tobytes()
-        if truncate is not None and k == truncate:
-            pixels = pixels[: len(pixels) // 3]
-        ds.PixelData = pixels
+        if bits_allocated == 8:
+            ds.BitsAllocated = 8
+        if syntax == JPEGBaseline8Bit:
+            ds.PixelData = encapsulate([jpeg_baseline(volume[k])])
+            ds["PixelData"].VR = "OB"
+            ds.LossyImageCompression = "01"
+        else:
+            dtype = (np.int8 if signed else np.uint8) if bits_allocated == 8 else (np.int16 if signed else np.uint16)
+            pixels = volume[k].astype(dtype).tobytes()
+            if truncate is not None and k == truncate:
+                pixels = pixels[: len(pixels) // 3]
+            ds.PixelData = pixels
         name = f"{rng.integers(0, 2**48):012X}"
         ds.save_as(folder / name, enforce_file_format=True, implicit_vr=syntax == ImplicitVRLittleEndian)
     return series_uid
@@ -181,6 +202,19 @@ def main(out):
     write_enhanced(out / "enhanced", rng.integers(0, 1000, size=(8, 16, 12)), oblique, (1.0, 1.5, 2.0),
                    (10.0, -20.0, 5.0), "enhanced t2 flair", 9)
     manifest["enhanced"] = {"convert": True, "sequence": "FLAIR"}
+
+    write_series(out / "deflate", rng.integers(-1000, 3000, size=(7, 11, 13)), sagittal, (0.7, 0.9, 1.2),
+                 (-20.0, -50.0, 40.0), "sag t1 mprage", 13, syntax=DeflatedExplicitVRLittleEndian)
+    # dcm2niix 1.0.20220720 does not read deflate: pydicom, slice by slice, is the reference.
+    manifest["deflate"] = {"convert": True, "sequence": "T1", "reference": "pydicom"}
+
+    # Smooth content, so that the lossy coding stays close to the original everywhere.
+    x, y, z = np.meshgrid(np.arange(16), np.arange(12), np.arange(6), indexing="ij")
+    smooth = (128 + 100 * np.sin(x / 3.0) * np.cos(y / 4.0) * np.cos(z / 5.0)).transpose(2, 1, 0)
+    write_series(out / "jpeg-baseline", smooth, axial, (1.5, 1.5, 3.0), (-10.0, -10.0, 0.0), "AX T2 FSE", 14,
+                 syntax=JPEGBaseline8Bit, bits_stored=8, signed=False, bits_allocated=8)
+    # Two JPEG decoders may round the inverse DCT differently: within 2 grey levels of dcm2niix.
+    manifest["jpeg-baseline"] = {"convert": True, "sequence": "T2", "tolerance": 2.0}
 
     vol = rng.integers(0, 800, size=(8, 10, 10))
     positions = [np.array([0.0, 0.0, 2.0 * k]) for k in range(8)]
