@@ -9,11 +9,13 @@ pub mod datatype;
 pub mod dicom;
 pub mod error;
 pub mod header;
+pub mod parallel;
 pub mod phantom;
 pub mod process;
 pub mod read;
 pub mod slice;
 pub mod source;
+pub mod sources;
 pub mod study;
 pub mod threads;
 #[allow(clippy::module_inception)]

@@ -75,9 +75,6 @@ fn files_under(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// A file's index and what reading its header gave (`None`: not DICOM).
-type Read = (usize, Option<Result<Vec<SliceHeader>>>);
-
 /// Reads the header of every DICOM file under `root` (a folder, recursively, or one file)
 /// and assembles the series, calling `progress(files_done, files_total)`.
 pub fn scan_with_progress(root: &Path, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<DicomFolder> {
@@ -91,34 +88,13 @@ pub fn scan_with_progress(root: &Path, progress: &(dyn Fn(usize, usize) + Sync))
     }
     let files = files_under(root)?;
     let total = files.len();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(total).max(1);
-    let results: Vec<Vec<Read>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(path) = files.get(i) else { break };
-                        // A file that is not DICOM is passed over silently, as a viewer does.
-                        let read = has_dicom_marker(path).then(|| read_slice_headers(path));
-                        mine.push((i, read));
-                        progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, total);
-                    }
-                    mine
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
-    });
+    // A file that is not DICOM is passed over silently, as a viewer does.
+    let read: Vec<Option<Result<Vec<SliceHeader>>>> =
+        crate::parallel::map_in_parallel(&files, progress, |path| has_dicom_marker(path).then(|| read_slice_headers(path)));
     let mut slices = Vec::new();
     let mut unreadable = Vec::new();
     let mut other_files = 0;
-    let mut ordered: Vec<Read> = results.into_iter().flatten().collect();
-    ordered.sort_by_key(|(i, _)| *i);
-    for (i, read) in ordered {
+    for (i, read) in read.into_iter().enumerate() {
         match read {
             None => other_files += 1,
             Some(Ok(headers)) => slices.extend(headers),

@@ -108,47 +108,23 @@ impl Series {
         let files: Vec<(&Path, Vec<FrameOfSlice>)> = by_file.into_iter().collect();
         let mut data = vec![0f32; plane * count];
         let planes: Vec<std::sync::Mutex<&mut [f32]>> = data.chunks_mut(plane).map(std::sync::Mutex::new).collect();
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let done = std::sync::atomic::AtomicUsize::new(0);
-        let failure = std::sync::Mutex::new(None);
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(files.len()).max(1);
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some((path, frames)) = files.get(i) else { break };
-                        let wanted: Vec<(u32, (f64, f64))> = frames.iter().map(|f| (f.1, f.2)).collect();
-                        let result = read_frames(path, &wanted).and_then(|pixels| {
-                            for ((k, _, _), values) in frames.iter().zip(pixels) {
-                                if values.len() != plane {
-                                    return Err(VolumeError::invalid(
-                                        Problem::Dicom(format!("{} pixels decoded, {rows} x {columns} expected", values.len())),
-                                        *path,
-                                    ));
-                                }
-                                if let Ok(mut target) = planes[*k].lock() {
-                                    target.copy_from_slice(&values);
-                                }
-                            }
-                            Ok(())
-                        });
-                        if let Err(e) = result {
-                            if let Ok(mut slot) = failure.lock() {
-                                slot.get_or_insert(e);
-                            }
-                            next.store(files.len(), std::sync::atomic::Ordering::Relaxed);
-                            break;
-                        }
-                        progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, files.len());
-                    }
-                });
+        let read = crate::parallel::map_in_parallel(&files, progress, |(path, frames)| {
+            let wanted: Vec<(u32, (f64, f64))> = frames.iter().map(|f| (f.1, f.2)).collect();
+            for ((k, _, _), values) in frames.iter().zip(read_frames(path, &wanted)?) {
+                if values.len() != plane {
+                    return Err(VolumeError::invalid(
+                        Problem::Dicom(format!("{} pixels decoded, {rows} x {columns} expected", values.len())),
+                        *path,
+                    ));
+                }
+                if let Ok(mut target) = planes[*k].lock() {
+                    target.copy_from_slice(&values);
+                }
             }
+            Ok(())
         });
         drop(planes);
-        if let Some(e) = failure.into_inner().ok().flatten() {
-            return Err(e);
-        }
+        read.into_iter().collect::<Result<Vec<()>>>()?;
         let header = header_for(&geometry.shape, &VoxelData::F32(Vec::new()), &geometry.world_from_voxel, &WriteOptions::default());
         let mut volume = Volume::from_parts(data, header, geometry.world_from_voxel);
         volume.source = VolumeSource { path: folder, series: Some(self.origin()), ..volume.source };
