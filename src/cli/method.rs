@@ -316,10 +316,10 @@ pub fn map_command(args: MapArgs) -> anyhow::Result<()> {
     let nifti = name.ends_with(".nii") || name.ends_with(".nii.gz");
     anyhow::ensure!(nifti || name.ends_with(".png"), "--out must end in .png, .nii or .nii.gz: {}", args.out.display());
     anyhow::ensure!(!args.all_slices || nifti, "--all-slices writes a volume: use a .nii or .nii.gz output");
-    let volume = if args.series.is_some() || cue_volume::dicom::is_dicom_path(&args.volume) {
-        Volume::read_series_canonical(&args.volume, args.series)?
-    } else {
-        Volume::read_canonical(&args.volume, 0)?
+    // Volume::read_canonical reads a DICOM path's only series itself; --series picks one.
+    let volume = match args.series {
+        Some(number) => Volume::read_series_canonical(&args.volume, Some(number))?,
+        None => Volume::read_canonical(&args.volume, 0)?,
     };
     let count = slice_count(volume.shape, view);
     let indices: Vec<usize> = if args.all_slices {

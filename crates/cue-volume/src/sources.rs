@@ -72,7 +72,6 @@ impl ImageSource {
     }
 }
 
-
 /// The NIfTI files named by `paths` (files, or folders whose NIfTI files are taken, not
 /// recursing) and a study name: the folder's name, or the first file's. A folder without
 /// NIfTI files is an error here; [`study_sources`] reads it as DICOM.

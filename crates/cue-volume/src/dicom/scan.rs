@@ -88,22 +88,20 @@ pub fn scan_with_progress(root: &Path, progress: &(dyn Fn(usize, usize) + Sync))
     }
     let files = files_under(root)?;
     let total = files.len();
-    // A file that is not DICOM is passed over silently, as a viewer does.
-    let read: Vec<Option<Result<Vec<SliceHeader>>>> =
-        crate::parallel::map_in_parallel(&files, progress, |path| has_dicom_marker(path).then(|| read_slice_headers(path)));
+    let read: Vec<Result<Vec<SliceHeader>>> = crate::parallel::map_in_parallel(&files, progress, |path| read_slice_headers(path));
     let mut slices = Vec::new();
     let mut unreadable = Vec::new();
     let mut other_files = 0;
     for (i, read) in read.into_iter().enumerate() {
         match read {
-            None => other_files += 1,
-            Some(Ok(headers)) => slices.extend(headers),
+            Ok(headers) => slices.extend(headers),
+            // A file that is not DICOM (no marker, or one that cannot be opened to look) is
+            // passed over silently, as a viewer does.
+            Err(VolumeError::Invalid { problem: crate::Problem::NotDicom(_), .. } | VolumeError::Io { .. }) => other_files += 1,
             // DICOM without an image (a DICOMDIR, a structured report, a presentation state)
             // is not an error of the folder.
-            Some(Err(VolumeError::Invalid { problem: crate::Problem::Dicom(reason), .. })) if reason.contains("not an image") => {
-                other_files += 1
-            }
-            Some(Err(e)) => unreadable.push((files[i].clone(), e.to_string())),
+            Err(VolumeError::Invalid { problem: crate::Problem::Dicom(reason), .. }) if reason.contains("not an image") => other_files += 1,
+            Err(e) => unreadable.push((files[i].clone(), e.to_string())),
         }
     }
     if slices.is_empty() {
