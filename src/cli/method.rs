@@ -10,9 +10,8 @@ use clap::Args;
 use cue_method::eval::run::{EvalRequest, METRICS, Scorer, best_dice_thresholds, evaluate};
 use cue_method::train::split::Split;
 use cue_model::device::DeviceChoice;
-use cue_model::mapper::{AnomalyModel, SliceImage};
 use cue_method::train::trainer::{TrainConfig, TrainEvent, TrainOutcome, TrainRequest, train};
-use cue_volume::{DisplayConvention, SequenceKind, SliceAxes, View, Volume, VoxelData, WindowLevel, WriteOptions, extract_slice, slice_count, write_nifti1};
+use cue_volume::{SequenceKind, View};
 
 /// Options of `cue train` (each overrides the config file).
 #[derive(Debug, Args)]
@@ -268,123 +267,7 @@ pub fn eval_command(args: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     cue_volume::write_file_atomically(path, bytes).with_context(|| format!("cannot write {}", path.display()))
-}
-
-/// Options of `cue map`.
-#[derive(Debug, Args)]
-pub struct MapArgs {
-    /// CLIP folder or .bpk.
-    #[arg(long)]
-    model: PathBuf,
-    /// Trained prompt (.bpk); without it, zero-shot text prompts.
-    #[arg(long)]
-    prompt: Option<PathBuf>,
-    /// The volume: a NIfTI file, a DICOM file, or a folder of DICOM files.
-    volume: PathBuf,
-    /// The DICOM series to map (its SeriesNumber), when the folder holds several.
-    #[arg(long)]
-    series: Option<i32>,
-    #[arg(long, default_value = "axial")]
-    view: String,
-    /// Slice index along the view's axis (canonical RAS grid).
-    #[arg(long)]
-    slice: Option<usize>,
-    /// Map every slice of the view (NIfTI output only).
-    #[arg(long)]
-    all_slices: bool,
-    /// map.png (slice with the map overlaid) or map.nii / map.nii.gz (raw scores; on the
-    /// source file's voxel grid with its affine, qform and sform unless `--grid canonical`).
-    #[arg(long)]
-    out: PathBuf,
-    /// Grid of a NIfTI output: `source` (the input file's own voxel order, shape and geometry,
-    /// so the map overlays the source in any viewer) or `canonical` (closest-canonical RAS+,
-    /// as `cue canonical` writes the volume; `--slice` counts along this grid either way).
-    #[arg(long, default_value = "source", value_parser = ["source", "canonical"])]
-    grid: String,
-    #[arg(long, default_value_t = 8)]
-    batch_size: usize,
-    #[arg(long, default_value_t = DeviceChoice::Auto)]
-    device: DeviceChoice,
-}
-
-/// Runs `cue map`.
-pub fn map_command(args: MapArgs) -> anyhow::Result<()> {
-    let view: View = args.view.parse().map_err(anyhow::Error::msg)?;
-    let name = args.out.to_string_lossy().to_lowercase();
-    let nifti = name.ends_with(".nii") || name.ends_with(".nii.gz");
-    anyhow::ensure!(nifti || name.ends_with(".png"), "--out must end in .png, .nii or .nii.gz: {}", args.out.display());
-    anyhow::ensure!(!args.all_slices || nifti, "--all-slices writes a volume: use a .nii or .nii.gz output");
-    // Volume::read_canonical reads a DICOM path's only series itself; --series picks one.
-    let volume = match args.series {
-        Some(number) => Volume::read_series_canonical(&args.volume, Some(number))?,
-        None => Volume::read_canonical(&args.volume, 0)?,
-    };
-    let count = slice_count(volume.shape, view);
-    let indices: Vec<usize> = if args.all_slices {
-        (0..count).collect()
-    } else {
-        let k = args.slice.unwrap_or(count / 2);
-        anyhow::ensure!(k < count, "{} slice {k} requested, the volume has {count}: {}", view.name(), args.volume.display());
-        vec![k]
-    };
-    let clip = cue_model::loader::load_named(&args.model, args.device)?.clip;
-    let model = AnomalyModel::with_prompt(clip, args.prompt.as_deref())?;
-    let window = WindowLevel::auto(&volume.data);
-    let unit: Vec<f32> = volume.data.iter().map(|&v| window.apply(v)).collect();
-    let axes = SliceAxes::new(view, DisplayConvention::Radiological);
-    let mut scores = vec![0f32; volume.voxel_count()];
-    let mut last_png = None;
-    for chunk in indices.chunks(args.batch_size.max(1)) {
-        let slices = chunk
-            .iter()
-            .map(|&k| extract_slice(&unit, volume.shape, volume.voxel_size_mm(), view, k, DisplayConvention::Radiological))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|p| anyhow::anyhow!("{p}"))?;
-        let images: Vec<SliceImage<'_>> = slices
-            .iter()
-            .map(|s| SliceImage { values: &s.pixels, channels: 1, width: s.width, height: s.height, pixel_spacing_mm: s.pixel_spacing_mm })
-            .collect();
-        let maps = model.map(&images)?;
-        for ((&k, slice), map) in chunk.iter().zip(&slices).zip(maps) {
-            axes.write_slice(&mut scores, volume.shape, k, map.width, &map.scores);
-            eprintln!("{} slice {k}: image score {:.4}, CLS score {:.4}", view.name(), map.image_score, map.cls_score);
-            last_png = Some((slice.clone(), map));
-        }
-    }
-    if nifti {
-        let descrip = format!("CUE anomaly map ({})", view.name());
-        if args.grid == "canonical" {
-            let options = WriteOptions { descrip, ..Default::default() };
-            write_nifti1(&args.out, &volume.shape, &VoxelData::F32(scores), &volume.world_from_voxel, &options)?;
-        } else {
-            let (scores, shape) = volume.to_file_grid(&scores).map_err(|e| anyhow::anyhow!("{e}: {}", args.volume.display()))?;
-            let options = WriteOptions { descrip, geometry_of: Some(Box::new(volume.source.header.clone())), ..Default::default() };
-            write_nifti1(&args.out, &shape, &VoxelData::F32(scores), &volume.source.file_world_from_voxel, &options)?;
-        }
-    } else if let Some((slice, map)) = last_png {
-        write_overlay_png(&args.out, &slice.pixels, &map.scores, slice.width, slice.height)?;
-    }
-    println!("{}", args.out.display());
-    Ok(())
-}
-
-/// The slice in grey with the min-max-normalised map blended over it in a black-red-yellow-white
-/// ramp (alpha 0.5, values under 0.2 left clear).
-fn write_overlay_png(path: &Path, grey: &[f32], scores: &[f32], width: usize, height: usize) -> anyhow::Result<()> {
-    let map = cue_model::anomaly::normalise_min_max(scores);
-    let mut rgb = Vec::with_capacity(width * height * 3);
-    for (&g, &t) in grey.iter().zip(&map) {
-        let heat = [(3.0 * t).clamp(0.0, 1.0), (3.0 * t - 1.0).clamp(0.0, 1.0), (3.0 * t - 2.0).clamp(0.0, 1.0)];
-        let alpha = if t < 0.2 { 0.0 } else { 0.5 };
-        for h in heat {
-            rgb.push(((g * (1.0 - alpha) + h * alpha) * 255.0).round().clamp(0.0, 255.0) as u8);
-        }
-    }
-    let image = image::RgbImage::from_raw(width as u32, height as u32, rgb).context("image size")?;
-    let mut png = std::io::Cursor::new(Vec::new());
-    image.write_to(&mut png, image::ImageFormat::Png).with_context(|| format!("cannot encode {}", path.display()))?;
-    write_atomic(path, png.get_ref())
 }
 

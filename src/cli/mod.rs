@@ -3,7 +3,9 @@
 mod bench;
 mod bench_method;
 mod clip;
+mod findings;
 mod info;
+mod map;
 mod method;
 mod reproduce;
 
@@ -103,7 +105,10 @@ enum Command {
     Eval(method::EvalArgs),
     /// Anomaly map of a slice (PNG overlay or NIfTI) or of a whole view (NIfTI on the
     /// volume's grid).
-    Map(method::MapArgs),
+    Map(map::MapArgs),
+    /// Findings of a score volume: its 26-connected regions at or above a threshold, with
+    /// voxels, volume in mL, max and mean score, centroid (voxels and RAS mm) and bounding box.
+    Findings(findings::FindingsArgs),
     /// The seed's protocol in one run: patient split, train on T1 axial (3 seeds), thresholds
     /// on validation, test on 4 sequences x 3 views, baselines, results.json/.md, ROC plots.
     Reproduce(reproduce::ReproduceArgs),
@@ -237,7 +242,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::ClipEmbed(args)) => clip::embed(args),
         Some(Command::Train(args)) => method::train_command(args),
         Some(Command::Eval(args)) => method::eval_command(args),
-        Some(Command::Map(args)) => method::map_command(args),
+        Some(Command::Map(args)) => map::map_command(args),
+        Some(Command::Findings(args)) => findings::findings_command(args),
         Some(Command::Reproduce(args)) => reproduce::reproduce_command(args),
         Some(Command::Weights { what }) => weights(what),
         Some(Command::Phantom { out, seed, cases, downsample, template }) => {

@@ -8,6 +8,7 @@ pub mod affine;
 pub mod datatype;
 pub mod dicom;
 pub mod error;
+pub mod findings;
 pub mod header;
 pub mod parallel;
 pub mod phantom;
