@@ -284,6 +284,15 @@ impl AnomalyModel {
             .collect())
     }
 
+    /// The score threshold chosen on validation data when the prompt was trained (the best
+    /// pixel Dice there), if its manifest has one.
+    pub fn validation_threshold(&self) -> Option<f32> {
+        match &self.prompts {
+            Prompts::Trained { manifest, .. } => manifest.metrics["validation_threshold"].as_f64().map(|t| t as f32),
+            _ => None,
+        }
+    }
+
     /// Whether the prompts are trained (otherwise zero-shot).
     pub fn is_trained(&self) -> bool {
         matches!(self.prompts, Prompts::Trained { .. })

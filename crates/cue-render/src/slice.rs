@@ -30,17 +30,20 @@ pub enum LabelStyle {
 pub struct SliceRenderer {
     pipeline: wgpu::RenderPipeline,
     bind_group_layout: wgpu::BindGroupLayout,
-    blit_pipeline: wgpu::RenderPipeline,
-    blit_layout: wgpu::BindGroupLayout,
+    pub(crate) blit_pipeline: wgpu::RenderPipeline,
+    pub(crate) blit_layout: wgpu::BindGroupLayout,
     atlas: Option<Atlas>,
     max_atlas_side: u32,
     images_rendered: u64,
-    colormaps: wgpu::TextureView,
-    no_labels: wgpu::TextureView,
+    pub(crate) colormaps: wgpu::TextureView,
+    pub(crate) no_labels: wgpu::TextureView,
     no_overlay: wgpu::TextureView,
-    volumes: HashMap<VolumeId, wgpu::TextureView>,
+    pub(crate) volumes: HashMap<VolumeId, wgpu::TextureView>,
     slots: HashMap<u64, Slot>,
     uploaded_bytes: u64,
+    /// Bumped by every upload and removal, so the 3-D view rebinds replaced textures.
+    pub(crate) generation: u64,
+    pub(crate) volume3d: super::volume3d::Volume3d,
 }
 
 struct Slot {
@@ -78,7 +81,7 @@ struct Atlas {
 const BLIT_UNIFORM_BYTES: u64 = 32;
 
 /// Format of the slice images.
-const IMAGE_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba8Unorm;
+pub(crate) const IMAGE_FORMAT: wgpu::TextureFormat = wgpu::TextureFormat::Rgba8Unorm;
 
 /// Places rectangles of `sizes` (by slot, in slot order) in columns no taller than `max_side`;
 /// returns each one's (x, y, width, height) and the atlas size needed.
@@ -227,6 +230,8 @@ impl SliceRenderer {
             volumes: HashMap::new(),
             slots: HashMap::new(),
             uploaded_bytes: 0,
+            generation: 0,
+            volume3d: super::volume3d::Volume3d::new(device),
         }
     }
 
@@ -246,6 +251,7 @@ impl SliceRenderer {
         );
         this.uploaded_bytes += bytes.len() as u64;
         this.volumes.insert(id, view);
+        this.generation += 1;
         // Views bound to an older texture of this id rebind on their next draw.
         this.slots.retain(|_, slot| slot.bound.0 != id && slot.bound.1 != Some(id));
     }
@@ -253,6 +259,7 @@ impl SliceRenderer {
     /// Frees a volume's texture.
     pub fn remove(&mut self, id: VolumeId) {
         self.volumes.remove(&id);
+        self.generation += 1;
         self.slots.retain(|_, slot| slot.bound.0 != id && slot.bound.1 != Some(id));
     }
 
@@ -401,7 +408,7 @@ impl SliceRenderer {
 
 /// A pipeline drawing `quad.wgsl`'s four-vertex quad over the viewport with one bind group
 /// and the fragment entry point `fragment` into `format`, without blending.
-fn quad_pipeline(
+pub(crate) fn quad_pipeline(
     device: &wgpu::Device,
     label: &str,
     shader: &wgpu::ShaderModule,

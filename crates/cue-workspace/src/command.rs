@@ -9,7 +9,9 @@ use cue_volume::{SequenceKind, View, WindowLevel};
 use cue_method::eval::run::EvalRequest;
 use cue_method::train::trainer::TrainRequest;
 
+use crate::findings::{SortKey, ThresholdChoice};
 use crate::jobs::{JobId, PickPurpose};
+use crate::report::FindingsExport;
 use crate::runs::ReportFormat;
 use crate::loader::OpenRequest;
 use crate::state::{Layout, MapDisplay, ScreenVec, Tab};
@@ -177,6 +179,23 @@ pub enum Command {
     ChooseModelDialog,
     /// Ask for a trained prompt file with the system's dialog.
     ChoosePromptDialog,
+    /// Set the findings threshold (`None`: the prompt's validation threshold, else the default
+    /// percentile).
+    SetFindingsThreshold(Option<ThresholdChoice>),
+    /// Drop findings smaller than this many mm^3.
+    SetFindingsMinSize(f64),
+    /// Sort the findings list by a column (again: the other direction).
+    SortFindings(SortKey),
+    /// Select a finding (by label) and move the crosshair to its highest score.
+    SelectFinding(u32),
+    /// Write the findings: a label NIfTI, CSV, JSON or the HTML report, to `path` or (`None`)
+    /// where the user picks in a save dialog.
+    ExportFindings {
+        /// What to write.
+        format: FindingsExport,
+        /// Where.
+        path: Option<PathBuf>,
+    },
     /// Save the window, or with `view_only` the first view of the active orientation, as a PNG.
     Screenshot {
         /// Crop to one view.

@@ -106,6 +106,12 @@ pub enum InferEvent {
         device: String,
         /// Id that map keys carry.
         prompt_id: String,
+        /// The backbone weights' SHA-256.
+        backbone_sha256: String,
+        /// The prompt file's SHA-256 (empty for zero-shot).
+        prompt_sha256: String,
+        /// The score threshold chosen on validation data with the prompt, if it has one.
+        validation_threshold: Option<f32>,
     },
     /// A map.
     Map {
@@ -306,11 +312,20 @@ impl Worker {
         })();
         match result {
             Ok((model, device, prompt)) => {
-                let prompt_sum = prompt.as_deref().map(file_sha256_prefix).unwrap_or_default();
+                let prompt_sha256 = prompt.as_deref().map(file_sha256).unwrap_or_default();
+                let prompt_sum: String = prompt_sha256.chars().take(12).collect();
                 let prompt = prompt.map_or("zero-shot".to_string(), |p| p.display().to_string());
                 // Content, not only the path: a prompt retrained in place is another prompt.
                 self.prompt_id = format!("{prompt}#{prompt_sum}@{}", &model.clip.id.sha256[..12.min(model.clip.id.sha256.len())]);
-                self.emit(InferEvent::Ready { backbone: model.clip.id.name.clone(), prompt, device, prompt_id: self.prompt_id.clone() });
+                self.emit(InferEvent::Ready {
+                    backbone: model.clip.id.name.clone(),
+                    prompt,
+                    device,
+                    prompt_id: self.prompt_id.clone(),
+                    backbone_sha256: model.clip.id.sha256.clone(),
+                    prompt_sha256,
+                    validation_threshold: model.validation_threshold(),
+                });
                 self.model = Some(model);
             }
             Err(e) => self.emit(InferEvent::Error(format!("cannot load the model: {e}"))),
@@ -391,9 +406,9 @@ impl Worker {
 
 /// The first 12 hex digits of a file's SHA-256 ("unreadable" when it cannot be read: the
 /// load that follows reports why).
-fn file_sha256_prefix(path: &std::path::Path) -> String {
+fn file_sha256(path: &std::path::Path) -> String {
     match std::fs::read(path) {
-        Ok(bytes) => sha2::Sha256::digest(&bytes).iter().take(6).map(|b| format!("{b:02x}")).collect(),
+        Ok(bytes) => sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect(),
         Err(_) => "unreadable".into(),
     }
 }

@@ -48,6 +48,8 @@ pub enum JobKind {
     Train,
     /// Measure a prompt on a dataset.
     Evaluate,
+    /// Find the regions of the fused maps.
+    Findings,
 }
 
 /// What a file dialog is for, so its answer goes to the right place.
@@ -100,6 +102,8 @@ pub enum JobOutput {
     Trained(TrainOutcome),
     /// An evaluation's report.
     Evaluated(Box<EvalReport>),
+    /// A findings list.
+    Findings(Box<crate::findings::FindingsResult>),
     /// Nothing to report (the user cancelled a save dialog).
     Nothing,
 }

@@ -5,11 +5,13 @@
 //! does not depend on it.
 
 pub mod command;
+pub mod findings;
 pub mod infer;
 pub mod jobs;
 pub mod loader;
 pub mod map_store;
 pub mod maps;
+pub mod report;
 pub mod runs;
 pub mod series_picker;
 pub mod state;

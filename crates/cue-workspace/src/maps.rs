@@ -33,6 +33,12 @@ pub enum ModelStatus {
         device: String,
         /// The id map keys carry.
         prompt_id: String,
+        /// The backbone weights' SHA-256.
+        backbone_sha256: String,
+        /// The prompt file's SHA-256 (empty for zero-shot).
+        prompt_sha256: String,
+        /// The score threshold chosen on validation data with the prompt, if it has one.
+        validation_threshold: Option<f32>,
     },
     /// Loading failed.
     Failed(String),
@@ -113,8 +119,8 @@ impl MapState {
         for event in events {
             match event {
                 InferEvent::Loading { stage } => self.status = ModelStatus::Loading(stage),
-                InferEvent::Ready { backbone, prompt, device, prompt_id } => {
-                    self.status = ModelStatus::Ready { backbone, prompt, device, prompt_id };
+                InferEvent::Ready { backbone, prompt, device, prompt_id, backbone_sha256, prompt_sha256, validation_threshold } => {
+                    self.status = ModelStatus::Ready { backbone, prompt, device, prompt_id, backbone_sha256, prompt_sha256, validation_threshold };
                     self.error = None;
                     if let Some(id) = self.loading.take() {
                         jobs.finish(id);

@@ -9,6 +9,7 @@ use std::time::Duration;
 use cue_volume::{DisplayConvention, View, WindowLevel};
 
 use crate::command::Command;
+use crate::findings::FindingsState;
 use crate::infer::ModelSpec;
 use crate::jobs::{JobId, JobKind, JobMessage, JobOutput, JobRunner, JobUpdate, PickPurpose};
 use crate::runs::Runs;
@@ -53,6 +54,8 @@ pub struct Workspace {
     pub runs: Runs,
     /// A DICOM folder's series, listed for the user to pick the ones to open.
     pub series_picker: Option<SeriesPicker>,
+    /// The findings of the fused maps.
+    pub findings: FindingsState,
     rename_loaded: Option<String>,
     next_gpu_id: u64,
     effects: Vec<Effect>,
@@ -72,6 +75,7 @@ impl Workspace {
             loading: None,
             runs: Runs::default(),
             series_picker: None,
+            findings: FindingsState::default(),
             rename_loaded: None,
             next_gpu_id: 1,
             effects: Vec::new(),
@@ -180,6 +184,9 @@ impl Workspace {
                 }
             }
             Command::Screenshot { view_only } => self.effects.push(Effect::Screenshot { view_only }),
+            Command::SetFindingsThreshold(_) | Command::SortFindings(_) | Command::SetFindingsMinSize(_) | Command::SelectFinding(_) | Command::ExportFindings { .. } => {
+                self.apply_findings(command)
+            }
             other => self.apply_to_study(other),
         }
     }
@@ -266,6 +273,7 @@ impl Workspace {
         self.maps.handle(events, &mut self.jobs);
         if let Some(study) = &self.study {
             self.maps.start_queued(study, &mut self.jobs);
+            self.findings.refresh(study, &self.maps, &mut self.jobs);
         }
         self.take_map_error();
     }
@@ -331,6 +339,7 @@ impl Workspace {
         }
         // Mapping of the old study stops; its maps stay in the store under its own key.
         self.maps.cancel(&mut self.jobs);
+        self.findings.clear(&mut self.jobs);
         self.maps.drop_overlays_except(&[]);
         let view = StudyView::new(loaded, self.next_gpu_id);
         self.next_gpu_id += view.sequences.len() as u64;
@@ -476,6 +485,16 @@ impl Workspace {
             self.runs.finish(id, result);
             return;
         }
+        if self.findings.owns(id) {
+            let result = result.and_then(|output| match output {
+                JobOutput::Findings(found) => Ok(*found),
+                _ => Err("the findings job handed back something else".to_string()),
+            });
+            if let Err(message) = self.findings.finish(id, result) {
+                self.message = Some(message);
+            }
+            return;
+        }
         if kind == JobKind::DownloadModel {
             self.maps.download = None;
         }
@@ -513,7 +532,7 @@ impl Workspace {
             Ok(JobOutput::ModelDownloaded(folder)) => self.load_model(folder, None, true),
             Ok(JobOutput::Message(m)) => self.message = Some(m),
             // Training and evaluation results belong to the runs (handled above).
-            Ok(JobOutput::Nothing | JobOutput::Trained(_) | JobOutput::Evaluated(_)) => {}
+            Ok(JobOutput::Nothing | JobOutput::Trained(_) | JobOutput::Evaluated(_) | JobOutput::Findings(_)) => {}
         }
     }
 }

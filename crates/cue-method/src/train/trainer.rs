@@ -222,9 +222,10 @@ pub fn batch_loss(
     pixel + image * config.image_loss_weight
 }
 
-/// Validation: pixel-AUROC over all input pixels of the validation slices, and image-AUROC of
-/// the top-1 % score.
-fn validate(model: &PromptModel, clip: &Clip, prepared: &[Prepared], cache: &mut FeatureCache, config: &TrainConfig, layers: &[usize]) -> Result<(Option<f64>, Option<f64>), TrainError> {
+/// Validation: pixel-AUROC over all input pixels of the validation slices, image-AUROC of
+/// the top-1 % score, and the threshold of the best pixel Dice (what the app's findings start
+/// from with this prompt).
+fn validate(model: &PromptModel, clip: &Clip, prepared: &[Prepared], cache: &mut FeatureCache, config: &TrainConfig, layers: &[usize]) -> Result<(Option<f64>, Option<f64>, Option<f32>), TrainError> {
     let size = clip.config.vision.image_size;
     let (mut pixels, mut image_scores, mut image_truth) = (ScoreHistogram::default(), Vec::new(), Vec::new());
     let indices: Vec<usize> = (0..prepared.len()).collect();
@@ -244,7 +245,7 @@ fn validate(model: &PromptModel, clip: &Clip, prepared: &[Prepared], cache: &mut
             pixels.add_pixels(map.iter().copied().zip(truth));
         }
     }
-    Ok((pixels.auroc(), auroc(&image_scores, &image_truth)))
+    Ok((pixels.auroc(), auroc(&image_scores, &image_truth), pixels.best_dice().map(|(_, threshold)| threshold)))
 }
 
 /// Runs training; events go to `events`, `cancel` stops it between steps.
@@ -365,8 +366,8 @@ pub fn train_with_pause(
                 eta_s: per_step * (total_steps - steps_done) as f64,
             });
         }
-        let (pixel_auroc, image_auroc) = if validation_prepared.is_empty() {
-            (None, None)
+        let (pixel_auroc, image_auroc, validation_threshold) = if validation_prepared.is_empty() {
+            (None, None, None)
         } else {
             validate(&model, &clip, &validation_prepared, &mut validation_cache, config, &layers)?
         };
@@ -397,6 +398,8 @@ pub fn train_with_pause(
             metrics: serde_json::json!({
                 "validation_pixel_auroc": pixel_auroc,
                 "validation_image_auroc": image_auroc,
+                "validation_threshold": validation_threshold,
+                "validation_threshold_rule": "best pixel Dice on the validation slices (scores >= threshold)",
                 "train_loss": loss_sum / steps as f32,
                 "epoch": epoch + 1,
                 "best_epoch": best.map(|b| b.1),
