@@ -59,9 +59,18 @@ pub fn tiny_clip() -> PathBuf {
 
 /// A fresh (untrained) prompt file for the tiny CLIP in `dir`, N = 3, layers 1-3.
 pub fn tiny_prompt_file(dir: &std::path::Path) -> PathBuf {
+    tiny_prompt_file_seeded(dir, None)
+}
+
+/// [`tiny_prompt_file`] with the random initialisation seeded (the same prompt every run).
+pub fn tiny_prompt_file_seeded(dir: &std::path::Path, seed: Option<u64>) -> PathBuf {
     use cue::model::clip::Clip;
     use cue::model::prompt::PromptConfig;
-    let clip = Clip::load(&tiny_clip(), &burn::tensor::Device::flex()).expect("tiny CLIP");
+    let device = burn::tensor::Device::flex();
+    if let Some(seed) = seed {
+        device.seed(seed);
+    }
+    let clip = Clip::load(&tiny_clip(), &device).expect("tiny CLIP");
     let path = dir.join("p.bpk");
     let config = PromptConfig { context_tokens: 3, shared_context: true };
     cue::model::trained::save_untrained_prompt(&clip, &config, vec![1, 2, 3], &path).expect("write the prompt");

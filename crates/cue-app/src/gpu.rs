@@ -3,7 +3,7 @@
 
 use eframe::egui_wgpu::{self, wgpu};
 
-use cue_render::{SliceDraw, SliceRenderer, VolumeId};
+use cue_render::{SliceDraw, SliceRenderer, VolumeDraw, VolumeId};
 
 /// Creates the renderer for the window's format and stores it where the callbacks find it.
 pub fn install(render_state: &egui_wgpu::RenderState) {
@@ -81,6 +81,54 @@ impl egui_wgpu::CallbackTrait for SliceCallback {
     fn paint(&self, _info: eframe::egui::PaintCallbackInfo, render_pass: &mut wgpu::RenderPass<'static>, resources: &egui_wgpu::CallbackResources) {
         if let Some(renderer) = resources.get::<SliceRenderer>() {
             renderer.paint(self.0.slot, render_pass);
+        }
+    }
+}
+
+/// GPU ids of the findings' volumes (the sequences' ids count up from 1).
+pub const SCORES_ID: VolumeId = u64::MAX - 1;
+/// See [`SCORES_ID`].
+pub const FINDING_LABELS_ID: VolumeId = u64::MAX - 2;
+
+/// 3-D images rendered so far.
+pub fn volume_images_rendered(render_state: &egui_wgpu::RenderState) -> u64 {
+    with_renderer(render_state, |r| r.volume_images_rendered()).unwrap_or(0)
+}
+
+/// The 3-D view as an egui paint callback.
+pub struct VolumeCallback(pub VolumeDraw);
+
+impl egui_wgpu::CallbackTrait for VolumeCallback {
+    fn prepare(
+        &self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        _screen_descriptor: &egui_wgpu::ScreenDescriptor,
+        _egui_encoder: &mut wgpu::CommandEncoder,
+        resources: &mut egui_wgpu::CallbackResources,
+    ) -> Vec<wgpu::CommandBuffer> {
+        if let Some(renderer) = resources.get_mut::<SliceRenderer>() {
+            renderer.prepare_volume(device, queue, &self.0);
+        }
+        Vec::new()
+    }
+
+    fn finish_prepare(
+        &self,
+        _device: &wgpu::Device,
+        _queue: &wgpu::Queue,
+        egui_encoder: &mut wgpu::CommandEncoder,
+        resources: &mut egui_wgpu::CallbackResources,
+    ) -> Vec<wgpu::CommandBuffer> {
+        if let Some(renderer) = resources.get_mut::<SliceRenderer>() {
+            renderer.render_volume_image(egui_encoder);
+        }
+        Vec::new()
+    }
+
+    fn paint(&self, _info: eframe::egui::PaintCallbackInfo, render_pass: &mut wgpu::RenderPass<'static>, resources: &egui_wgpu::CallbackResources) {
+        if let Some(renderer) = resources.get::<SliceRenderer>() {
+            renderer.paint_volume(render_pass);
         }
     }
 }

@@ -4,24 +4,24 @@
 mod bench;
 mod cpu;
 mod gpu;
+mod views;
+mod volume_view;
 pub mod tabs;
 pub mod ui;
 mod window;
 
 pub use bench::FrameBench;
-pub use cue_workspace::{loader, maps, state};
+pub use cue_workspace::{findings, loader, maps, report, state};
 pub use window::{run, run_demo, run_window};
 
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, channel};
 
-use eframe::egui::{self, Rect, Vec2};
+use eframe::egui::{self, Rect};
 use eframe::egui_wgpu;
 
-use crate::cpu::{cpu_slice_texture, overlay_texture};
-use crate::ui::{Command, panels, view};
-use cue_render::SliceDraw;
-use cue_volume::{SliceAxes, View};
+use crate::ui::{Command, panels};
+use cue_volume::View;
 use cue_workspace::{Effect, Workspace};
 use state::{Layout, Settings};
 
@@ -64,6 +64,9 @@ pub struct CueApp {
     /// The CPU path's map overlays as egui textures, by view slot, with the overlay key.
     overlay_textures: std::collections::HashMap<u64, (u64, egui::TextureHandle)>,
     panel_fills: Option<PanelFills>,
+    findings_on_gpu: volume_view::FindingsOnGpu,
+    /// The CPU path's 3-D image and what it was drawn from.
+    volume_texture: Option<(String, egui::TextureHandle)>,
 }
 
 /// Tests and the command line read the workspace through the app.
@@ -120,6 +123,8 @@ impl CueApp {
             cpu_textures: Default::default(),
             overlay_textures: Default::default(),
             panel_fills: None,
+            findings_on_gpu: Default::default(),
+            volume_texture: None,
         };
         if !paths.is_empty() {
             app.apply(Command::Open(paths), &cc.egui_ctx);
@@ -161,6 +166,11 @@ impl CueApp {
     /// How many slice images the GPU has rendered so far (`None` without wgpu).
     pub fn slice_images_rendered(&self) -> Option<u64> {
         self.render_state.as_ref().map(gpu::images_rendered)
+    }
+
+    /// How many 3-D images the GPU has rendered so far (`None` without wgpu).
+    pub fn volume_images_rendered(&self) -> Option<u64> {
+        self.render_state.as_ref().map(gpu::volume_images_rendered)
     }
 
     /// How many views have a map overlay on the GPU (`None` without wgpu).
@@ -278,119 +288,6 @@ impl CueApp {
         })
     }
 
-    fn views_ui(&mut self, ui: &mut egui::Ui) -> Vec<Command> {
-        let mut commands = Vec::new();
-        let (cells, columns) = self.workspace.cells();
-        let Some(study) = &self.workspace.study else {
-            ui.vertical_centered(|ui| {
-                ui.add_space(ui.available_height() * 0.35);
-                if let Some(line) = self.workspace.loading_line() {
-                    crate::ui::busy_ui(ui);
-                    ui.label(line);
-                } else {
-                    ui.heading("No study open");
-                    ui.label("Open NIfTI files or a study folder (NIfTI or DICOM) with File › Open (Ctrl+O, Ctrl+Shift+O), or drop them here.");
-                    ui.label("From a terminal: cue view FILE_OR_FOLDER…");
-                }
-            });
-            return commands;
-        };
-        if cells.is_empty() {
-            ui.label("No visible sequence: tick one in the study panel.");
-            return commands;
-        }
-        let rows = cells.len().div_ceil(columns);
-        let area = ui.available_rect_before_wrap();
-        let gap = 2.0;
-        let cell_size = Vec2::new(
-            (area.width() - gap * (columns - 1) as f32) / columns as f32,
-            (area.height() - gap * (rows - 1) as f32) / rows as f32,
-        );
-        let shape = study.study.shape();
-        let voxel_size_mm = study.study.sequences[0].volume.voxel_size_mm();
-        let labels = study.label_index().filter(|_| self.workspace.settings.show_labels).map(|i| study.sequences[i].gpu_id);
-        let mut hovered = None;
-        let mut mapped_slots = Vec::new();
-        self.view_rects.clear();
-        for (n, (view, sequence)) in cells.iter().enumerate() {
-            let (row, column) = (n / columns, n % columns);
-            let min = area.min + Vec2::new(column as f32 * (cell_size.x + gap), row as f32 * (cell_size.y + gap));
-            let rect = Rect::from_min_size(min, cell_size);
-            let axes = SliceAxes::new(*view, self.workspace.settings.convention);
-            let display = &study.sequences[*sequence];
-            let slot = n as u64;
-            let slice_index = study.cursor[view.normal_axis()];
-            let native = self.workspace.maps.map_of(study, *sequence, *view, slice_index).map(|m| (m, None));
-            let found = native.or_else(|| {
-                self.workspace.settings
-                    .map_cross_orientation
-                    .then(|| self.workspace.maps.cross_map(study, *sequence, *view, slice_index))
-                    .flatten()
-                    .map(|(m, from)| (m, Some(from)))
-            });
-            let on_gpu = self.render_state.is_some();
-            let mut gpu_overlay = None;
-            let overlay = found.map(|(map, from_view)| {
-                let cached = self.workspace.maps.overlay(slot, &map, *view, shape, slice_index, &self.workspace.settings);
-                mapped_slots.push(slot);
-                // With wgpu the slice shader draws the map; otherwise egui draws it as an image.
-                let texture = if on_gpu {
-                    gpu_overlay = Some(cached.for_gpu());
-                    None
-                } else {
-                    Some(overlay_texture(&mut self.overlay_textures, ui.ctx(), slot, cached))
-                };
-                view::MapOverlay { texture, map, colormap: self.workspace.settings.map_colormap, threshold: self.workspace.settings.map_threshold, from_view }
-            });
-            let gpu = self.render_state.as_ref().map(|_| SliceDraw {
-                slot,
-                volume: display.gpu_id,
-                shape,
-                axes,
-                slice_index,
-                window: display.window,
-                colormap: display.colormap,
-                labels: labels.map(|id| (id, self.workspace.settings.label_style, self.workspace.settings.label_opacity)),
-                overlay: gpu_overlay,
-                // Set by the view, which knows where the slice lies.
-                image_in_view: [0.0, 0.0, 1.0, 1.0],
-            });
-            let cpu_texture = if gpu.is_none() {
-                Some(cpu_slice_texture(&mut self.cpu_textures, ui.ctx(), slot, study, *sequence, *view, &self.workspace.settings))
-            } else {
-                None
-            };
-            let spec = view::SliceViewSpec {
-                slot,
-                overlay,
-                map_on_click: self.workspace.settings.map_on_click && self.workspace.maps.prompt_id().is_some(),
-                view: *view,
-                sequence: *sequence,
-                title: study.study.sequences[*sequence].kind.label(),
-                shape,
-                voxel_size_mm,
-                axes,
-                cursor: study.cursor,
-                transform: study.transform(*view),
-                gpu,
-                cpu_texture,
-                colour_bar: (display.colormap != cue_render::Colormap::Gray).then_some((display.colormap, display.window)),
-            };
-            commands.extend(view::slice_view_ui(ui, rect, &spec));
-            self.view_rects.push((*view, rect));
-            if ui.rect_contains_pointer(rect) {
-                hovered = Some(*view);
-            }
-        }
-        self.hovered_view = hovered;
-        // Overlays of views that show no map any more are freed (and leave the store's budget).
-        self.workspace.maps.drop_overlays_except(&mapped_slots);
-        self.overlay_textures.retain(|slot, _| mapped_slots.contains(slot));
-        ui.advance_cursor_after_rect(area);
-        commands
-    }
-
-
     fn save_screenshot(&mut self, image: &egui::ColorImage, pixels_per_point: f32) {
         let image = match self.screenshot_crop.take() {
             Some(rect) => image.region(&rect, Some(pixels_per_point)),
@@ -455,6 +352,21 @@ impl eframe::App for CueApp {
                 commands.extend(panels::model_panel_ui(ui, &self.workspace.settings, &self.workspace.maps, has_study));
             });
         });
+        // With a model loaded: findings come from its maps.
+        if self.workspace.settings.tab == tabs::Tab::Viewer
+            && self.workspace.maps.prompt_id().is_some()
+            && let Some(study) = &self.workspace.study
+        {
+            let ws = &self.workspace;
+            let panel = crate::ui::findings::FindingsPanel {
+                state: &ws.findings,
+                result: ws.findings.current(study, &ws.maps).map(|r| r.as_ref()),
+                threshold: ws.findings.threshold_choice(&ws.maps),
+                has_validation_threshold: matches!(ws.maps.status, cue_workspace::maps::ModelStatus::Ready { validation_threshold: Some(_), .. }),
+                model_ready: ws.maps.prompt_id().is_some(),
+            };
+            egui::Panel::right("findings_panel").default_size(300.0).show(ui, |ui| commands.extend(crate::ui::findings::findings_panel_ui(ui, &panel)));
+        }
         if let Some(picker) = &self.workspace.series_picker {
             commands.extend(crate::ui::series::series_picker_ui(&ctx, picker));
         }

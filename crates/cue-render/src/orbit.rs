@@ -13,7 +13,7 @@ pub struct Orbit {
     pub yaw_deg: f32,
     /// Tilt up (positive: seen from above), degrees, within +-89.
     pub pitch_deg: f32,
-    /// 1 fits the whole volume.
+    /// 1 fits the volume's longest side.
     pub zoom: f32,
 }
 
@@ -83,7 +83,10 @@ impl Rays {
         let up = rotate(z, right, orbit.pitch_deg);
         let forward = rotate(forward, right, orbit.pitch_deg);
         let aspect = width.max(1) as f32 / height.max(1) as f32;
-        let seen = radius / orbit.zoom.max(1e-3);
+        // Zoom 1 fits the longest side (a little margin), not the diagonal: a head fills its
+        // grid's middle, and turning then cuts only the grid's empty corners.
+        let longest = extent.iter().copied().fold(0.0f32, f32::max);
+        let seen = 0.55 * longest / orbit.zoom.max(1e-3);
         let half = [seen * aspect.max(1.0), seen * (1.0 / aspect).max(1.0)];
         let (w, h) = (width.max(1) as f32, height.max(1) as f32);
         let to_voxels = |mm: [f32; 3]| -> [f32; 3] { std::array::from_fn(|a| mm[a] / voxel_size_mm[a]) };

@@ -179,6 +179,17 @@ pub enum Command {
     ChooseModelDialog,
     /// Ask for a trained prompt file with the system's dialog.
     ChoosePromptDialog,
+    /// Turn the 3-D view by a drag of `dx`, `dy` degrees.
+    TurnVolume {
+        /// Degrees about the superior axis.
+        dx: f32,
+        /// Degrees of tilt.
+        dy: f32,
+    },
+    /// Zoom the 3-D view by a factor.
+    ZoomVolume(f32),
+    /// Choose what the 3-D view draws over the brain.
+    SetVolumeOverlay(cue_render::VolumeOverlay),
     /// Set the findings threshold (`None`: the prompt's validation threshold, else the default
     /// percentile).
     SetFindingsThreshold(Option<ThresholdChoice>),

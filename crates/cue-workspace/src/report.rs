@@ -76,18 +76,11 @@ impl Workspace {
             return;
         };
         let name = format!("{}-{}-{}", study.study.name, result.sequence_label, format.file_suffix());
-        let bytes: Result<Vec<u8>, String> = match format {
-            FindingsExport::Labels => Ok(Vec::new()),
-            FindingsExport::Csv => Ok(to_csv(&result.findings.findings).into_bytes()),
-            FindingsExport::Json => Ok(findings_json(study, &self.maps.status, &result).to_string().into_bytes()),
-            FindingsExport::Report => Ok(report_html(study, &self.maps.status, &result, &self.settings.map_colormap).into_bytes()),
-        };
-        let bytes = match bytes {
-            Ok(b) => b,
-            Err(e) => {
-                self.message = Some(e);
-                return;
-            }
+        let bytes: Vec<u8> = match format {
+            FindingsExport::Labels => Vec::new(),
+            FindingsExport::Csv => to_csv(&result.findings.findings).into_bytes(),
+            FindingsExport::Json => findings_json(study, &self.maps.status, &result).to_string().into_bytes(),
+            FindingsExport::Report => report_html(study, &self.maps.status, &result, &self.settings.map_colormap).into_bytes(),
         };
         // Labels go on the sequence's own file grid (voxel order, qform and sform), so they
         // overlay the source in any viewer; a sequence resampled into the study grid has no grid

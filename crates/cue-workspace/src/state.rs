@@ -248,6 +248,10 @@ pub struct StudyView {
     pub transforms: [ViewTransform; 3],
     /// Whether the volumes are on the GPU.
     pub uploaded: bool,
+    /// The 3-D view's camera.
+    pub orbit: cue_render::Orbit,
+    /// What the 3-D view draws over the brain.
+    pub volume_overlay: cue_render::VolumeOverlay,
 }
 
 impl StudyView {
@@ -283,6 +287,8 @@ impl StudyView {
             selected: 0,
             transforms: [ViewTransform::default(); 3],
             uploaded: false,
+            orbit: cue_render::Orbit::default(),
+            volume_overlay: cue_render::VolumeOverlay::Findings,
         }
     }
 

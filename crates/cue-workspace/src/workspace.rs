@@ -217,7 +217,13 @@ impl Workspace {
                     d.window.level -= dy * step;
                 }
             }
-            Command::ResetViews => study.transforms = Default::default(),
+            Command::ResetViews => {
+                study.transforms = Default::default();
+                study.orbit = Default::default();
+            }
+            Command::TurnVolume { dx, dy } => study.orbit = study.orbit.turned(dx, dy),
+            Command::ZoomVolume(factor) => study.orbit = study.orbit.zoomed(factor),
+            Command::SetVolumeOverlay(overlay) => study.volume_overlay = overlay,
             Command::SelectSequence(i) if i < study.sequences.len() => study.selected = i,
             Command::SetSequenceVisible { sequence, visible } => {
                 if let Some(d) = study.sequences.get_mut(sequence) {

@@ -54,7 +54,7 @@ pub fn findings_panel_ui(ui: &mut egui::Ui, panel: &FindingsPanel<'_>) -> Vec<Co
     }
     let views: Vec<&str> = result.views.iter().map(|v| v.name()).collect();
     ui.label(format!(
-        "{} finding(s) in {} at score ≥ {:.4} (mean of {})",
+        "{} finding(s) in {} at score >= {:.4} (mean of {})",
         result.findings.findings.len(),
         result.sequence_label,
         result.threshold,
@@ -117,8 +117,8 @@ fn table_ui(ui: &mut egui::Ui, state: &FindingsState, result: &FindingsResult, c
         egui::Grid::new("findings table").striped(true).num_columns(6).show(ui, |ui| {
             for key in SortKey::ALL {
                 let arrow = match state.sort {
-                    (k, true) if k == key => " ▼",
-                    (k, false) if k == key => " ▲",
+                    (k, true) if k == key => " v",
+                    (k, false) if k == key => " ^",
                     _ => "",
                 };
                 if ui.button(format!("{}{arrow}", key.name())).on_hover_text("Sort by this column").clicked() {

@@ -54,6 +54,10 @@ pub struct SliceViewSpec<'a> {
     pub cpu_texture: Option<egui::TextureId>,
     /// A colour bar with its intensity scale, for colormaps other than gray.
     pub colour_bar: Option<(cue_render::Colormap, cue_volume::WindowLevel)>,
+    /// Outlines of the findings on this slice (label, segment in slice pixels).
+    pub outlines: Vec<(u32, [[f32; 2]; 2])>,
+    /// The finding selected in the list (outlined brighter).
+    pub selected_finding: Option<u32>,
 }
 
 /// A vertical colour bar at the right of `rect`, high values at the top, with its range.
@@ -141,8 +145,10 @@ pub fn slice_view_ui(ui: &mut egui::Ui, rect: Rect, spec: &SliceViewSpec<'_>) ->
         painter.image(texture, image, Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)), Color32::WHITE);
     }
 
-    // Crosshair through the centre of the cursor voxel.
     let (width, height) = spec.axes.size(spec.shape);
+    crate::ui::findings::paint_outlines(&painter, image, (width, height), &spec.outlines, spec.selected_finding);
+
+    // Crosshair through the centre of the cursor voxel.
     let (column, row, slice_index) = spec.axes.pixel_of(spec.shape, spec.cursor);
     let x = image.min.x + (column as f32 + 0.5) / width as f32 * image.width();
     let y = image.min.y + (row as f32 + 0.5) / height as f32 * image.height();

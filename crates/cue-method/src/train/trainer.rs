@@ -222,10 +222,13 @@ pub fn batch_loss(
     pixel + image * config.image_loss_weight
 }
 
+/// Pixel-AUROC, image-AUROC and the best-Dice threshold of one validation pass.
+type Validation = (Option<f64>, Option<f64>, Option<f32>);
+
 /// Validation: pixel-AUROC over all input pixels of the validation slices, image-AUROC of
 /// the top-1 % score, and the threshold of the best pixel Dice (what the app's findings start
 /// from with this prompt).
-fn validate(model: &PromptModel, clip: &Clip, prepared: &[Prepared], cache: &mut FeatureCache, config: &TrainConfig, layers: &[usize]) -> Result<(Option<f64>, Option<f64>, Option<f32>), TrainError> {
+fn validate(model: &PromptModel, clip: &Clip, prepared: &[Prepared], cache: &mut FeatureCache, config: &TrainConfig, layers: &[usize]) -> Result<Validation, TrainError> {
     let size = clip.config.vision.image_size;
     let (mut pixels, mut image_scores, mut image_truth) = (ScoreHistogram::default(), Vec::new(), Vec::new());
     let indices: Vec<usize> = (0..prepared.len()).collect();

@@ -1,0 +1,125 @@
+//! Findings in the viewer (egui_kittest, wgpu on lavapipe, tiny random-init CLIP): mapping a
+//! view fills the findings list, moving the threshold slider updates it, clicking a finding
+//! moves the crosshair to its highest score, the 3-D view in the Ortho layout renders (a
+//! snapshot) and turns with the mouse, and the exports write what the list shows.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::shared_data;
+use cue::app::CueApp;
+use cue::app::maps::ModelStatus;
+use cue::ui::Command;
+use cue::volume::View;
+use eframe::egui;
+use egui_kittest::Harness;
+use egui_kittest::kittest::{NodeT, Queryable};
+
+fn step_until(harness: &mut Harness<'_, CueApp>, what: &str, done: impl Fn(&CueApp) -> bool) {
+    let start = Instant::now();
+    while !done(harness.state()) {
+        assert!(start.elapsed() < Duration::from_secs(180), "{what} did not happen; message {:?}", harness.state().message);
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn summary(harness: &Harness<'_, CueApp>) -> String {
+    harness.get_by_label_contains("finding(s) in").accesskit_node().value().unwrap_or_default()
+}
+
+#[test]
+fn the_findings_list_follows_the_threshold_and_leads_the_crosshair() {
+    let Some(data) = shared_data("findings in the viewer") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // Seeded: the snapshot shows the same maps every run.
+    let prompt = common::tiny_prompt_file_seeded(dir.path(), Some(17));
+    let case = data.join("cases/brats-sample");
+    let mut harness = Harness::builder().with_size([1200.0, 760.0]).wgpu().build_eframe(move |cc| CueApp::new(cc, vec![case.clone()]));
+    step_until(&mut harness, "loading", |app| !app.is_loading() && app.study.is_some());
+    harness.state_mut().load_model(common::tiny_clip(), Some(prompt), false);
+    step_until(&mut harness, "model ready", |app| matches!(app.maps.status, ModelStatus::Ready { .. }));
+    harness.remove_cursor();
+    harness.run_steps(2);
+    // No maps yet: the panel says what to do.
+    harness.get_by_label_contains("Map slices");
+
+    let ctx = harness.ctx.clone();
+    harness.state_mut().apply(Command::MapWholeView(View::Axial), &ctx);
+    step_until(&mut harness, "the axial view mapped", |app| app.maps.job.is_none() && app.maps.native_keys().len() >= 155);
+    step_until(&mut harness, "findings of the mapped view", |app| {
+        app.findings.result.as_ref().is_some_and(|r| r.mapped_voxels > 0 && r.key.maps_received == app.maps.received) && !app.findings.is_computing()
+    });
+    harness.run_steps(2);
+    let first = harness.state().findings.result.clone().unwrap();
+    let shape = harness.state().study.as_ref().unwrap().study.shape();
+    assert_eq!(first.mapped_voxels, shape.iter().product::<usize>(), "every axial slice mapped: every voxel has a score");
+    assert!(!first.findings.findings.is_empty(), "the 99th percentile leaves regions");
+    let text = summary(&harness);
+    assert!(text.starts_with(&format!("{} finding(s) in T1 at score >=", first.findings.findings.len())), "{text}");
+    assert_eq!(harness.get_all_by_label_contains("Finding ").filter(|n| n.accesskit_node().role() == egui::accesskit::Role::Button).count(), first.findings.findings.len().min(harness.get_all_by_label_contains("Finding ").count()));
+    harness.get_by_label("Finding 1");
+
+    // The slider: a higher percentile keeps fewer voxels, and the list and summary follow.
+    harness.get_by_role_and_label(egui::accesskit::Role::Slider, "Threshold percentile").set_value_accesskit(99.9);
+    step_until(&mut harness, "the list at the new threshold", |app| {
+        app.findings.result.as_ref().is_some_and(|r| r.key.threshold == cue::app::findings::ThresholdChoice::Percentile(99.9)) && !app.findings.is_computing()
+    });
+    harness.run_steps(2);
+    let second = harness.state().findings.result.clone().unwrap();
+    assert!(second.threshold > first.threshold);
+    let voxels = |r: &cue::app::findings::FindingsResult| r.findings.findings.iter().map(|f| f.voxels).sum::<usize>();
+    assert!(voxels(&second) < voxels(&first), "{} voxels at 99.9 vs {} at 99", voxels(&second), voxels(&first));
+    let text = summary(&harness);
+    assert!(text.starts_with(&format!("{} finding(s)", second.findings.findings.len())) && text.contains(&format!("{:.4}", second.threshold)), "{text}");
+
+    // Clicking a finding moves the crosshair to its highest score, in every view.
+    let target = second.findings.findings.last().unwrap().clone();
+    harness.get_by_label(&format!("Finding {}", target.label)).click();
+    harness.run_steps(2);
+    let study = harness.state().study.as_ref().unwrap();
+    assert_eq!(study.cursor, target.max_voxel);
+    assert_eq!(harness.state().findings.selected, Some(target.label));
+    let [i, j, k] = target.max_voxel;
+    harness.get_by_label(&format!("Voxel {i}, {j}, {k}"));
+
+    // The 3-D view is drawn, and a drag on it turns it and renders it again.
+    harness.render().expect("render");
+    let rendered = harness.state().volume_images_rendered().unwrap();
+    assert!(rendered > 0, "the 3-D view rendered nothing");
+    let button = harness.get_by_label("MIP + findings").rect();
+    let start = egui::pos2(button.min.x + 80.0, button.min.y - 80.0);
+    let before = harness.state().study.as_ref().unwrap().orbit;
+    harness.event(egui::Event::PointerMoved(start));
+    harness.event(egui::Event::PointerButton { pos: start, button: egui::PointerButton::Primary, pressed: true, modifiers: Default::default() });
+    harness.step();
+    for n in 1..=4 {
+        harness.event(egui::Event::PointerMoved(start + egui::vec2(15.0 * n as f32, 5.0 * n as f32)));
+        harness.step();
+    }
+    harness.event(egui::Event::PointerButton { pos: start + egui::vec2(60.0, 20.0), button: egui::PointerButton::Primary, pressed: false, modifiers: Default::default() });
+    harness.run_steps(2);
+    harness.render().expect("render");
+    let after = harness.state().study.as_ref().unwrap().orbit;
+    assert!(after.yaw_deg != before.yaw_deg && after.pitch_deg != before.pitch_deg, "{before:?} -> {after:?}");
+    assert!(harness.state().volume_images_rendered().unwrap() > rendered, "turning did not render the 3-D view again");
+    harness.get_by_label("MIP + scores").click();
+    harness.run_steps(3);
+    assert_eq!(harness.state().study.as_ref().unwrap().volume_overlay, cue::render::VolumeOverlay::Scores);
+    harness.get_by_label("MIP + findings").click();
+    harness.state_mut().apply(Command::ResetViews, &ctx);
+    harness.remove_cursor();
+    harness.run_steps(3);
+    let options = egui_kittest::SnapshotOptions::new().max_failed_pixels(1200 * 760 / 200);
+    harness.snapshot_options("findings_3d", &options);
+
+    // The exports: a label volume with one label per listed finding, a CSV row per finding.
+    let csv = dir.path().join("findings.csv");
+    let labels = dir.path().join("findings.nii.gz");
+    harness.state_mut().apply(Command::ExportFindings { format: cue::app::report::FindingsExport::Csv, path: Some(csv.clone()) }, &ctx);
+    harness.state_mut().apply(Command::ExportFindings { format: cue::app::report::FindingsExport::Labels, path: Some(labels.clone()) }, &ctx);
+    step_until(&mut harness, "the exports", |_| csv.exists() && labels.exists());
+    let rows = std::fs::read_to_string(&csv).unwrap().lines().count();
+    assert_eq!(rows, second.findings.findings.len() + 1);
+}
