@@ -23,7 +23,10 @@ struct Uniforms {
     score: vec4<f32>,
 };
 
-@group(0) @binding(0) var<uniform> u: Uniforms;
+// A storage buffer, not a uniform one: Mesa's lavapipe compiles a new shader variant for each
+// new value of uniforms that loop bounds depend on (uniform inlining), which made every new
+// camera angle cost a shader compile (150 ms) on the CPU rasteriser.
+@group(0) @binding(0) var<storage, read> u: Uniforms;
 @group(0) @binding(1) var intensities: texture_3d<f32>;
 @group(0) @binding(2) var scores: texture_3d<f32>;
 @group(0) @binding(3) var labels: texture_3d<f32>;

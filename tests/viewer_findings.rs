@@ -122,4 +122,15 @@ fn the_findings_list_follows_the_threshold_and_leads_the_crosshair() {
     step_until(&mut harness, "the exports", |_| csv.exists() && labels.exists());
     let rows = std::fs::read_to_string(&csv).unwrap().lines().count();
     assert_eq!(rows, second.findings.findings.len() + 1);
+
+    // The report, opened in a real browser and printed, against the JSON export of the list.
+    let (Some(python), Some(chromium)) = (common::check_python("findings report"), common::chromium("findings report")) else { return };
+    let report = dir.path().join("report.html");
+    let json = dir.path().join("findings.json");
+    harness.state_mut().apply(Command::ExportFindings { format: cue::app::report::FindingsExport::Report, path: Some(report.clone()) }, &ctx);
+    harness.state_mut().apply(Command::ExportFindings { format: cue::app::report::FindingsExport::Json, path: Some(json.clone()) }, &ctx);
+    step_until(&mut harness, "the report", |_| report.exists() && json.exists());
+    let listed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(listed["findings"].as_array().unwrap().len(), second.findings.findings.len());
+    common::run_check(&python, "check_report.py", &[report.as_os_str(), json.as_os_str(), chromium.as_os_str(), dir.path().as_os_str()]);
 }

@@ -75,6 +75,21 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The 3-D view's ray-march: a changed frame's time on the GPU (wgpu, lavapipe without a
+    /// GPU) at a new angle, and its CPU twin's, on a real volume with a score overlay.
+    Volume3d {
+        /// A NIfTI volume; default: the BraTS sample's T1 in ../shared/data.
+        file: Option<PathBuf>,
+        /// Image side in pixels (the app renders at most 512).
+        #[arg(long, default_value_t = 512)]
+        size: u32,
+        /// Frames to time.
+        #[arg(long, default_value_t = 20)]
+        frames: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Frame time of a layout (default Grid: every sequence x three orientations) while
     /// stepping one slice per frame, in a real window; prints one JSON line and closes. Under
     /// Xvfb use a screen of at least the window's size. The user's settings are not read or
@@ -107,6 +122,10 @@ pub enum BenchCommand {
         /// arrived; reports the mapping rate with the window open instead of frame times.
         #[arg(long, requires = "map_with")]
         hold_maps: Option<usize>,
+        /// Turn the 3-D view (Ortho layout) a few degrees every frame instead of stepping
+        /// slices: every frame ray-marches it again.
+        #[arg(long)]
+        turn_3d: bool,
     },
 }
 
@@ -116,11 +135,12 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Method { preset, batch, repeat, context_tokens, device, json } => {
             super::bench_method::bench_method(&preset, batch.max(1), repeat.max(1), context_tokens, device, json)
         }
+        BenchCommand::Volume3d { file, size, frames, json } => super::bench_volume::bench_volume(file, size.clamp(16, 4096), frames, json),
         BenchCommand::Clip { model, preset, batch, repeat, device, json } => {
             super::clip::bench(model, &preset, &batch, repeat.max(1), device, json)
         }
         #[cfg(feature = "gui")]
-        BenchCommand::Frames { paths, frames, width, height, layout, map_with, one_slice, hold_maps } => {
+        BenchCommand::Frames { paths, frames, width, height, layout, map_with, one_slice, hold_maps, turn_3d } => {
             use cue_app::state::Layout;
             let paths = if paths.is_empty() { vec![shared_data_dir().join("cases/brats-sample")] } else { paths };
             let layout = match layout.to_ascii_lowercase().as_str() {
@@ -134,6 +154,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
                 let mut app = cue_app::CueApp::new(cc, paths);
                 app.settings.layout = layout;
                 let mut bench = cue_app::FrameBench::new(frames);
+                bench.turn_volume = turn_3d;
                 if let Some(model) = map_with {
                     app.load_model(model, None, false);
                     bench.map_view = true;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_method;
+mod bench_volume;
 mod clip;
 mod findings;
 mod info;

@@ -141,3 +141,19 @@ pub fn dcm2niix(test: &str) -> Option<PathBuf> {
         None
     }
 }
+
+/// Debian's headless Chromium (`chromium-headless-shell`, else `chromium`), the browser the
+/// HTML report is opened in, or `None` with a message saying the test skips; under
+/// `CUE_REQUIRE_SHARED=1` (CI, whose `.ci/run` installs it) its absence fails.
+pub fn chromium(test: &str) -> Option<PathBuf> {
+    for name in ["chromium-headless-shell", "chromium"] {
+        if std::process::Command::new(name).arg("--version").output().is_ok_and(|o| o.status.success()) {
+            return Some(PathBuf::from(name));
+        }
+    }
+    if shared_data_required() {
+        panic!("{test}: no headless Chromium (apt-get install chromium-headless-shell)");
+    }
+    eprintln!("SKIP {test}: no headless Chromium installed");
+    None
+}

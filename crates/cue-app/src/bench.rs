@@ -23,6 +23,9 @@ pub struct FrameBench {
     /// With `map_view`: step nothing and leave the window idle until this many maps have
     /// arrived, then report the mapping rate with the window open.
     pub hold_until_maps: Option<usize>,
+    /// Turn the 3-D view (Ortho layout) by a few degrees every frame instead of stepping slices,
+    /// so every frame ray-marches it again.
+    pub turn_volume: bool,
     last: Option<std::time::Instant>,
     rss_at_start: Option<u64>,
 }
@@ -37,6 +40,7 @@ impl FrameBench {
             map_view: false,
             one_slice: false,
             hold_until_maps: None,
+            turn_volume: false,
             last: None,
             rss_at_start: None,
         }
@@ -122,6 +126,8 @@ impl CueApp {
                 "rss_growth_bytes": cue_volume::process::memory_status_bytes("VmRSS").zip(bench.rss_at_start).map(|(a, b)| a as i64 - b as i64),
                 "adapter": self.render_state.as_ref().map(|rs| rs.adapter.get_info().name),
                 "mapping_while_timing": bench.map_view,
+                "turning_3d_view": bench.turn_volume,
+                "volume_images_rendered": self.render_state.as_ref().map(gpu::volume_images_rendered),
                 "maps_received": self.workspace.maps.received,
                 "mapping_job_left": self.workspace.maps.job.map(|j| j.total - j.done),
                 "last_map_latency_ms": self.workspace.maps.last_latency_ms,
@@ -131,9 +137,13 @@ impl CueApp {
             self.bench = None;
             return;
         }
-        let axis = View::Axial.normal_axis();
-        let n = study.study.shape()[axis];
-        study.cursor[axis] = (study.cursor[axis] + 1) % n;
+        if bench.turn_volume {
+            study.orbit = study.orbit.turned(3.0, 0.0);
+        } else {
+            let axis = View::Axial.normal_axis();
+            let n = study.study.shape()[axis];
+            study.cursor[axis] = (study.cursor[axis] + 1) % n;
+        }
         ctx.request_repaint();
     }
 }

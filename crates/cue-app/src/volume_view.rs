@@ -12,8 +12,10 @@ use crate::ui::Command;
 use cue_render::{Rays, ScoreScale, VolumeDraw, VolumeOverlay, render_mip_cpu};
 use cue_workspace::findings::FindingsResult;
 
-/// Longest side of the 3-D image on the GPU (pixels): the ray-march cost grows with its area.
+/// Longest side of the 3-D image on a GPU (pixels): the ray-march cost grows with its area.
 const GPU_SIDE: f32 = 512.0;
+/// The same on a CPU rasteriser (lavapipe), where a 512-pixel image takes most of a second.
+const SOFTWARE_GPU_SIDE: f32 = 256.0;
 /// Longest side of the CPU fallback's image (drawn on the UI thread when it changes).
 const CPU_SIDE: f32 = 128.0;
 
@@ -59,7 +61,11 @@ impl CueApp {
         let sequence = &study.study.sequences[selected];
         let shape = sequence.volume.shape;
         let ppp = ui.ctx().pixels_per_point();
-        let side = if self.render_state.is_some() { GPU_SIDE } else { CPU_SIDE };
+        let side = match &self.render_state {
+            Some(rs) if rs.adapter.get_info().device_type == eframe::wgpu::DeviceType::Cpu => SOFTWARE_GPU_SIDE,
+            Some(_) => GPU_SIDE,
+            None => CPU_SIDE,
+        };
         let scale = (side / (rect.width().max(rect.height()) * ppp)).min(1.0) * ppp;
         let size = [(rect.width() * scale).round().max(1.0) as u32, (rect.height() * scale).round().max(1.0) as u32];
         let scale_of = |r: &FindingsResult| ScoreScale { threshold: r.threshold, low: r.score_range.0, high: r.score_range.1, colormap: self.workspace.settings.map_colormap };

@@ -105,7 +105,8 @@ impl Volume3d {
                 wgpu::BindGroupLayoutEntry {
                     binding: 0,
                     visibility: wgpu::ShaderStages::FRAGMENT,
-                    ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: wgpu::BufferSize::new(UNIFORM_BYTES) },
+                    // Storage, not uniform: see shaders/raymarch.wgsl.
+                    ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { read_only: true }, has_dynamic_offset: false, min_binding_size: wgpu::BufferSize::new(UNIFORM_BYTES) },
                     count: None,
                 },
                 texture_entry(1, wgpu::TextureViewDimension::D3),
@@ -118,7 +119,7 @@ impl Volume3d {
         let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("cue ray-march uniforms"),
             size: UNIFORM_BYTES,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         Self { pipeline, layout, uniforms, written: None, bound: None, bind_group: None, target: None, blit: None, needs_render: false, images_rendered: 0 }

@@ -153,7 +153,8 @@ pub fn report_html(study: &StudyView, status: &ModelStatus, result: &FindingsRes
          body {{ font-family: sans-serif; font-size: 10pt; color: #111; }}\n\
          .warning {{ border: 2px solid #b00; color: #b00; padding: 4px 8px; font-weight: bold; }}\n\
          table {{ border-collapse: collapse; width: 100%; }} th, td {{ border: 1px solid #999; padding: 2px 4px; text-align: right; }}\n\
-         .finding {{ break-inside: avoid; margin-top: 8px; }} .finding img {{ width: 58mm; margin-right: 2mm; }}\n\
+         .finding {{ break-inside: avoid; margin-top: 8px; }} figure {{ display: inline-block; margin: 0 2mm 0 0; vertical-align: top; }}\n\
+         figure img {{ width: 58mm; display: block; }} figcaption {{ font-size: 8pt; color: #444; }}\n\
          dl {{ display: grid; grid-template-columns: max-content auto; gap: 1px 8px; }} dt {{ font-weight: bold; }} dd {{ margin: 0; word-break: break-all; }}\n\
          </style></head><body>\n<h1>CUE findings report</h1>\n\
          <p class=\"warning\">Research use only, not for diagnosis. Regions are where a CLIP-based anomaly map exceeds a threshold; they are not a clinical finding.</p>\n",
@@ -203,7 +204,16 @@ pub fn report_html(study: &StudyView, status: &ModelStatus, result: &FindingsRes
         let _ = write!(html, "<div class=\"finding\"><h3>Finding {}</h3>", f.label);
         for view in View::ALL {
             if let Some(png) = key_slice_png(study, result, f.label, f.max_voxel, view, colormap) {
-                let _ = write!(html, "<img alt=\"Finding {} {}\" src=\"data:image/png;base64,{}\">", f.label, view.name(), base64(&png));
+                let (slice, count) = (f.max_voxel[view.normal_axis()], result.findings.shape[view.normal_axis()]);
+                let _ = write!(
+                    html,
+                    "<figure><img alt=\"Finding {} {}\" src=\"data:image/png;base64,{}\"><figcaption>{} {}/{count}</figcaption></figure>",
+                    f.label,
+                    view.name(),
+                    base64(&png),
+                    view.name(),
+                    slice + 1
+                );
             }
         }
         html.push_str("</div>\n");
