@@ -3,30 +3,46 @@
 // the findings (first one met) on top. The same rays, steps and composite as `render_mip_cpu`
 // there, which the tests compare this with.
 //
-// Built after shaders/quad.wgsl (the quad and `VertexOut`). Keep `Uniforms` in step with
-// `VolumeDraw::uniform_bytes` in crates/cue-render/src/volume3d.rs.
+// Built after shaders/quad.wgsl (the quad and `VertexOut`). Keep the parameters in step with
+// `VolumeDraw::params` in crates/cue-render/src/volume3d.rs.
+
+// The parameters, eight RGBA texels of a 32-bit float texture (row 0), in this order:
+//   0 base:   the start of pixel (0, 0)'s ray, continuous voxel coordinates (w unused);
+//   1 across: the start's step per pixel to the right;  2 down: per pixel down;
+//   3 step:   one step along the rays;
+//   4 shape:  the volume's shape, and the steps across its bounding sphere;
+//   5 image:  width, height, overlay (0 none, 1 scores, 2 findings), colormap row;
+//   6 window: window low and width, score threshold, score low;  7 score: score high.
+// A texture, not a uniform buffer: Mesa's lavapipe compiles a new shader variant for each new
+// value of uniforms that loop bounds depend on (uniform inlining), which made every new camera
+// angle a 150 ms shader compile; storage buffers would avoid it too but are not available to
+// fragment shaders on GL.
+@group(0) @binding(0) var params: texture_2d<f32>;
 
 struct Uniforms {
-    // Continuous voxel coordinates: the start of pixel (0, 0)'s ray, per pixel across and
-    // down, one step along the rays (w unused).
     base: vec4<f32>,
     across: vec4<f32>,
     down: vec4<f32>,
     step: vec4<f32>,
-    // Volume shape; steps across the bounding sphere.
     shape: vec4<i32>,
-    // Image width, height; overlay (0 none, 1 scores, 2 findings); colormap row.
     image: vec4<i32>,
-    // Window low and width; score threshold; score low.
     window: vec4<f32>,
-    // Score high; unused.
     score: vec4<f32>,
 };
 
-// A storage buffer, not a uniform one: Mesa's lavapipe compiles a new shader variant for each
-// new value of uniforms that loop bounds depend on (uniform inlining), which made every new
-// camera angle cost a shader compile (150 ms) on the CPU rasteriser.
-@group(0) @binding(0) var<storage, read> u: Uniforms;
+fn load_params() -> Uniforms {
+    var u: Uniforms;
+    u.base = textureLoad(params, vec2<i32>(0, 0), 0);
+    u.across = textureLoad(params, vec2<i32>(1, 0), 0);
+    u.down = textureLoad(params, vec2<i32>(2, 0), 0);
+    u.step = textureLoad(params, vec2<i32>(3, 0), 0);
+    u.shape = vec4<i32>(round(textureLoad(params, vec2<i32>(4, 0), 0)));
+    u.image = vec4<i32>(round(textureLoad(params, vec2<i32>(5, 0), 0)));
+    u.window = textureLoad(params, vec2<i32>(6, 0), 0);
+    u.score = textureLoad(params, vec2<i32>(7, 0), 0);
+    return u;
+}
+
 @group(0) @binding(1) var intensities: texture_3d<f32>;
 @group(0) @binding(2) var scores: texture_3d<f32>;
 @group(0) @binding(3) var labels: texture_3d<f32>;
@@ -47,6 +63,7 @@ fn finding_colour(label: i32) -> vec3<f32> {
 
 @fragment
 fn fs_main(in: VertexOut) -> @location(0) vec4<f32> {
+    let u = load_params();
     let pixel = clamp(vec2<i32>(floor(in.uv * vec2<f32>(u.image.xy))), vec2<i32>(0, 0), u.image.xy - vec2<i32>(1, 1));
     let origin = u.base.xyz + f32(pixel.x) * u.across.xyz + f32(pixel.y) * u.down.xyz;
     let n = vec3<f32>(u.shape.xyz);

@@ -31,8 +31,8 @@ pub struct VolumeDraw {
     pub size: [u32; 2],
 }
 
-/// Bytes of the shader's `Uniforms`.
-const UNIFORM_BYTES: u64 = 128;
+/// Floats of the shader's parameters (eight RGBA texels).
+const PARAMS: usize = 32;
 
 impl VolumeDraw {
     /// The rays of this image.
@@ -40,36 +40,31 @@ impl VolumeDraw {
         Rays::new(self.orbit, self.shape, self.voxel_size_mm, self.size[0], self.size[1])
     }
 
-    fn uniform_bytes(&self, has_scores: bool, has_labels: bool) -> [u8; UNIFORM_BYTES as usize] {
+    /// The shader's eight parameter texels (see `shaders/raymarch.wgsl`).
+    fn params(&self, has_scores: bool, has_labels: bool) -> [f32; PARAMS] {
         let rays = self.rays();
-        let v4 = |v: [f32; 3]| [v[0], v[1], v[2], 0.0];
         let overlay = match self.overlay {
-            VolumeOverlay::Scores if has_scores && self.scale.is_some() => 1,
-            VolumeOverlay::Findings if has_labels => 2,
-            _ => 0,
+            VolumeOverlay::Scores if has_scores && self.scale.is_some() => 1.0,
+            VolumeOverlay::Findings if has_labels => 2.0,
+            _ => 0.0,
         };
         let scale = self.scale.unwrap_or(ScoreScale { threshold: f32::INFINITY, low: 0.0, high: 1.0, colormap: super::Colormap::Inferno });
-        let floats = [v4(rays.base), v4(rays.across), v4(rays.down), v4(rays.step)];
-        let ints = [
-            [self.shape[0] as i32, self.shape[1] as i32, self.shape[2] as i32, rays.steps as i32],
-            [self.size[0] as i32, self.size[1] as i32, overlay, scale.colormap as u32 as i32],
+        let v4 = |v: [f32; 3]| [v[0], v[1], v[2], 0.0];
+        let texels = [
+            v4(rays.base),
+            v4(rays.across),
+            v4(rays.down),
+            v4(rays.step),
+            [self.shape[0] as f32, self.shape[1] as f32, self.shape[2] as f32, rays.steps as f32],
+            [self.size[0] as f32, self.size[1] as f32, overlay, scale.colormap as u32 as f32],
+            [self.window.low(), self.window.width, scale.threshold, scale.low],
+            [scale.high, 0.0, 0.0, 0.0],
         ];
-        let tail = [[self.window.low(), self.window.width, scale.threshold, scale.low], [scale.high, 0.0, 0.0, 0.0]];
-        let mut bytes = [0u8; UNIFORM_BYTES as usize];
-        let mut at = 0;
-        for v in floats.iter().flatten() {
-            bytes[at..at + 4].copy_from_slice(&v.to_ne_bytes());
-            at += 4;
+        let mut out = [0f32; PARAMS];
+        for (slot, v) in out.iter_mut().zip(texels.iter().flatten()) {
+            *slot = *v;
         }
-        for v in ints.iter().flatten() {
-            bytes[at..at + 4].copy_from_slice(&v.to_ne_bytes());
-            at += 4;
-        }
-        for v in tail.iter().flatten() {
-            bytes[at..at + 4].copy_from_slice(&v.to_ne_bytes());
-            at += 4;
-        }
-        bytes
+        out
     }
 }
 
@@ -77,8 +72,9 @@ impl VolumeDraw {
 pub(crate) struct Volume3d {
     pipeline: wgpu::RenderPipeline,
     layout: wgpu::BindGroupLayout,
-    uniforms: wgpu::Buffer,
-    written: Option<[u8; UNIFORM_BYTES as usize]>,
+    params: wgpu::Texture,
+    params_view: wgpu::TextureView,
+    written: Option<[u32; PARAMS]>,
     bound: Option<(VolumeId, Option<VolumeId>, Option<VolumeId>, u64)>,
     bind_group: Option<wgpu::BindGroup>,
     target: Option<(wgpu::Texture, wgpu::TextureView)>,
@@ -102,13 +98,8 @@ impl Volume3d {
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("cue ray-march bind group layout"),
             entries: &[
-                wgpu::BindGroupLayoutEntry {
-                    binding: 0,
-                    visibility: wgpu::ShaderStages::FRAGMENT,
-                    // Storage, not uniform: see shaders/raymarch.wgsl.
-                    ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { read_only: true }, has_dynamic_offset: false, min_binding_size: wgpu::BufferSize::new(UNIFORM_BYTES) },
-                    count: None,
-                },
+                // A texture, not a uniform buffer: see shaders/raymarch.wgsl.
+                texture_entry(0, wgpu::TextureViewDimension::D2),
                 texture_entry(1, wgpu::TextureViewDimension::D3),
                 texture_entry(2, wgpu::TextureViewDimension::D3),
                 texture_entry(3, wgpu::TextureViewDimension::D3),
@@ -116,13 +107,18 @@ impl Volume3d {
             ],
         });
         let pipeline = quad_pipeline(device, "cue ray-march pipeline", &shader, &layout, "fs_main", IMAGE_FORMAT);
-        let uniforms = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("cue ray-march uniforms"),
-            size: UNIFORM_BYTES,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
+        let params = device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("cue ray-march parameters"),
+            size: wgpu::Extent3d { width: (PARAMS / 4) as u32, height: 1, depth_or_array_layers: 1 },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
         });
-        Self { pipeline, layout, uniforms, written: None, bound: None, bind_group: None, target: None, blit: None, needs_render: false, images_rendered: 0 }
+        let params_view = params.create_view(&wgpu::TextureViewDescriptor::default());
+        Self { pipeline, layout, params, params_view, written: None, bound: None, bind_group: None, target: None, blit: None, needs_render: false, images_rendered: 0 }
     }
 }
 
@@ -177,7 +173,7 @@ impl SliceRenderer {
                 label: Some("cue ray-march bind group"),
                 layout: &v.layout,
                 entries: &[
-                    wgpu::BindGroupEntry { binding: 0, resource: v.uniforms.as_entire_binding() },
+                    wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::TextureView(&v.params_view) },
                     wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::TextureView(intensities) },
                     wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::TextureView(view_of(scores)) },
                     wgpu::BindGroupEntry { binding: 3, resource: wgpu::BindingResource::TextureView(view_of(labels)) },
@@ -189,10 +185,17 @@ impl SliceRenderer {
         }
         let mut sized = draw.clone();
         sized.size = size;
-        let bytes = sized.uniform_bytes(scores.is_some(), labels.is_some());
-        if v.written != Some(bytes) {
-            queue.write_buffer(&v.uniforms, 0, &bytes);
-            v.written = Some(bytes);
+        let params = sized.params(scores.is_some(), labels.is_some());
+        let bits = params.map(f32::to_bits);
+        if v.written != Some(bits) {
+            let bytes: Vec<u8> = params.iter().flat_map(|p| p.to_ne_bytes()).collect();
+            queue.write_texture(
+                wgpu::TexelCopyTextureInfo { texture: &v.params, mip_level: 0, origin: wgpu::Origin3d::ZERO, aspect: wgpu::TextureAspect::All },
+                &bytes,
+                wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(16 * (PARAMS / 4) as u32), rows_per_image: Some(1) },
+                wgpu::Extent3d { width: (PARAMS / 4) as u32, height: 1, depth_or_array_layers: 1 },
+            );
+            v.written = Some(bits);
             v.needs_render = true;
         }
     }
