@@ -133,4 +133,7 @@ fn the_findings_list_follows_the_threshold_and_leads_the_crosshair() {
     let listed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(listed["findings"].as_array().unwrap().len(), second.findings.findings.len());
     common::run_check(&python, "check_report.py", &[report.as_os_str(), json.as_os_str(), chromium.as_os_str(), dir.path().as_os_str()]);
+    // The saved labels, through nibabel: on the T1 file's own grid, one label per finding.
+    let source = data.join("cases/brats-sample/t1n.nii.gz");
+    common::run_check(&python, "check_app_labels.py", &[source.as_os_str(), labels.as_os_str(), json.as_os_str()]);
 }
