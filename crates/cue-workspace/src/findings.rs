@@ -44,7 +44,6 @@ pub struct FindingsKey {
 }
 
 /// A computed findings list.
-#[derive(Debug)]
 pub struct FindingsResult {
     /// What it was computed from.
     pub key: FindingsKey,
@@ -64,6 +63,18 @@ pub struct FindingsResult {
     pub scores: Vec<f32>,
     /// Lowest and highest fused score (0, 0 when nothing is mapped).
     pub score_range: (f32, f32),
+}
+
+/// What it was computed from and the list, not the volumes.
+impl std::fmt::Debug for FindingsResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FindingsResult")
+            .field("key", &self.key)
+            .field("threshold", &self.threshold)
+            .field("views", &self.views)
+            .field("findings", &self.findings)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Columns the list can be sorted by.

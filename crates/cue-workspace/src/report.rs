@@ -241,8 +241,7 @@ fn key_slice_png(study: &StudyView, result: &FindingsResult, label: u32, voxel: 
         })
         .collect();
     let window = study.sequences[result.key.sequence].window;
-    let finite = result.scores.iter().copied().filter(|v| v.is_finite());
-    let (low, high) = finite.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    let (low, high) = result.score_range;
     let range = (high - low).max(1e-12);
     let mut rgb = Vec::with_capacity(width * height * 3);
     for n in 0..width * height {
