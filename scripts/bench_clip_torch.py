@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """The PyTorch + transformers peer of `cue bench clip`: the same CLIP shapes (ViT-L/14 by
-default, random weights), the same inputs and thread count, float32, no gradients.
+default, random weights), the same inputs and thread count, no gradients; float32 unless
+--dtype says f16/bf16 (weights cast) or --autocast-bf16 (CPU autocast, weights f32), on the CPU
+or --device cuda, eager or --compile (torch.compile of both towers, compiled before timing).
 
 Times the vision tower to image embeddings (`visual_projection(post_layernorm(CLS))`) at each
 batch size (median of --repeat runs after one warm-up), the text tower for two 77-token
 prompts, and reports peak RSS. Prints one JSON object.
 
     python3 scripts/bench_clip_torch.py --threads 2 --batch 1,8
+    python3 scripts/bench_clip_torch.py --device cuda --dtype f16 --compile --batch 1,32
 """
 
 import argparse
@@ -17,6 +20,8 @@ import time
 
 import torch
 from transformers import CLIPConfig, CLIPModel
+
+DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 
 PRESETS = {
     "ViT-L/14": dict(
@@ -35,20 +40,36 @@ def main():
     parser.add_argument("--batch", default="1,8")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtype", default="f32", choices=sorted(DTYPES))
+    parser.add_argument("--autocast-bf16", action="store_true", help="CPU autocast to bfloat16")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both towers")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
     spec = PRESETS[args.preset]
     config = CLIPConfig(text_config=spec["text"], vision_config=spec["vision"],
                         projection_dim=spec["projection_dim"])
     started = time.perf_counter()
-    model = CLIPModel(config).eval()
+    model = CLIPModel(config).eval().to(device=device, dtype=dtype)
     build_s = time.perf_counter() - started
+
+    def image_embeds(pixels):
+        return model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output)
+
+    def text_embeds(ids):
+        return model.text_projection(model.text_model(input_ids=ids).pooler_output)
+
+    if args.compile:
+        image_embeds, text_embeds = torch.compile(image_embeds), torch.compile(text_embeds)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast_bf16)
     size = config.vision_config.image_size
-    flat = (torch.arange(3 * size * size) % 97).float() / 97.0 - 0.5
+    flat = ((torch.arange(3 * size * size) % 97).float() / 97.0 - 0.5).to(device=device, dtype=dtype)
     vision = []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast:
         m, k, n = 8 * 257, config.vision_config.hidden_size, config.vision_config.intermediate_size
-        a, b = torch.ones(m, k), torch.ones(k, n)
+        a = torch.ones(m, k, device=device, dtype=dtype)
+        b = torch.ones(k, n, device=device, dtype=dtype)
         times = []
         for run in range(args.repeat + 1):
             start = time.perf_counter()
@@ -59,26 +80,28 @@ def main():
         for batch in [int(b) for b in args.batch.split(",")]:
             pixels = flat.reshape(1, 3, size, size).expand(batch, -1, -1, -1).contiguous()
             times = []
-            for run in range(args.repeat + 1):
+            # One extra warm-up run when compiling: the first call compiles.
+            for run in range(args.repeat + 1 + int(args.compile)):
                 start = time.perf_counter()
-                out = model.vision_model(pixel_values=pixels)
-                embeds = model.visual_projection(out.pooler_output)
-                embeds.sum().item()
-                if run > 0:
+                image_embeds(pixels).float().sum().item()
+                if run > int(args.compile):
                     times.append(time.perf_counter() - start)
             vision.append([batch, statistics.median(times)])
-        ids = torch.zeros(2, 77, dtype=torch.long)
+        ids = torch.zeros(2, 77, dtype=torch.long, device=device)
         ids[:, 0] = 49406
         ids[:, 5] = 49407
         times = []
-        for run in range(args.repeat + 1):
+        for run in range(args.repeat + 1 + int(args.compile)):
             start = time.perf_counter()
-            model.text_projection(model.text_model(input_ids=ids).pooler_output).sum().item()
-            if run > 0:
+            text_embeds(ids).float().sum().item()
+            if run > int(args.compile):
                 times.append(time.perf_counter() - start)
     print(json.dumps({
         "peer": f"torch {torch.__version__} + transformers",
         "preset": args.preset,
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
+        "dtype": "bf16 autocast" if args.autocast_bf16 else args.dtype,
+        "compiled": args.compile,
         "threads": torch.get_num_threads(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "build_s": build_s,

@@ -9,6 +9,7 @@ mod info;
 mod map;
 mod method;
 mod reproduce;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +25,10 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// The token of the server a `--device remote:HOST:PORT` runs on (a file holding it, as
+    /// given to `cue serve --token-file`).
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +118,12 @@ enum Command {
     /// The seed's protocol in one run: patient split, train on T1 axial (3 seeds), thresholds
     /// on validation, test on 4 sequences x 3 views, baselines, results.json/.md, ROC plots.
     Reproduce(reproduce::ReproduceArgs),
+    /// Host this machine's GPU (or CPU) for other CUE processes: burn's remote backend over
+    /// WebSocket, for clients that pass `--device remote:HOST:PORT --token-file F`.
+    ///
+    /// Listens on localhost unless --listen says otherwise; the token travels unencrypted, so
+    /// reach a server on another machine through an SSH tunnel (README).
+    Serve(serve::ServeArgs),
     /// Benchmarks (release builds only give meaningful figures).
     Bench {
         #[command(subcommand)]
@@ -226,6 +237,7 @@ fn init_logging() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    cue_model::device::set_default_token_file(cli.token_file.clone());
     match cli.command {
         #[cfg(feature = "gui")]
         None => cue_app::run_demo(),
@@ -246,6 +258,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Map(args)) => map::map_command(args),
         Some(Command::Findings(args)) => findings::findings_command(args),
         Some(Command::Reproduce(args)) => reproduce::reproduce_command(args),
+        Some(Command::Serve(args)) => serve::serve_command(args, cli.token_file),
         Some(Command::Weights { what }) => weights(what),
         Some(Command::Phantom { out, seed, cases, downsample, template }) => {
             phantom(&out, seed, cases, downsample, template)

@@ -63,7 +63,7 @@ pub fn reproduce_command(args: ReproduceArgs) -> anyhow::Result<()> {
         max_slices: args.max_slices,
         context_tokens: args.context_tokens,
         batch_size: args.batch_size,
-        device: args.device,
+        device: args.device.clone(),
         ..TrainConfig::default()
     };
     let request = ReproduceRequest {

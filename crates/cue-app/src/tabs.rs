@@ -121,7 +121,8 @@ pub fn training_ui(ui: &mut egui::Ui, tab: &mut TrainingTab, runs: &Runs, model:
             ui.label("Device");
             egui::ComboBox::from_id_salt("train device").selected_text(tab.config.device.to_string()).show_ui(ui, |ui| {
                 for d in [DeviceChoice::Auto, DeviceChoice::Gpu, DeviceChoice::Cpu] {
-                    ui.selectable_value(&mut tab.config.device, d, d.to_string());
+                    let label = d.to_string();
+                    ui.selectable_value(&mut tab.config.device, d, label);
                 }
             });
             ui.end_row();

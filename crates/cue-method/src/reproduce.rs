@@ -102,7 +102,7 @@ fn views() -> Vec<View> {
 /// Seconds per slice of the model (one timed batch after a warm-up), for the estimate, and
 /// the model's input size.
 fn seconds_per_slice(request: &ReproduceRequest) -> Result<(f64, usize), ReproduceError> {
-    let loaded = cue_model::loader::load_named(&request.model, request.device).map_err(error)?;
+    let loaded = cue_model::loader::load_named(&request.model, request.device.clone()).map_err(error)?;
     let clip = loaded.clip;
     let layers = cue_model::mapper::default_layers(clip.model.vision_layers());
     let input_size = clip.config.vision.image_size;
@@ -137,7 +137,7 @@ fn eval_request(request: &ReproduceRequest, cases: &[String], scorer: Scorer, pr
         prompt,
         max_slices: request.eval_max_slices,
         batch_size: request.train.batch_size.max(1),
-        device: request.device,
+        device: request.device.clone(),
         cases: Some(cases.to_vec()),
         smooth_sigma_px: smooth,
         scorer,
@@ -204,7 +204,7 @@ fn train_seed(request: &ReproduceRequest, split: &Split, seed: u64, log: &mut dy
         return Ok(out);
     }
     log(&format!("training seed {seed} (T1 axial, {} cases, epochs {}..{epochs}) -> {}", split.train.len(), done + 1, out.display()));
-    let config = TrainConfig { seed, sequences: vec!["t1".into()], views: vec!["axial".into()], device: request.device, ..request.train.clone() };
+    let config = TrainConfig { seed, sequences: vec!["t1".into()], views: vec!["axial".into()], device: request.device.clone(), ..request.train.clone() };
     let train_request = TrainRequest { config, model: request.model.clone(), data: request.data.clone(), out: out.clone(), resume: done > 0, split: Some(split.clone()) };
     let (tx, rx) = std::sync::mpsc::channel();
     let printer = std::thread::spawn(move || {

@@ -1,18 +1,20 @@
-//! Choosing where the model runs: `--device auto|gpu|cpu`.
+//! Choosing where the model runs: `--device auto|gpu|cpu|remote:ADDR`.
 //!
 //! `auto` takes wgpu when a hardware adapter exists (discrete, integrated or virtual GPU) and
 //! otherwise burn's pure-Rust CPU backend (flex): a software rasteriser such as Mesa's lavapipe
 //! is an adapter too, but slower for this work than flex on the same cores, so `auto` passes it
-//! over and `gpu` can still ask for it. The choice is logged.
+//! over and `gpu` can still ask for it. `remote:HOST:PORT` runs the model on a device that
+//! `cue serve` hosts (burn's remote backend; see [`crate::remote`]). The choice is logged.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::task::{Context, Poll, Waker};
 
 use burn::tensor::Device;
 use burn::tensor::DeviceKind;
 
 /// The user's device request.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceChoice {
     /// A hardware GPU if there is one, else the CPU.
@@ -22,6 +24,31 @@ pub enum DeviceChoice {
     Gpu,
     /// burn's flex CPU backend.
     Cpu,
+    /// A device hosted by `cue serve` on another process or machine.
+    Remote(RemoteTarget),
+}
+
+/// Where a remote device is and how the client proves it may use it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RemoteTarget {
+    /// `HOST:PORT` of the server (WebSocket).
+    pub address: String,
+    /// The file holding the server's token; None: the one set with [`set_default_token_file`].
+    pub token_file: Option<PathBuf>,
+}
+
+static DEFAULT_TOKEN_FILE: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// The token file a `remote:` device uses when its request names none (the CLI's global
+/// `--token-file`).
+pub fn set_default_token_file(path: Option<PathBuf>) {
+    if let Ok(mut slot) = DEFAULT_TOKEN_FILE.lock() {
+        *slot = path;
+    }
+}
+
+fn default_token_file() -> Option<PathBuf> {
+    DEFAULT_TOKEN_FILE.lock().ok().and_then(|slot| slot.clone())
 }
 
 impl std::str::FromStr for DeviceChoice {
@@ -31,18 +58,25 @@ impl std::str::FromStr for DeviceChoice {
             "auto" => Ok(Self::Auto),
             "gpu" | "wgpu" => Ok(Self::Gpu),
             "cpu" | "flex" => Ok(Self::Cpu),
-            other => Err(format!("unknown device '{other}' (expected auto, gpu or cpu)")),
+            _ => match s.strip_prefix("remote:") {
+                Some(address) if address.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()) => {
+                    Ok(Self::Remote(RemoteTarget { address: address.to_string(), token_file: None }))
+                }
+                Some(address) => Err(format!("remote device '{address}' is not HOST:PORT (for example remote:127.0.0.1:7373)")),
+                None => Err(format!("unknown device '{s}' (expected auto, gpu, cpu or remote:HOST:PORT)")),
+            },
         }
     }
 }
 
 impl fmt::Display for DeviceChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Auto => "auto",
-            Self::Gpu => "gpu",
-            Self::Cpu => "cpu",
-        })
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Gpu => f.write_str("gpu"),
+            Self::Cpu => f.write_str("cpu"),
+            Self::Remote(target) => write!(f, "remote:{}", target.address),
+        }
     }
 }
 
@@ -63,6 +97,9 @@ pub enum DeviceError {
     /// `gpu` was asked for and wgpu found no adapter.
     #[error("no GPU adapter found (wgpu saw none; install a Vulkan driver, or use --device cpu)")]
     NoAdapter,
+    /// A remote device could not be reached or refused the client.
+    #[error(transparent)]
+    Remote(#[from] crate::remote::RemoteError),
 }
 
 /// Adapters wgpu can see: (name, backend, is software).
@@ -88,8 +125,12 @@ pub fn choose(choice: DeviceChoice) -> Result<ChosenDevice, DeviceError> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         ChosenDevice { device: Device::flex(), description: format!("CPU (flex, {threads} threads)"), is_gpu: false }
     };
-    let chosen = match choice {
+    let chosen = match &choice {
         DeviceChoice::Cpu => cpu(),
+        DeviceChoice::Remote(target) => {
+            let token_file = target.token_file.clone().or_else(default_token_file);
+            crate::remote::connect(&target.address, token_file.as_deref())?
+        }
         DeviceChoice::Gpu | DeviceChoice::Auto => {
             let found = adapters();
             // Hardware first; software (lavapipe, llvmpipe) only when asked for a GPU.
@@ -110,4 +151,20 @@ pub fn choose(choice: DeviceChoice) -> Result<ChosenDevice, DeviceError> {
     };
     tracing::info!(device = %chosen.description, requested = %choice, "model device");
     Ok(chosen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_requests_parse_as_typed() {
+        assert_eq!("GPU".parse::<DeviceChoice>(), Ok(DeviceChoice::Gpu));
+        assert_eq!("flex".parse::<DeviceChoice>(), Ok(DeviceChoice::Cpu));
+        let remote = "remote:gpu-box.lan:7373".parse::<DeviceChoice>().expect("remote");
+        assert_eq!(remote, DeviceChoice::Remote(RemoteTarget { address: "gpu-box.lan:7373".into(), token_file: None }));
+        assert_eq!(remote.to_string(), "remote:gpu-box.lan:7373");
+        assert!("remote:gpu-box".parse::<DeviceChoice>().expect_err("no port").contains("HOST:PORT"));
+        assert!("cuda".parse::<DeviceChoice>().expect_err("unknown").contains("remote:HOST:PORT"));
+    }
 }

@@ -11,6 +11,7 @@ pub mod loader;
 pub mod mapper;
 pub mod preprocess;
 pub mod prompt;
+pub mod remote;
 pub mod trained;
 pub mod weights;
 
@@ -23,7 +24,9 @@ pub struct HostReadError(pub String);
 /// error, never an empty vector that a later slice would panic on.
 pub fn to_host<const D: usize>(t: burn::tensor::Tensor<D>) -> Result<Vec<f32>, HostReadError> {
     let expected: usize = t.dims().iter().product();
-    let values = t.into_data().convert::<f32>().try_to_vec::<f32>().map_err(|e| HostReadError(format!("{e:?}")))?;
+    // try_: a remote device whose server went away answers with an error, not a panic.
+    let data = t.try_into_data().map_err(|e| HostReadError(e.to_string().lines().map(str::trim).filter(|l| !l.is_empty() && *l != "Caused by:").collect::<Vec<_>>().join(": ")))?;
+    let values = data.convert::<f32>().try_to_vec::<f32>().map_err(|e| HostReadError(format!("{e:?}")))?;
     if values.len() != expected {
         return Err(HostReadError(format!("{} values for a tensor of {expected}", values.len())));
     }

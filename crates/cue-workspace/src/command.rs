@@ -173,6 +173,9 @@ pub enum Command {
         /// Without a prompt: look for the newest compatible one under weights/ (else zero-shot).
         search_weights: bool,
     },
+    /// Run the model on this device from now on, reloading the chosen backbone and prompt
+    /// there (maps already made are kept: they are keyed by prompt, not device).
+    SetModelDevice(cue_model::device::DeviceChoice),
     /// Download the default backbone into the Hugging Face cache, then load it.
     DownloadWeights,
     /// Ask for a CLIP model folder with the system's dialog.

@@ -171,7 +171,7 @@ impl InferWorker {
         let (requests, inbox) = channel();
         let cancelled = Arc::new(Mutex::new(Vec::new()));
         let busy = Arc::new(AtomicBool::new(false));
-        let state = Worker { inbox, sink: Box::new(sink), cancelled: cancelled.clone(), busy: busy.clone(), model: None, prompt_id: String::new(), store, queue: VecDeque::new() };
+        let state = Worker { inbox, sink: Box::new(sink), cancelled: cancelled.clone(), busy: busy.clone(), model: None, prompt_id: String::new(), store, queue: VecDeque::new(), remote: None };
         if let Err(e) = std::thread::Builder::new().name("cue-infer".into()).spawn(move || {
             cue_volume::threads::make_this_thread_background();
             state.run()
@@ -221,6 +221,8 @@ struct Worker {
     prompt_id: String,
     store: SharedMapStore,
     queue: VecDeque<Task>,
+    /// The server's address when the model runs on a remote device.
+    remote: Option<String>,
 }
 
 impl Worker {
@@ -294,10 +296,14 @@ impl Worker {
 
     fn load(&mut self, spec: ModelSpec) {
         self.model = None;
+        self.remote = match &spec.device {
+            DeviceChoice::Remote(target) => Some(target.address.clone()),
+            _ => None,
+        };
         self.emit(InferEvent::Loading { stage: format!("choosing a device ({})", spec.device) });
         let result = (|| -> Result<(AnomalyModel, String, Option<PathBuf>), String> {
             self.emit(InferEvent::Loading { stage: format!("loading {}", spec.clip.display()) });
-            let loaded = cue_model::loader::load_named(&spec.clip, spec.device).map_err(|e| e.to_string())?;
+            let loaded = cue_model::loader::load_named(&spec.clip, spec.device.clone()).map_err(|e| e.to_string())?;
             let (clip, chosen) = (loaded.clip, loaded.device);
             let prompt = match (&spec.prompt, &spec.prompt_dir) {
                 (Some(p), _) => Some(p.clone()),
@@ -361,7 +367,23 @@ impl Worker {
                 .iter()
                 .map(|i| SliceImage { values: &i.values, channels: 1, width: i.width, height: i.height, pixel_spacing_mm: i.pixel_spacing_mm })
                 .collect();
-            let maps = model.map(&images).map_err(|e| e.to_string())?;
+            // A remote device whose server went away can panic inside burn-remote rather than
+            // return an error; either way the maps already stored stay, and the user hears why.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.map(&images)))
+                .map_err(|panic| panic_message(panic.as_ref()))
+                .and_then(|r| r.map_err(|e| e.to_string()));
+            let maps = match result {
+                Ok(maps) => maps,
+                Err(e) => {
+                    let message = self.device_failure(e);
+                    if self.remote.is_some() {
+                        // The session is gone; its tensors are released without a server.
+                        let model = self.model.take();
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(model)));
+                    }
+                    return Err(message);
+                }
+            };
             let latency_ms = queued.elapsed().as_secs_f64() * 1e3;
             for (item, map) in todo.into_iter().zip(maps) {
                 let key = self.key(view, item);
@@ -371,6 +393,17 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// `message` about a failed computation, naming the server when the device is remote; a
+    /// remote session that failed is dropped, so the next request asks for a new model load.
+    fn device_failure(&self, message: String) -> String {
+        match &self.remote {
+            Some(address) => format!(
+                "the remote server at {address} stopped answering ({message}); the slices mapped so far are kept: choose another device to go on, or start the server and restart CUE to reconnect"
+            ),
+            None => message,
+        }
     }
 
     fn step(&mut self, task: Task) {
@@ -402,6 +435,15 @@ impl Worker {
             }
         }
     }
+}
+
+/// What a caught panic said.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
+        .unwrap_or_else(|| "the computation panicked".into())
 }
 
 /// The first 12 hex digits of a file's SHA-256 ("unreadable" when it cannot be read: the

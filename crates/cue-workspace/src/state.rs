@@ -82,6 +82,8 @@ pub struct Settings {
     pub map_cross_orientation: bool,
     /// Memory the map store may use, MiB (maps and their overlay textures).
     pub map_budget_mib: usize,
+    /// Where the model runs: auto, gpu, cpu, or a `cue serve` server with its token file.
+    pub model_device: cue_model::device::DeviceChoice,
 }
 
 impl Default for Settings {
@@ -103,6 +105,7 @@ impl Default for Settings {
             tab: Tab::Viewer,
             map_cross_orientation: true,
             map_budget_mib: crate::map_store::DEFAULT_BUDGET_BYTES >> 20,
+            model_device: cue_model::device::DeviceChoice::Auto,
         }
     }
 }

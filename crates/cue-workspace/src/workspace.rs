@@ -59,6 +59,9 @@ pub struct Workspace {
     rename_loaded: Option<String>,
     next_gpu_id: u64,
     effects: Vec<Effect>,
+    /// Whether the last load looked under weights/ for a prompt (so a device change reloads
+    /// the same way).
+    model_search_weights: bool,
 }
 
 impl Workspace {
@@ -79,6 +82,7 @@ impl Workspace {
             rename_loaded: None,
             next_gpu_id: 1,
             effects: Vec::new(),
+            model_search_weights: false,
         }
     }
 
@@ -149,6 +153,12 @@ impl Workspace {
             Command::CancelEvaluation => self.runs.cancel_evaluation(&mut self.jobs),
             Command::ExportEvaluation(format) => self.runs.export_report(&mut self.jobs, format),
             Command::LoadModel { clip, prompt, search_weights } => self.load_model(clip, prompt, search_weights),
+            Command::SetModelDevice(device) => {
+                self.settings.model_device = device;
+                if let Some(clip) = self.settings.model_path.clone() {
+                    self.load_model(clip, self.settings.prompt_path.clone(), self.model_search_weights);
+                }
+            }
             Command::CancelMapping => self.maps.cancel(&mut self.jobs),
             Command::MapAllViews => {
                 // The sequences on screen in any view (Compare shows one orientation only).
@@ -330,7 +340,8 @@ impl Workspace {
     pub fn load_model(&mut self, clip: PathBuf, prompt: Option<PathBuf>, search_weights: bool) {
         self.settings.model_path = Some(clip.clone());
         self.settings.prompt_path = prompt.clone();
-        let spec = ModelSpec { clip, prompt, prompt_dir: search_weights.then(default_prompt_dir), device: cue_model::device::DeviceChoice::Auto };
+        self.model_search_weights = search_weights;
+        let spec = ModelSpec { clip, prompt, prompt_dir: search_weights.then(default_prompt_dir), device: self.settings.model_device.clone() };
         self.maps.load(spec, &mut self.jobs);
     }
 

@@ -393,7 +393,7 @@ fn load_model(request: &EvalRequest) -> Result<Option<AnomalyModel>, EvalError> 
         return Ok(None);
     }
     let err = |e: &dyn std::fmt::Display| EvalError(e.to_string());
-    let clip = cue_model::loader::load_named(&request.model, request.device).map_err(|e| err(&e))?.clip;
+    let clip = cue_model::loader::load_named(&request.model, request.device.clone()).map_err(|e| err(&e))?.clip;
     let mut model = AnomalyModel::with_prompt(clip, request.prompt.as_deref()).map_err(|e| err(&e))?;
     model.smooth_sigma_px = request.smooth_sigma_px;
     Ok(Some(model))

@@ -267,7 +267,7 @@ pub fn train_with_pause(
     if config.batch_size == 0 || config.epochs == 0 {
         return Err(TrainError::Config("epochs and batch_size must be at least 1".into()));
     }
-    let chosen = choose(config.device).map_err(model_error)?;
+    let chosen = choose(config.device.clone()).map_err(model_error)?;
     let device = chosen.device.clone().autodiff();
     let source = cue_model::loader::ModelSource::parse(&request.model.to_string_lossy());
     let mut clip = cue_model::loader::load_onto(&source, &device).map_err(model_error)?;
