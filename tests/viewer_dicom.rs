@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use cue::app::CueApp;
 use cue::app::maps::ModelStatus;
@@ -29,14 +28,7 @@ impl egui::DroppedFile for Dropped {
     }
 }
 
-fn step_until(harness: &mut Harness<'_, CueApp>, what: &str, done: impl Fn(&CueApp) -> bool) {
-    let start = Instant::now();
-    while !done(harness.state()) {
-        assert!(start.elapsed() < Duration::from_secs(180), "{what} did not happen; message {:?}", harness.state().message);
-        harness.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use common::step_until;
 
 /// Loads the tiny model, clicks the middle of the axial view in the Compare layout (the four
 /// sequences side by side) and returns, per sequence, its kind and the map of the axial slice

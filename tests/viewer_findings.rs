@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::shared_data;
 use cue::app::CueApp;
 use cue::app::maps::ModelStatus;
@@ -16,14 +14,7 @@ use eframe::egui;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
 
-fn step_until(harness: &mut Harness<'_, CueApp>, what: &str, done: impl Fn(&CueApp) -> bool) {
-    let start = Instant::now();
-    while !done(harness.state()) {
-        assert!(start.elapsed() < Duration::from_secs(180), "{what} did not happen; message {:?}", harness.state().message);
-        harness.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use common::step_until;
 
 fn summary(harness: &Harness<'_, CueApp>) -> String {
     harness.get_by_label_contains("finding(s) in").accesskit_node().value().unwrap_or_default()

@@ -157,3 +157,14 @@ pub fn chromium(test: &str) -> Option<PathBuf> {
     eprintln!("SKIP {test}: no headless Chromium installed");
     None
 }
+
+/// Steps the app until `done`, failing after 180 s with the app's last message.
+#[cfg(feature = "gui")]
+pub fn step_until(harness: &mut egui_kittest::Harness<'_, cue::app::CueApp>, what: &str, done: impl Fn(&cue::app::CueApp) -> bool) {
+    let start = std::time::Instant::now();
+    while !done(harness.state()) {
+        assert!(start.elapsed() < Duration::from_secs(180), "{what} did not happen; message {:?}", harness.state().message);
+        harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
