@@ -5,8 +5,6 @@
 
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
-use burn::tensor::module::interpolate;
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
 use super::prompt::{PromptFeatures, l2_normalise};
 
@@ -55,9 +53,33 @@ pub fn anomalous_probability(maps: &CosineMaps, grid: [usize; 2], size: usize, t
     let [batch, layers, _] = maps.normal.dims();
     // softmax of two logits = sigmoid of their difference.
     let logits = (maps.anomalous.clone() - maps.normal.clone()) / temperature;
-    let prob = burn::tensor::activation::sigmoid(logits).reshape([batch * layers, 1, grid[0], grid[1]]);
-    let options = InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false).with_output_size([size, size]);
-    interpolate(prob, options).reshape([batch, layers, size, size])
+    let prob = burn::tensor::activation::sigmoid(logits).reshape([batch * layers, grid[0], grid[1]]);
+    // Bilinear upsampling is separable: rows then columns, each a matmul with a fixed weight
+    // matrix. It equals `interpolate(.., Bilinear, align_corners = false)` and, unlike it,
+    // has a backward pass on every backend (burn-cubecl 0.22.1 has no bilinear backward, so
+    // training on wgpu failed there).
+    let device = prob.device();
+    let rows = bilinear_weights(grid[0], size, &device).unsqueeze::<3>().expand([batch * layers, size, grid[0]]);
+    let columns = bilinear_weights(grid[1], size, &device).transpose().unsqueeze::<3>().expand([batch * layers, grid[1], size]);
+    rows.matmul(prob).matmul(columns).reshape([batch, layers, size, size])
+}
+
+/// The `[output, input]` weights of 1-D linear interpolation from `input` to `output` samples
+/// with PyTorch's `align_corners = False` convention: output `o` samples the input at
+/// `(o + 0.5) * input / output - 0.5`, clamped to the first sample, between its two neighbours
+/// (the last one repeated at the edge).
+fn bilinear_weights(input: usize, output: usize, device: &burn::tensor::Device) -> Tensor<2> {
+    let mut weights = vec![0.0f32; output * input];
+    let scale = input as f64 / output as f64;
+    for o in 0..output {
+        let source = ((o as f64 + 0.5) * scale - 0.5).max(0.0);
+        let low = (source.floor() as usize).min(input - 1);
+        let high = (low + 1).min(input - 1);
+        let lambda = (source - low as f64) as f32;
+        weights[o * input + low] += 1.0 - lambda;
+        weights[o * input + high] += lambda;
+    }
+    Tensor::from_data(burn::tensor::TensorData::new(weights, [output, input]), device)
 }
 
 /// Image-level probability of "anomalous" from the normalised CLS embedding:
@@ -68,4 +90,32 @@ pub fn image_probability(image_embeds: Tensor<2>, prompts: &PromptFeatures, temp
     let cos_n = (image.clone() * prompts.normal.clone()).sum_dim(1);
     let cos_a = (image * prompts.anomalous.clone()).sum_dim(1);
     burn::tensor::activation::sigmoid((cos_a - cos_n) / temperature).reshape([batch])
+}
+
+#[cfg(test)]
+mod upsampling_tests {
+    use super::*;
+    use burn::tensor::module::interpolate;
+    use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+    use burn::tensor::{Device, TensorData};
+
+    /// The matmul form equals burn's own bilinear interpolation (align_corners = false) for
+    /// upsampling and for non-square, non-integer ratios.
+    #[test]
+    fn separable_upsampling_equals_bilinear_interpolation() {
+        let device = Device::flex();
+        for (grid, size) in [([4, 4], 10), ([3, 5], 7), ([16, 16], 224), ([2, 2], 2)] {
+            let n = grid[0] * grid[1];
+            let values: Vec<f32> = (0..2 * n).map(|i| ((i * 37) % 11) as f32 / 11.0).collect();
+            let normal = Tensor::<3>::from_data(TensorData::new(vec![0.0; 2 * n], [1, 2, n]), &device);
+            let anomalous = Tensor::<3>::from_data(TensorData::new(values, [1, 2, n]), &device);
+            let maps = CosineMaps { normal, anomalous: anomalous.clone() };
+            let ours = anomalous_probability(&maps, grid, size, 0.5);
+            let prob = burn::tensor::activation::sigmoid(anomalous / 0.5).reshape([2, 1, grid[0], grid[1]]);
+            let options = InterpolateOptions::new(InterpolateMode::Bilinear).with_align_corners(false).with_output_size([size, size]);
+            let theirs = interpolate(prob, options).reshape([1, 2, size, size]);
+            let difference: f32 = (ours - theirs).abs().max().into_scalar();
+            assert!(difference < 1e-6, "{grid:?} -> {size}: {difference}");
+        }
+    }
 }
