@@ -82,6 +82,10 @@ pub struct TrainArgs {
     /// auto, gpu or cpu.
     #[arg(long)]
     device: Option<DeviceChoice>,
+    /// Share each batch over several devices, comma-separated (e.g. cpu,gpu or
+    /// gpu,remote:HOST:PORT); the first is the primary, where the optimiser runs.
+    #[arg(long, value_delimiter = ',', conflicts_with = "device")]
+    devices: Option<Vec<DeviceChoice>>,
 }
 
 /// Runs `cue train`.
@@ -111,6 +115,7 @@ pub fn train_command(args: TrainArgs) -> anyhow::Result<()> {
     set!(validation_fraction);
     set!(cache_mb);
     set!(device);
+    set!(devices);
     if let Some(v) = args.sequence.clone() {
         config.sequences = v;
     }
@@ -130,12 +135,19 @@ pub fn train_command(args: TrainArgs) -> anyhow::Result<()> {
         for event in rx {
             match event {
                 TrainEvent::Preparing { stage, done, total } => eprintln!("{stage} {done}/{total}"),
-                TrainEvent::Started { train_slices, validation_slices, steps_per_epoch, first_epoch } => eprintln!(
-                    "training on {train_slices} slices, validating on {validation_slices}, {steps_per_epoch} steps per epoch, from epoch {}",
-                    first_epoch + 1
+                TrainEvent::Started { train_slices, validation_slices, steps_per_epoch, first_epoch, devices } => eprintln!(
+                    "training on {train_slices} slices, validating on {validation_slices}, {steps_per_epoch} steps per epoch, from epoch {}, on {}",
+                    first_epoch + 1,
+                    devices.join(" + ")
                 ),
-                TrainEvent::Step { epoch, step, steps, loss, eta_s, .. } => {
-                    eprintln!("epoch {} step {}/{steps} loss {loss:.4} eta {eta_s:.0} s", epoch + 1, step + 1)
+                TrainEvent::Step { epoch, step, steps, loss, eta_s, step_s, device_s, .. } => {
+                    let shares: Vec<String> = device_s.iter().map(|s| format!("{s:.3}")).collect();
+                    eprintln!(
+                        "epoch {} step {}/{steps} loss {loss:.4} step {step_s:.3} s (devices {} s) eta {eta_s:.0} s",
+                        epoch + 1,
+                        step + 1,
+                        shares.join(" / ")
+                    )
                 }
                 TrainEvent::Epoch { epoch, loss, pixel_auroc, image_auroc, checkpoint } => println!(
                     "epoch {} loss {loss:.4} validation pixel-AUROC {} image-AUROC {} -> {}",
@@ -207,6 +219,9 @@ pub struct EvalArgs {
     json: bool,
     #[arg(long, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
+    /// The number type of the frozen towers: f32, f16 or bf16 (LayerNorms stay f32).
+    #[arg(long, default_value_t = cue_model::clip::Precision::F32)]
+    precision: cue_model::clip::Precision,
 }
 
 /// Per-cell thresholds from a validation run's JSON (`thresholds."t1/axial".best_dice_threshold`).
@@ -245,6 +260,7 @@ pub fn eval_command(args: EvalArgs) -> anyhow::Result<()> {
         max_slices: args.max_slices,
         batch_size: args.batch_size,
         device: args.device,
+        precision: args.precision,
         cases: split.as_ref().and_then(|s| s.part(&args.part)).map(<[String]>::to_vec),
         thresholds,
         smooth_sigma_px: args.smooth_sigma,

@@ -27,6 +27,16 @@ pub struct PromptModel {
 }
 
 impl PromptModel {
+    /// A copy on `device` that trains there: the parameters forked (gradients tracked on that
+    /// device, same parameter ids) and the frozen start and end token embeddings, which are no
+    /// parameters and so are not moved by `fork`, moved with them.
+    pub fn fork_to(self, device: &Device) -> Self {
+        let mut copy = self.fork(device);
+        copy.prompt.start = copy.prompt.start.to_device(device).detach();
+        copy.prompt.end = copy.prompt.end.to_device(device).detach();
+        copy
+    }
+
     /// Fresh weights for `clip` (seed `device` first for reproducibility).
     pub fn new(clip: &Clip, config: &PromptConfig, device: &Device) -> Self {
         Self {

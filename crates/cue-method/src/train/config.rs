@@ -46,8 +46,11 @@ pub struct TrainConfig {
     pub synthetic: bool,
     /// Bound of the in-memory feature cache, MiB.
     pub cache_mb: usize,
-    /// auto, gpu or cpu.
+    /// auto, gpu, cpu or remote:HOST:PORT.
     pub device: DeviceChoice,
+    /// Several devices sharing each batch (data parallel; the first is the primary, where the
+    /// optimiser runs); empty: `device` alone.
+    pub devices: Vec<DeviceChoice>,
 }
 
 impl Default for TrainConfig {
@@ -71,6 +74,7 @@ impl Default for TrainConfig {
             synthetic: false,
             cache_mb: 4096,
             device: DeviceChoice::Auto,
+            devices: Vec::new(),
         }
     }
 }
@@ -85,6 +89,11 @@ impl TrainConfig {
             toml::from_str(&text).map_err(|e| e.to_string())
         };
         parsed.map_err(|e| TrainError::Config(format!("{e}: {}", path.display())))
+    }
+
+    /// The devices a run trains on: `devices`, or `device` alone when that is empty.
+    pub fn training_devices(&self) -> Vec<DeviceChoice> {
+        if self.devices.is_empty() { vec![self.device.clone()] } else { self.devices.clone() }
     }
 
     pub(crate) fn dataset(&self) -> Result<DatasetConfig, TrainError> {

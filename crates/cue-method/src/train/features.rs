@@ -57,7 +57,7 @@ pub(crate) fn prepare(slices: Vec<SliceSample>, size: usize) -> Vec<Prepared> {
 }
 
 /// Computes frozen features for `items` in chunks (no gradients: the backbone is frozen).
-fn compute_features(clip: &Clip, items: &[&Prepared], layers: &[usize], size: usize) -> Result<Vec<Features>, TrainError> {
+pub(crate) fn compute_features(clip: &Clip, items: &[&Prepared], layers: &[usize], size: usize) -> Result<Vec<Features>, TrainError> {
     let inputs: Vec<Vec<f32>> = items.iter().map(|p| p.pixels()).collect();
     let pixels = clip.pixels(&inputs.iter().map(Vec::as_slice).collect::<Vec<_>>(), size, size).map_err(model_error)?;
     let out = clip.model.encode_image(pixels, layers, true);
@@ -100,15 +100,28 @@ impl FeatureCache {
             if let Some(f) = &self.entries[i] {
                 out.push(f.clone());
             } else if let Some((_, f)) = fresh.iter().find(|(j, _)| *j == i) {
-                let size = 4 * (f.cls.len() + f.patches.iter().map(Vec::len).sum::<usize>());
-                if self.bytes + size <= self.limit {
-                    self.bytes += size;
-                    self.entries[i] = Some(f.clone());
-                }
+                self.store(i, f.clone());
                 out.push(f.clone());
             }
         }
         Ok(out)
+    }
+
+    /// The cached features of `indices` (None where not cached), for a device to complete.
+    pub(crate) fn lookup(&self, indices: &[usize]) -> Vec<Option<Features>> {
+        indices.iter().map(|&i| self.entries[i].clone()).collect()
+    }
+
+    /// Keeps `features` of slice `i` if the bound allows.
+    pub(crate) fn store(&mut self, i: usize, features: Features) {
+        if self.entries[i].is_some() {
+            return;
+        }
+        let size = 4 * (features.cls.len() + features.patches.iter().map(Vec::len).sum::<usize>());
+        if self.bytes + size <= self.limit {
+            self.bytes += size;
+            self.entries[i] = Some(features);
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 mod config;
 pub mod dataset;
 mod features;
+mod parallel;
 pub mod loss;
 pub mod split;
 pub mod synth;

@@ -21,11 +21,12 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 
 use crate::eval::metrics::auroc;
 use crate::eval::stream::ScoreHistogram;
 use crate::train::features::{FeatureCache, Prepared, batch_tensors, prepare};
+use crate::train::parallel::{Replica, parallel_step};
 use crate::train::split::Split;
 use cue_model::clip::Clip;
 use cue_model::device::choose;
@@ -64,6 +65,8 @@ pub enum TrainEvent {
         steps_per_epoch: usize,
         /// First epoch (0 unless resumed).
         first_epoch: usize,
+        /// The devices the batch is shared over, the primary (where the optimiser runs) first.
+        devices: Vec<String>,
     },
     /// One optimiser step.
     Step {
@@ -79,6 +82,10 @@ pub enum TrainEvent {
         learning_rate: f64,
         /// Estimated seconds left.
         eta_s: f64,
+        /// Wall-clock seconds of this step (features if not cached, forward, backward, update).
+        step_s: f64,
+        /// Seconds each device spent on its share of the batch, in device order.
+        device_s: Vec<f64>,
     },
     /// An epoch ended and its checkpoint is written.
     Epoch {
@@ -267,12 +274,18 @@ pub fn train_with_pause(
     if config.batch_size == 0 || config.epochs == 0 {
         return Err(TrainError::Config("epochs and batch_size must be at least 1".into()));
     }
-    let chosen = choose(config.device.clone()).map_err(model_error)?;
-    let device = chosen.device.clone().autodiff();
     let source = cue_model::loader::ModelSource::parse(&request.model.to_string_lossy());
-    let mut clip = cue_model::loader::load_onto(&source, &device).map_err(model_error)?;
-    // Frozen: no parameter of the backbone takes part in the gradient.
-    clip.model = clip.model.freeze();
+    let mut replicas = Vec::new();
+    for choice in config.training_devices() {
+        let chosen = choose(choice.clone()).map_err(model_error)?;
+        let device = chosen.device.clone().autodiff();
+        let mut clip = cue_model::loader::load_onto(&source, &device).map_err(|e| TrainError::Model(format!("{e} (device {choice})")))?;
+        // Frozen: no parameter of the backbone takes part in the gradient.
+        clip.model = clip.model.freeze();
+        replicas.push(Replica { device, clip, description: chosen.description });
+    }
+    let device = replicas[0].device.clone();
+    let clip = &replicas[0].clip;
     let layers = if config.layers.is_empty() { default_layers(clip.model.vision_layers()) } else { config.layers.clone() };
     if let Some(bad) = layers.iter().find(|&&l| l == 0 || l > clip.model.vision_layers()) {
         return Err(TrainError::Config(format!("layer {bad} requested, the vision tower has {} blocks", clip.model.vision_layers())));
@@ -300,13 +313,13 @@ pub fn train_with_pause(
     let mut best: Option<(f64, usize)> = None;
     let mut history: Vec<serde_json::Value> = Vec::new();
     let (mut model, mut first_epoch) = if request.resume && resume_from.exists() {
-        let (model, manifest) = load_prompt(&resume_from, &clip, &device).map_err(model_error)?;
+        let (model, manifest) = load_prompt(&resume_from, clip, &device).map_err(model_error)?;
         best = manifest.metrics["best_validation_pixel_auroc"].as_f64().zip(manifest.metrics["best_epoch"].as_u64().map(|e| e as usize));
         history = manifest.metrics["history"].as_array().cloned().unwrap_or_default();
         (model, manifest.epochs_done)
     } else {
         device.seed(config.seed);
-        (PromptModel::new(&clip, &prompt_config, &device), 0)
+        (PromptModel::new(clip, &prompt_config, &device), 0)
     };
     first_epoch = first_epoch.min(config.epochs);
     let mut optimizer = AdamConfig::new().init();
@@ -316,6 +329,7 @@ pub fn train_with_pause(
         validation_slices: validation_prepared.len(),
         steps_per_epoch: steps,
         first_epoch,
+        devices: replicas.iter().map(|r| r.description.clone()).collect(),
     });
     let anomalous_train = train_prepared.iter().filter(|p| p.anomalous).count();
     let training_summary = serde_json::json!({
@@ -326,6 +340,7 @@ pub fn train_with_pause(
         "anomalous_train_slices": anomalous_train,
         "validation_slices": validation_prepared.len(),
         "config": config,
+        "devices": replicas.iter().map(|r| r.description.clone()).collect::<Vec<_>>(),
     });
     let mut rng = Rng::new(config.seed.wrapping_add(17));
     let started = Instant::now();
@@ -344,19 +359,13 @@ pub fn train_with_pause(
             if cancel.load(Ordering::Relaxed) {
                 return Ok(TrainOutcome::Cancelled { epochs_done: epoch });
             }
-            let features = train_cache.get(&clip, &train_prepared, chunk, &layers, size)?;
-            let (cls, patches) = batch_tensors(&features, layers.len(), &device);
-            let masks: Vec<f32> = chunk.iter().flat_map(|&i| train_prepared[i].mask()).collect();
-            let masks = Tensor::from_data(TensorData::new(masks, [chunk.len(), 1, size, size]), &device);
-            let labels: Vec<f32> = chunk.iter().map(|&i| f32::from(u8::from(train_prepared[i].anomalous))).collect();
-            let labels = Tensor::from_data(TensorData::new(labels, [chunk.len()]), &device);
-            let loss = batch_loss(&model, &clip, cls, &patches, masks, labels, config);
-            let loss_value = host(loss.clone().detach()).map_err(model_error)?.first().copied().unwrap_or(f32::NAN);
+            let step_started = Instant::now();
+            let result = parallel_step(&replicas, &model, &mut train_cache, &train_prepared, chunk, &layers, config)?;
+            let loss_value = result.loss;
             if !loss_value.is_finite() {
                 return Err(TrainError::Model(format!("the loss became {loss_value} at epoch {epoch}, step {step}; lower the learning rate")));
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optimizer.step(config.learning_rate, model, grads);
+            model = optimizer.step(config.learning_rate, model, result.grads);
             loss_sum += loss_value;
             steps_done += 1;
             let per_step = started.elapsed().as_secs_f64() / steps_done as f64;
@@ -367,12 +376,14 @@ pub fn train_with_pause(
                 loss: loss_value,
                 learning_rate: config.learning_rate,
                 eta_s: per_step * (total_steps - steps_done) as f64,
+                step_s: step_started.elapsed().as_secs_f64(),
+                device_s: result.device_seconds,
             });
         }
         let (pixel_auroc, image_auroc, validation_threshold) = if validation_prepared.is_empty() {
             (None, None, None)
         } else {
-            validate(&model, &clip, &validation_prepared, &mut validation_cache, config, &layers)?
+            validate(&model, clip, &validation_prepared, &mut validation_cache, config, &layers)?
         };
         history.push(serde_json::json!({
             "epoch": epoch + 1,
