@@ -239,3 +239,52 @@ fn clip_embed_prints_the_reference_embeddings_as_json() {
     let first_row = &expected["text_embeds"][0];
     assert_close("text_embeds[0]", &as_f32(&json["text_embeds"][0]), &flat(first_row), 1e-4);
 }
+
+/// The largest `|actual - expected|` relative to the largest `|expected|`.
+fn relative_error(actual: &[f32], expected: &[f64]) -> f64 {
+    assert_eq!(actual.len(), expected.len(), "length");
+    let scale = expected.iter().fold(0.0f64, |m, e| m.max(e.abs())).max(f64::MIN_POSITIVE);
+    actual.iter().zip(expected).map(|(a, e)| (*a as f64 - e).abs()).fold(0.0, f64::max) / scale
+}
+
+/// The towers at `precision` on `device` against transformers' float32 answers of the tiny
+/// fixture: the worst relative error over image, every layer's patch and text embeddings.
+fn precision_error(device: &Device, precision: cue::model::clip::Precision) -> f64 {
+    let dir = fixture("tiny");
+    let mut clip = Clip::load(&dir, device).unwrap();
+    clip.model = clip.model.with_precision(precision);
+    assert_eq!(clip.model.precision(), precision);
+    let expected = reference(&dir);
+    let (pixels, h, w) = png_pixels(&dir.join("image.png"));
+    let layers: Vec<usize> = (1..=clip.model.vision_layers()).collect();
+    let out = clip.model.encode_image(clip.pixels(&[&pixels], h, w).unwrap(), &layers, true);
+    let image = out.image_embeds.unwrap();
+    assert_eq!(image.dtype(), burn::tensor::DType::F32, "outputs leave the tower as float32");
+    let mut worst = relative_error(&values(image), &flat(&expected["image_embeds"]));
+    for (layer, patches) in out.patch_embeds {
+        worst = worst.max(relative_error(&values(patches), &flat(&expected["patch_embeds"][&layer.to_string()])));
+    }
+    let ids: Vec<Vec<u32>> = serde_json::from_value(expected["token_ids"].clone()).unwrap();
+    worst.max(relative_error(&values(clip.encode_text_ids(&ids).unwrap()), &flat(&expected["text_embeds"])))
+}
+
+/// Half precision's cost, stated as a bound: every output within 1 % (f16) and 4 % (bf16) of
+/// the largest float32 value, on the CPU and (f16) on wgpu; float32 itself stays within 1e-5.
+#[test]
+fn half_precision_towers_stay_within_their_bound_of_transformers_f32() {
+    use cue::model::clip::Precision;
+    let cpu = Device::flex();
+    let f32_error = precision_error(&cpu, Precision::F32);
+    let f16_error = precision_error(&cpu, Precision::F16);
+    let bf16_error = precision_error(&cpu, Precision::Bf16);
+    eprintln!("relative error against transformers f32 on the CPU: f32 {f32_error:e}, f16 {f16_error:e}, bf16 {bf16_error:e}");
+    assert!(f32_error <= 1e-5, "f32 {f32_error:e}");
+    assert!(f16_error <= 1e-2, "f16 {f16_error:e}");
+    assert!(bf16_error <= 4e-2, "bf16 {bf16_error:e}");
+    // Reduced precision really ran: its error is well above float32's.
+    assert!(f16_error > 10.0 * f32_error && bf16_error > f16_error, "f16 {f16_error:e}, bf16 {bf16_error:e}");
+    let gpu = cue::model::device::choose(cue::model::device::DeviceChoice::Gpu).expect("a wgpu adapter (lavapipe in CI)").device;
+    let gpu_f16 = precision_error(&gpu, Precision::F16);
+    eprintln!("relative error against transformers f32 on wgpu: f16 {gpu_f16:e}");
+    assert!(gpu_f16 <= 1e-2, "wgpu f16 {gpu_f16:e}");
+}

@@ -49,6 +49,9 @@ pub enum BenchCommand {
         /// auto, gpu or cpu.
         #[arg(long, default_value_t = cue_model::device::DeviceChoice::Cpu)]
         device: cue_model::device::DeviceChoice,
+        /// The towers' number type: f32, f16 or bf16 (LayerNorms stay f32).
+        #[arg(long, default_value_t = cue_model::clip::Precision::F32)]
+        precision: cue_model::clip::Precision,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -136,8 +139,8 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             super::bench_method::bench_method(&preset, batch.max(1), repeat.max(1), context_tokens, device, json)
         }
         BenchCommand::Volume3d { file, size, frames, json } => super::bench_volume::bench_volume(file, size.clamp(16, 4096), frames, json),
-        BenchCommand::Clip { model, preset, batch, repeat, device, json } => {
-            super::clip::bench(model, &preset, &batch, repeat.max(1), device, json)
+        BenchCommand::Clip { model, preset, batch, repeat, device, precision, json } => {
+            super::clip::bench(model, &preset, &batch, repeat.max(1), device, precision, json)
         }
         #[cfg(feature = "gui")]
         BenchCommand::Frames { paths, frames, width, height, layout, map_with, one_slice, hold_maps, turn_3d } => {

@@ -34,6 +34,9 @@ pub struct EmbedArgs {
     /// auto (a hardware GPU, else the CPU), gpu (wgpu, software adapters included) or cpu.
     #[arg(long, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
+    /// The towers' number type: f32, f16 or bf16 (LayerNorms stay f32; outputs are f32).
+    #[arg(long, default_value_t = cue_model::clip::Precision::F32)]
+    pub precision: cue_model::clip::Precision,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -58,8 +61,10 @@ fn parse_ids(text: &str) -> anyhow::Result<Vec<u32>> {
 /// Runs `cue clip-embed`.
 pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     let loaded = cue_model::loader::load_named(&args.model, args.device)?;
-    let (clip, chosen) = (loaded.clip, loaded.device);
+    let (mut clip, chosen) = (loaded.clip, loaded.device);
+    clip.model = clip.model.with_precision(args.precision);
     let mut out = serde_json::Map::new();
+    out.insert("precision".into(), args.precision.to_string().into());
     out.insert("model".into(), clip.id.name.clone().into());
     out.insert("device".into(), chosen.description.clone().into());
     if let Some(path) = &args.image {
@@ -134,6 +139,8 @@ struct ClipBenchReport {
     model: String,
     device: String,
     threads: usize,
+    /// The number type the towers computed in.
+    precision: String,
     parameters: usize,
     /// Seconds to open the checkpoint (Burnpack tensors are memory-mapped and read lazily).
     load_s: f64,
@@ -155,6 +162,7 @@ pub fn bench(
     batches: &[usize],
     repeat: usize,
     device: DeviceChoice,
+    precision: cue_model::clip::Precision,
     json: bool,
 ) -> anyhow::Result<()> {
     use cue_model::clip::{BackboneId, ClipConfig, ClipModel};
@@ -178,7 +186,8 @@ pub fn bench(
         }
     };
     let started = Instant::now();
-    let clip = Clip::load(&path, &chosen.device)?;
+    let mut clip = Clip::load(&path, &chosen.device)?;
+    clip.model = clip.model.with_precision(precision);
     chosen.device.sync().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let load_s = started.elapsed().as_secs_f64();
     let size = clip.config.vision.image_size;
@@ -234,6 +243,7 @@ pub fn bench(
     let report = ClipBenchReport {
         model: clip.id.name.clone(),
         device: chosen.description.clone(),
+        precision: precision.to_string(),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         parameters: clip.model.num_params(),
         load_s,
@@ -248,7 +258,7 @@ pub fn bench(
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!("model        {} ({:.0} M parameters)", report.model, report.parameters as f64 / 1e6);
-        println!("device       {}", report.device);
+        println!("device       {} ({})", report.device, report.precision);
         println!("load         {:.2} s (to the first embedding {:.2} s)", report.load_s, report.load_to_first_embedding_s);
         println!("matmul       {:.1} GFLOP/s", report.matmul_gflops);
         for (batch, s) in &report.vision_median_s {

@@ -222,6 +222,7 @@ impl EvaluationTab {
             thresholds: Default::default(),
             smooth_sigma_px: 0.0,
             scorer: Default::default(),
+            precision: Default::default(),
         })
     }
 }

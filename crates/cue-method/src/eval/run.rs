@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::eval::metrics::{auroc, roc_curve};
 use crate::eval::stream::ScoreHistogram;
 
+use cue_model::clip::Precision;
 use cue_model::device::DeviceChoice;
 use cue_model::mapper::{AnomalyModel, SliceImage, SliceMap};
 use crate::train::dataset::{DatasetConfig, cases_named, find_cases, load_bmad_split, slices_of};
@@ -61,6 +62,8 @@ pub struct EvalRequest {
     pub smooth_sigma_px: f32,
     /// The model or a baseline.
     pub scorer: Scorer,
+    /// The number type the frozen towers compute in.
+    pub precision: Precision,
 }
 
 impl EvalRequest {
@@ -80,6 +83,7 @@ impl EvalRequest {
             thresholds: BTreeMap::new(),
             smooth_sigma_px: 0.0,
             scorer: Scorer::Prompts,
+            precision: Precision::F32,
         }
     }
 }
@@ -393,7 +397,8 @@ fn load_model(request: &EvalRequest) -> Result<Option<AnomalyModel>, EvalError> 
         return Ok(None);
     }
     let err = |e: &dyn std::fmt::Display| EvalError(e.to_string());
-    let clip = cue_model::loader::load_named(&request.model, request.device.clone()).map_err(|e| err(&e))?.clip;
+    let mut clip = cue_model::loader::load_named(&request.model, request.device.clone()).map_err(|e| err(&e))?.clip;
+    clip.model = clip.model.with_precision(request.precision);
     let mut model = AnomalyModel::with_prompt(clip, request.prompt.as_deref()).map_err(|e| err(&e))?;
     model.smooth_sigma_px = request.smooth_sigma_px;
     Ok(Some(model))

@@ -9,6 +9,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use super::config::Activation;
+use super::precision::{Precision, to_compute, to_f32};
 use burn::tensor::Device;
 
 /// Multi-head self-attention with separate query, key and value projections.
@@ -87,8 +88,13 @@ pub struct ClipEncoderLayer {
 impl ClipEncoderLayer {
     /// One block.
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
-        let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x), causal);
-        x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
+        // The residual stream and the norms stay float32; attention and MLP run in the
+        // weights' type (a no-op cast at float32), as under PyTorch's autocast.
+        let precision = Precision::of(self.mlp.fc1.weight.val().dtype());
+        let attention = self.self_attn.forward(to_compute(self.layer_norm1.forward(x.clone()), precision), causal);
+        let x = x + to_f32(attention);
+        let mlp = self.mlp.forward(to_compute(self.layer_norm2.forward(x.clone()), precision));
+        x + to_f32(mlp)
     }
 }
 

@@ -5,6 +5,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::ClipConfig;
+use super::precision::{to_compute, to_f32};
 use super::text::ClipTextTransformer;
 use super::vision::ClipVisionTransformer;
 
@@ -57,6 +58,7 @@ impl ClipModel {
         let deepest = layers.iter().copied().max().unwrap_or(0).min(total);
         let last = if image_embeds { total } else { deepest };
         let mut kept: Vec<(usize, Tensor<3>)> = Vec::with_capacity(layers.len());
+        let pixels = to_compute(pixels, self.precision());
         let h = self.vision_model.forward_blocks(pixels, last, |block, h| {
             if layers.contains(&block) {
                 kept.push((block, self.project_patches(h.clone())));
@@ -69,7 +71,8 @@ impl ClipModel {
         let image_embeds = image_embeds.then(|| {
             let [batch, _, width] = h.dims();
             let cls = h.slice([0..batch, 0..1, 0..width]).reshape([batch, width]);
-            self.visual_projection.forward(self.vision_model.post_layernorm.forward(cls))
+            let normed = to_compute(self.vision_model.post_layernorm.forward(cls), self.precision());
+            to_f32(self.visual_projection.forward(normed))
         });
         VisionOutput { image_embeds, patch_embeds }
     }
@@ -77,7 +80,8 @@ impl ClipModel {
     fn project_patches(&self, h: Tensor<3>) -> Tensor<3> {
         let [batch, tokens, width] = h.dims();
         let patches = h.slice([0..batch, 1..tokens, 0..width]);
-        self.visual_projection.forward(self.vision_model.post_layernorm.forward(patches))
+        let normed = to_compute(self.vision_model.post_layernorm.forward(patches), self.precision());
+        to_f32(self.visual_projection.forward(normed))
     }
 
     /// Token embeddings for rows of ids (all rows the same length), `[batch, tokens, width]`.
@@ -85,12 +89,13 @@ impl ClipModel {
         let tokens = ids.first().map_or(0, Vec::len);
         let flat: Vec<i64> = ids.iter().flat_map(|row| row.iter().map(|&id| i64::from(id))).collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(flat, [ids.len(), tokens]), device);
-        self.text_model.token_embeddings(ids)
+        to_f32(self.text_model.token_embeddings(ids))
     }
 
     /// `text_projection` of the pooled text state for token embeddings `[batch, tokens, width]`
     /// whose end-of-text tokens sit at `eot_positions` (learned prompts enter here).
     pub fn encode_text_embeddings(&self, embeddings: Tensor<3>, eot_positions: &[usize]) -> Tensor<2> {
-        self.text_projection.forward(self.text_model.pooled_from_embeddings(embeddings, eot_positions))
+        let pooled = to_compute(self.text_model.pooled_from_embeddings(embeddings, eot_positions), self.precision());
+        to_f32(self.text_projection.forward(pooled))
     }
 }

@@ -7,6 +7,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::TextConfig;
 use super::encoder::{ClipEncoder, EncoderSizes, layer_norm};
+use super::precision::to_f32;
 
 /// `text_model.embeddings`.
 #[derive(Module, Debug)]
@@ -54,7 +55,8 @@ impl ClipTextTransformer {
         let [batch, tokens, width] = embeddings.dims();
         let device = embeddings.device();
         let positions = self.embeddings.position_embedding.weight.val().slice([0..tokens, 0..width]);
-        let mut h = embeddings + positions.unsqueeze::<3>();
+        // A float32 stream whatever the weights' type (the blocks cast what they compute on).
+        let mut h = embeddings + to_f32(positions).unsqueeze::<3>();
         for layer in &self.encoder.layers {
             h = layer.forward(h, true);
         }

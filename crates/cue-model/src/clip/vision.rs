@@ -10,6 +10,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::config::VisionConfig;
 use super::encoder::{ClipEncoder, EncoderSizes, layer_norm};
+use super::precision::to_f32;
 
 /// `vision_model.embeddings`.
 #[derive(Module, Debug)]
@@ -99,7 +100,8 @@ impl ClipVisionTransformer {
     /// Runs the tower on `[batch, 3, H, W]` and hands the hidden state after every block
     /// (1-based `block`, `[batch, tokens, width]`) to `keep`, stopping after block `last`.
     pub fn forward_blocks(&self, pixels: Tensor<4>, last: usize, mut keep: impl FnMut(usize, &Tensor<3>)) -> Tensor<3> {
-        let mut h = self.pre_layrnorm.forward(self.embeddings.forward(pixels));
+        // Embeddings in the weights' type, everything after them in a float32 stream.
+        let mut h = self.pre_layrnorm.forward(to_f32(self.embeddings.forward(pixels)));
         for (index, layer) in self.encoder.layers.iter().take(last).enumerate() {
             h = layer.forward(h, false);
             keep(index + 1, &h);

@@ -1,0 +1,133 @@
+//! Reduced precision for the frozen towers (`--precision f32|f16|bf16`).
+//!
+//! As under PyTorch's autocast: the weights of the linear layers, convolutions and embeddings
+//! are cast to the chosen type and attention and MLP compute in it, while the residual stream
+//! and the LayerNorms stay float32 (a variance summed over 1,024 channels of real CLIP
+//! activations can leave f16's range, and rounding the stream in every block adds up), and
+//! every output leaves the tower as float32, so the head, the prompts and training see float32
+//! whatever the tower ran in. The error this
+//! costs is measured against float32 by `tests/precision.rs` (on the CPU and on wgpu).
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::{DType, FloatDType, Tensor};
+
+use super::model::ClipModel;
+
+/// The number type the frozen towers compute in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// IEEE single precision (the checkpoint's own).
+    #[default]
+    F32,
+    /// IEEE half precision: 11-bit mantissa, range to 65,504.
+    F16,
+    /// bfloat16: float32's range, 8-bit mantissa.
+    Bf16,
+}
+
+impl Precision {
+    /// Burn's float type.
+    pub fn dtype(self) -> FloatDType {
+        match self {
+            Precision::F32 => FloatDType::F32,
+            Precision::F16 => FloatDType::F16,
+            Precision::Bf16 => FloatDType::BF16,
+        }
+    }
+
+    pub(crate) fn of(dtype: DType) -> Self {
+        match dtype {
+            DType::F16 => Precision::F16,
+            DType::BF16 => Precision::Bf16,
+            _ => Precision::F32,
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "float32" | "fp32" => Ok(Precision::F32),
+            "f16" | "float16" | "fp16" | "half" => Ok(Precision::F16),
+            "bf16" | "bfloat16" => Ok(Precision::Bf16),
+            other => Err(format!("unknown precision '{other}' (expected f32, f16 or bf16)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        })
+    }
+}
+
+/// Casts every float parameter outside LayerNorms.
+struct CastWeights {
+    dtype: FloatDType,
+    /// Depth of LayerNorm modules entered (their parameters stay float32).
+    in_layer_norm: usize,
+}
+
+impl ModuleMapper for CastWeights {
+    fn enter_module(&mut self, _name: &str, container_type: &str) {
+        if container_type == "Struct:LayerNorm" {
+            self.in_layer_norm += 1;
+        }
+    }
+
+    fn exit_module(&mut self, _name: &str, container_type: &str) {
+        if container_type == "Struct:LayerNorm" {
+            self.in_layer_norm -= 1;
+        }
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if self.in_layer_norm > 0 {
+            return param;
+        }
+        let dtype = self.dtype;
+        param.map(|t| t.cast(dtype))
+    }
+}
+
+impl ClipModel {
+    /// The model with its weights (LayerNorms excepted) in `precision`.
+    pub fn with_precision(self, precision: Precision) -> Self {
+        self.map(&mut CastWeights { dtype: precision.dtype(), in_layer_norm: 0 })
+    }
+
+    /// The precision the towers compute in (the type of the patch projection's weights).
+    pub fn precision(&self) -> Precision {
+        Precision::of(self.vision_model.embeddings.patch_embedding.weight.val().dtype())
+    }
+}
+
+/// `x` in the towers' type.
+pub(crate) fn to_compute<const D: usize>(x: Tensor<D>, precision: Precision) -> Tensor<D> {
+    x.cast(precision.dtype())
+}
+
+/// `x` back in float32 (a no-op at float32).
+pub(crate) fn to_f32<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    x.cast(FloatDType::F32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precisions_parse_and_print() {
+        for p in [Precision::F32, Precision::F16, Precision::Bf16] {
+            assert_eq!(p.to_string().parse::<Precision>(), Ok(p));
+        }
+        assert_eq!("half".parse::<Precision>(), Ok(Precision::F16));
+        assert!("f8".parse::<Precision>().unwrap_err().contains("f32, f16 or bf16"));
+    }
+}
