@@ -230,3 +230,48 @@ fn the_user_names_a_sequence_the_file_name_did_not_tell() {
     harness.run_steps(2);
     assert_eq!(kind(&harness), cue::volume::SequenceKind::Flair);
 }
+
+/// The model panel chooses where the model runs: a local device at once, a remote server once
+/// its address and token file are given ("Connect"); the choice lands in the settings.
+#[test]
+fn the_model_device_is_chosen_in_the_model_panel() {
+    use cue::model::device::{DeviceChoice, RemoteTarget};
+    let mut harness = open(Vec::new());
+    assert_eq!(harness.state().settings.model_device, DeviceChoice::Auto);
+    let pick = |harness: &mut Harness<'_, CueApp>, name: &str| {
+        harness.get_by_label("Model device").click();
+        harness.run_steps(2);
+        harness.get_by_label(name).click();
+        harness.run_steps(2);
+    };
+    pick(&mut harness, "CPU");
+    assert_eq!(harness.state().settings.model_device, DeviceChoice::Cpu);
+
+    // Remote: nothing changes until an address and a token file are given and "Connect" is
+    // pressed; a malformed address is named.
+    pick(&mut harness, "Remote server");
+    assert_eq!(harness.state().settings.model_device, DeviceChoice::Cpu);
+    harness.get_by_label("Server address").click();
+    harness.run_steps(1);
+    harness.get_by_label("Server address").type_text("gpu-box");
+    harness.run_steps(2);
+    assert!(harness.get_all_by_label_contains("is not HOST:PORT").count() == 1, "a bad address is not explained");
+    harness.get_by_label("Connect").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().settings.model_device, DeviceChoice::Cpu, "a bad address was accepted");
+    harness.get_by_label("Server address").click();
+    harness.run_steps(1);
+    harness.get_by_label("Server address").type_text(":7399");
+    harness.get_by_label("Token file").click();
+    harness.run_steps(1);
+    harness.get_by_label("Token file").type_text("/tmp/cue-token");
+    harness.run_steps(2);
+    harness.get_by_label("Connect").click();
+    harness.run_steps(2);
+    let expected = RemoteTarget { address: "gpu-box:7399".into(), token_file: Some("/tmp/cue-token".into()) };
+    assert_eq!(harness.state().settings.model_device, DeviceChoice::Remote(expected));
+    assert_eq!(harness.get_by_label("Model device").accesskit_node().value().as_deref(), Some("Remote server"));
+
+    pick(&mut harness, "Automatic");
+    assert_eq!(harness.state().settings.model_device, DeviceChoice::Auto);
+}

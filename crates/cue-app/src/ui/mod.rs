@@ -1,6 +1,7 @@
 //! egui widgets and panels. UI functions end in `_ui`, read the workspace and return
 //! [`Command`]s rather than changing it themselves; the workspace's reducer applies them.
 
+pub mod device;
 pub mod findings;
 pub mod panels;
 pub mod series;

@@ -213,6 +213,7 @@ pub fn model_panel_ui(ui: &mut egui::Ui, settings: &Settings, maps: &MapState, h
     if !matches!(maps.status, ModelStatus::NotLoaded) {
         model_choice_ui(ui, settings, &mut commands);
     }
+    super::device::device_choice_ui(ui, settings, &mut commands);
     let mut display = settings.map_display();
     ui.checkbox(&mut display.map_on_click, "Map the slice I click (M)");
     ui.checkbox(&mut display.map_cross_orientation, "Show maps from other orientations")
