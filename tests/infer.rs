@@ -123,3 +123,64 @@ fn without_a_named_prompt_the_newest_compatible_one_is_used() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn whole_view_batches_grow_past_the_first_when_slices_are_quick() {
+    // The tiny CLIP maps a slice in milliseconds, far under the 1 s a batch may take, so after
+    // the first batch (4 slices, before any timing) batches reach the CPU's memory-sized cap of 8.
+    let dir = tempfile::tempdir().unwrap();
+    let worker = ready_worker(dir.path());
+    let items: Vec<MapItem> = (0..40).map(|k| item("T1", k)).collect();
+    worker.send(InferRequest::MapView { job: 9, view: View::Axial, items });
+    let events = wait_for(&worker, "job end", |e| matches!(e, InferEvent::JobDone { job: 9, .. }));
+    assert!(matches!(events.last(), Some(InferEvent::JobDone { job: 9, cancelled: false })), "{events:?}");
+    let done: Vec<usize> = events.iter().filter_map(|e| if let InferEvent::Progress { job: 9, done, .. } = e { Some(*done) } else { None }).collect();
+    let steps: Vec<usize> = done.iter().scan(0, |last, &d| { let step = d - *last; *last = d; Some(step) }).collect();
+    assert_eq!(done.last(), Some(&40), "{done:?}");
+    assert_eq!(steps[0], 4, "{steps:?}");
+    assert!(steps.iter().all(|&s| s <= cue::model::batch::CPU_MAX_SLICES), "{steps:?}");
+    assert!(steps.contains(&cue::model::batch::CPU_MAX_SLICES), "batches never grew: {steps:?}");
+    let maps = events.iter().filter(|e| matches!(e, InferEvent::Map { .. })).count();
+    assert_eq!(maps, 40);
+}
+
+#[test]
+fn on_lavapipe_batches_are_sized_from_device_memory_and_map_as_single_slices_do() {
+    use burn::tensor::{Device, DeviceKind};
+    use cue::model::batch::{BatchSizer, MAX_SLICES, device_memory, slice_bytes};
+    use cue::model::clip::Clip;
+    use cue::model::mapper::{AnomalyModel, SliceImage};
+
+    let dir = tempfile::tempdir().unwrap();
+    let prompt = prompt_file(dir.path());
+    let gpu = Device::wgpu(DeviceKind::DefaultDevice);
+    let before = device_memory(&gpu);
+    let capacity = before.capacity_bytes.expect("Vulkan reports its heaps through cubecl");
+    assert!(capacity > 64 << 20, "{capacity}");
+    assert!(!before.is_cpu);
+    let model = AnomalyModel::with_prompt(Clip::load(&tiny(), &gpu).expect("tiny CLIP on wgpu"), Some(&prompt)).expect("prompt");
+    let loaded = device_memory(&gpu);
+    assert!(loaded.in_use_bytes > before.in_use_bytes, "weights not counted: {before:?} -> {loaded:?}");
+
+    let per_slice = slice_bytes(&model.clip.config.vision, model.layers.len());
+    let expected = ((loaded.free_bytes().unwrap() as f64 * 0.5 / per_slice as f64) as usize).clamp(1, MAX_SLICES);
+    let sizer = BatchSizer::for_device(&gpu, &model.clip.config.vision, model.layers.len(), None);
+    assert_eq!(sizer.memory_limit(), expected);
+    assert!(expected > 4, "lavapipe's heap holds more than 4 tiny slices: {expected}");
+    eprintln!("lavapipe: {capacity} bytes, {} in use, {per_slice} bytes a slice: {expected} slices a batch", loaded.in_use_bytes);
+
+    // One batch of 6 and six batches of one: the same maps (and the CPU's, to float tolerance).
+    let items: Vec<MapItem> = (0..6).map(|k| item("T1", k)).collect();
+    let images: Vec<SliceImage<'_>> =
+        items.iter().map(|i| SliceImage { values: &i.values, channels: 1, width: i.width, height: i.height, pixel_spacing_mm: i.pixel_spacing_mm }).collect();
+    let batched = model.map(&images).expect("batch on wgpu");
+    let cpu = AnomalyModel::with_prompt(Clip::load(&tiny(), &Device::flex()).unwrap(), Some(&prompt)).unwrap();
+    for (k, image) in images.iter().enumerate() {
+        let single = model.map(std::slice::from_ref(image)).expect("one slice on wgpu");
+        let on_cpu = cpu.map(std::slice::from_ref(image)).expect("one slice on the CPU");
+        let worst = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        assert!(worst(&batched[k].scores, &single[0].scores) < 1e-5, "slice {k}: batch vs single");
+        assert!(worst(&batched[k].scores, &on_cpu[0].scores) < 1e-4, "slice {k}: wgpu vs CPU");
+        assert!((batched[k].image_score - on_cpu[0].image_score).abs() < 1e-4);
+    }
+}

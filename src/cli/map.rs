@@ -52,8 +52,10 @@ pub struct MapArgs {
     /// as `cue canonical` writes the volume; `--slice` counts along this grid either way).
     #[arg(long, default_value = "source", value_parser = ["source", "canonical"])]
     grid: String,
-    #[arg(long, default_value_t = 8)]
-    batch_size: usize,
+    /// Slices per forward pass; default: as many as half the device's free memory holds (at
+    /// most 64, 8 on the CPU).
+    #[arg(long)]
+    batch_size: Option<usize>,
     #[arg(long, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
 }
@@ -91,12 +93,15 @@ pub fn map_command(args: MapArgs) -> anyhow::Result<()> {
     }
     let clip = cue_model::loader::load_named(&args.model, args.device)?.clip;
     let model = AnomalyModel::with_prompt(clip, args.prompt.as_deref())?;
+    let batch_size = args.batch_size.unwrap_or_else(|| {
+        cue_model::batch::BatchSizer::for_device(&model.clip.device, &model.clip.config.vision, model.layers.len(), None).memory_limit()
+    });
     let window = WindowLevel::auto(&volume.data);
     let unit: Vec<f32> = volume.data.iter().map(|&v| window.apply(v)).collect();
     let mut per_view = Vec::new();
     let mut last_png = None;
     for (view, indices) in &plan {
-        per_view.push(map_view(&model, &volume, &unit, *view, indices, args.batch_size, &mut last_png)?);
+        per_view.push(map_view(&model, &volume, &unit, *view, indices, batch_size, &mut last_png)?);
     }
     let scores = if per_view.len() == 1 {
         per_view.swap_remove(0)

@@ -3,6 +3,7 @@
 
 pub mod adaptor;
 pub mod anomaly;
+pub mod batch;
 pub mod clip;
 pub mod device;
 pub mod download;

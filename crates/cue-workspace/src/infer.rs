@@ -18,6 +18,7 @@ use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
 use sha2::Digest;
 use std::sync::{Arc, Mutex};
 
+use cue_model::batch::BatchSizer;
 use cue_model::device::DeviceChoice;
 use cue_model::mapper::{AnomalyModel, SliceImage, SliceMap};
 use cue_volume::View;
@@ -150,8 +151,10 @@ pub struct InferWorker {
     busy: Arc<AtomicBool>,
 }
 
-/// Slices per forward pass in whole-view jobs.
-pub const BATCH: usize = 4;
+/// The longest a whole-view batch should take: a click waits behind the running batch, so this
+/// is about the longest a click waits while a view is being mapped.
+pub const BATCH_TARGET_S: f64 = 1.0;
+
 impl InferWorker {
     /// Starts the worker thread with a store of its own (the CLI and tests); `wake` is
     /// called after every event. Events are read with [`InferWorker::poll`].
@@ -171,7 +174,7 @@ impl InferWorker {
         let (requests, inbox) = channel();
         let cancelled = Arc::new(Mutex::new(Vec::new()));
         let busy = Arc::new(AtomicBool::new(false));
-        let state = Worker { inbox, sink: Box::new(sink), cancelled: cancelled.clone(), busy: busy.clone(), model: None, prompt_id: String::new(), store, queue: VecDeque::new(), remote: None };
+        let state = Worker { inbox, sink: Box::new(sink), cancelled: cancelled.clone(), busy: busy.clone(), model: None, prompt_id: String::new(), store, queue: VecDeque::new(), remote: None, sizer: BatchSizer::new(1, Some(BATCH_TARGET_S)) };
         if let Err(e) = std::thread::Builder::new().name("cue-infer".into()).spawn(move || {
             cue_volume::threads::make_this_thread_background();
             state.run()
@@ -223,6 +226,8 @@ struct Worker {
     queue: VecDeque<Task>,
     /// The server's address when the model runs on a remote device.
     remote: Option<String>,
+    /// Whole-view batch sizes: the loaded model's device memory, learnt time per slice.
+    sizer: BatchSizer,
 }
 
 impl Worker {
@@ -332,6 +337,7 @@ impl Worker {
                     prompt_sha256,
                     validation_threshold: model.validation_threshold(),
                 });
+                self.sizer = BatchSizer::for_device(&model.clip.device, &model.clip.config.vision, model.layers.len(), Some(BATCH_TARGET_S));
                 self.model = Some(model);
             }
             Err(e) => self.emit(InferEvent::Error(format!("cannot load the model: {e}"))),
@@ -350,8 +356,9 @@ impl Worker {
         }
     }
 
-    /// Maps `items`, using the cache; emits a Map event per item.
-    fn map(&mut self, view: View, items: &[MapItem], queued: std::time::Instant) -> Result<(), String> {
+    /// Maps `items`, using the cache; emits a Map event per item. Returns how many were
+    /// computed (not found in the store).
+    fn map(&mut self, view: View, items: &[MapItem], queued: std::time::Instant) -> Result<usize, String> {
         let Some(model) = &self.model else { return Err("no model loaded: choose a CLIP model first".into()) };
         let mut todo = Vec::new();
         for item in items {
@@ -362,6 +369,7 @@ impl Worker {
                 None => todo.push(item),
             }
         }
+        let todo_count = todo.len();
         if !todo.is_empty() {
             let images: Vec<SliceImage<'_>> = todo
                 .iter()
@@ -392,7 +400,7 @@ impl Worker {
                 self.emit(InferEvent::Map { key, map, latency_ms });
             }
         }
-        Ok(())
+        Ok(todo_count)
     }
 
     /// `message` about a failed computation, naming the server when the device is remote; a
@@ -419,8 +427,14 @@ impl Worker {
                     self.emit(InferEvent::JobDone { job, cancelled: true });
                     return;
                 }
-                let end = (done + BATCH).min(items.len());
-                if let Err(e) = self.map(view, &items[done..end], queued) {
+                let end = (done + self.sizer.next()).min(items.len());
+                let started = std::time::Instant::now();
+                let result = self.map(view, &items[done..end], queued);
+                if let Ok(computed) = result {
+                    // Stored maps came back at once: only computed slices say how long one takes.
+                    self.sizer.observe(computed, started.elapsed().as_secs_f64());
+                }
+                if let Err(e) = result {
                     self.emit(InferEvent::Error(e));
                     self.emit(InferEvent::JobDone { job, cancelled: true });
                     return;
