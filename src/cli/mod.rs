@@ -209,6 +209,7 @@ fn weights(command: WeightsCommand) -> anyhow::Result<()> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    crate::process::keep_freed_memory_for_reuse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
