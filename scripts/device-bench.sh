@@ -44,13 +44,8 @@ fi
 if [ -n "$cue" ]; then
     log "cue bench clip on wgpu, f32"
     "$cue" bench clip --preset ViT-L/14 --batch 1,32 --repeat "$repeat" --device gpu --json > "$out/cue_clip_f32.json" || echo "cue bench clip failed"
-    # CUE's towers run in f32 on wgpu today; an f16 row appears here once `cue bench clip`
-    # has --dtype (the GPU issue's half-precision part).
-    if "$cue" bench clip --help | grep -q -- "--dtype"; then
-        "$cue" bench clip --preset ViT-L/14 --batch 1,32 --repeat "$repeat" --device gpu --dtype f16 --json > "$out/cue_clip_f16.json" || echo "cue bench clip f16 failed"
-    else
-        echo "not measured: cue bench clip has no --dtype f16 yet"
-    fi
+    log "cue bench clip on wgpu, f16 (attention and MLP in f16, LayerNorms and residual in f32)"
+    "$cue" bench clip --preset ViT-L/14 --batch 1,32 --repeat "$repeat" --device gpu --precision f16 --json > "$out/cue_clip_f16.json" || echo "cue bench clip f16 failed"
     log "click-to-map latency (one slice) and a 155-slice view (cue bench method)"
     "$cue" bench method --preset ViT-L/14 --batch 1 --repeat "$repeat" --device gpu --json > "$out/cue_click.json" || echo "cue bench method (1 slice) failed"
     "$cue" bench method --preset ViT-L/14 --batch 155 --repeat 2 --device gpu --json > "$out/cue_view.json" || echo "cue bench method (155 slices) failed"
@@ -76,20 +71,22 @@ def load(name):
         return json.loads(p.read_text())
     except Exception:
         return None
-cue = load("cue_clip_f32")
 rows = []
-for batch in (1, 32):
-    def vision(report):
-        if not report:
-            return None
-        return dict((b, s) for b, s in report["vision_median_s"]).get(batch)
-    c = vision(cue)
-    for peer in ("torch_f32", "torch_f16", "torch_f32_compiled", "torch_f16_compiled"):
-        t = vision(load(peer))
-        ratio = f"{c / t:.2f}" if c and t else "not measured"
-        rows.append(f"| ViT-L/14 vision b={batch} | {c * 1e3:.1f} ms |" if c else f"| ViT-L/14 vision b={batch} | not measured |")
-        rows[-1] += f" {peer} {t * 1e3:.1f} ms | {ratio} |" if t else f" {peer} not measured | - |"
-print("| what | CUE (wgpu f32) | peer | CUE / peer |")
+def vision(report, batch):
+    if not report:
+        return None
+    return dict((b, s) for b, s in report["vision_median_s"]).get(batch)
+for dtype in ("f32", "f16"):
+    cue = load(f"cue_clip_{dtype}")
+    for batch in (1, 32):
+        c = vision(cue, batch)
+        for peer in (f"torch_{dtype}", f"torch_{dtype}_compiled"):
+            t = vision(load(peer), batch)
+            ratio = f"{c / t:.2f}" if c and t else "not measured"
+            row = f"| ViT-L/14 vision {dtype} b={batch} | " + (f"{c * 1e3:.1f} ms |" if c else "not measured |")
+            row += f" {peer} {t * 1e3:.1f} ms | {ratio} |" if t else f" {peer} not measured | - |"
+            rows.append(row)
+print("| what | CUE (wgpu) | peer | CUE / peer |")
 print("|---|---|---|---|")
 print("\n".join(rows))
 click = load("cue_click")
