@@ -155,7 +155,7 @@ fn on_lavapipe_batches_are_sized_from_device_memory_and_map_as_single_slices_do(
     let prompt = prompt_file(dir.path());
     let gpu = Device::wgpu(DeviceKind::DefaultDevice);
     let before = device_memory(&gpu);
-    let capacity = before.capacity_bytes.expect("Vulkan reports its heaps through cubecl");
+    let capacity = before.capacity_bytes.expect("the Vulkan adapter reports its heaps");
     assert!(capacity > 64 << 20, "{capacity}");
     assert!(!before.is_cpu);
     let model = AnomalyModel::with_prompt(Clip::load(&tiny(), &gpu).expect("tiny CLIP on wgpu"), Some(&prompt)).expect("prompt");

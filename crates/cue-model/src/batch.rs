@@ -61,7 +61,7 @@ pub fn device_memory(device: &Device) -> DeviceMemory {
             },
         },
         DispatchDevice::Flex(_) => DeviceMemory {
-            capacity_bytes: mem_available_bytes(),
+            capacity_bytes: cue_volume::process::mem_available_bytes(),
             // MemAvailable already leaves out what this process holds.
             in_use_bytes: 0,
             source: "MemAvailable (/proc/meminfo)",
@@ -70,17 +70,6 @@ pub fn device_memory(device: &Device) -> DeviceMemory {
         #[allow(unreachable_patterns)]
         _ => DeviceMemory { capacity_bytes: None, in_use_bytes, source: "no memory figure (remote device)", is_cpu: false },
     }
-}
-
-fn mem_available_bytes() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    parse_mem_available(&text)
-}
-
-fn parse_mem_available(meminfo: &str) -> Option<u64> {
-    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 /// Bytes one slice needs while it goes through the vision tower and the map head, float32:
@@ -225,13 +214,6 @@ mod tests {
         sizer.observe(1, 10.0);
         assert_eq!(sizer.next(), 1, "never below one slice");
         assert_eq!(BatchSizer::new(32, None).next(), 32, "no target: the memory limit");
-    }
-
-    #[test]
-    fn mem_available_is_read_in_bytes() {
-        let text = "MemTotal:       24000000 kB\nMemFree:         1000 kB\nMemAvailable:   20000000 kB\n";
-        assert_eq!(parse_mem_available(text), Some(20_000_000 * 1024));
-        assert_eq!(parse_mem_available("MemTotal: 1 kB\n"), None);
     }
 
     #[test]

@@ -104,13 +104,7 @@ pub enum DeviceError {
 
 /// Adapters wgpu can see: (name, backend, is software).
 pub fn adapters() -> Vec<(String, String, bool)> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-    let mut future = std::pin::pin!(instance.enumerate_adapters(wgpu::Backends::all()));
-    // Native enumeration completes at once; nothing to wait for.
-    let Poll::Ready(found) = future.as_mut().poll(&mut Context::from_waker(Waker::noop())) else {
-        return Vec::new();
-    };
-    found
+    enumerate(wgpu::Backends::all())
         .iter()
         .map(|a| {
             let info = a.get_info();
@@ -119,19 +113,26 @@ pub fn adapters() -> Vec<(String, String, bool)> {
         .collect()
 }
 
+/// The adapters of `backends` (each keeps the instance that found it alive).
+fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let mut future = std::pin::pin!(instance.enumerate_adapters(backends));
+    // Native enumeration completes at once; nothing to wait for.
+    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(found) => found,
+        Poll::Pending => Vec::new(),
+    }
+}
+
 /// The largest device-local memory heap of the Vulkan adapter the model's wgpu device runs on
 /// (the first hardware adapter, else the first one, as [`choose`] picks), in bytes; `None`
 /// without a Vulkan adapter. burn's wgpu build compiles kernels to WGSL, where cubecl reports
 /// no capacity, so CUE asks Vulkan itself, as cubecl's SPIR-V path does.
 pub fn vulkan_heap_bytes() -> Option<u64> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor { backends: wgpu::Backends::VULKAN, ..wgpu::InstanceDescriptor::new_without_display_handle() });
-    let mut future = std::pin::pin!(instance.enumerate_adapters(wgpu::Backends::VULKAN));
-    let Poll::Ready(found) = future.as_mut().poll(&mut Context::from_waker(Waker::noop())) else {
-        return None;
-    };
+    let found = enumerate(wgpu::Backends::VULKAN);
     let adapter = found.iter().find(|a| a.get_info().device_type != wgpu::DeviceType::Cpu).or(found.first())?;
     // SAFETY: the hal adapter is only read (its instance and physical device handle), while
-    // `adapter` and `instance` keep it alive; nothing is created or destroyed through it.
+    // `adapter` keeps it alive; nothing is created or destroyed through it.
     let hal = unsafe { adapter.as_hal::<wgpu::hal::api::Vulkan>() }?;
     let properties = unsafe { hal.shared_instance().raw_instance().get_physical_device_memory_properties(hal.raw_physical_device()) };
     properties

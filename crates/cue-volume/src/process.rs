@@ -2,8 +2,18 @@
 
 /// A memory field of `/proc/self/status` (`VmRSS`, `VmHWM`, ...) in bytes; `None` off Linux.
 pub fn memory_status_bytes(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
+    kib_field_bytes(&std::fs::read_to_string("/proc/self/status").ok()?, field)
+}
+
+/// The system's memory available to new work (`MemAvailable` of `/proc/meminfo`) in bytes;
+/// `None` off Linux.
+pub fn mem_available_bytes() -> Option<u64> {
+    kib_field_bytes(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemAvailable:")
+}
+
+/// The `field` line of a `/proc` file of `Name:  N kB` lines, in bytes.
+fn kib_field_bytes(text: &str, field: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
@@ -46,6 +56,13 @@ mod tests {
     fn glibc_accepts_the_allocator_settings() {
         // mallopt returns 0 for a value it rejects (an mmap threshold above its maximum).
         assert_eq!(keep_freed_memory_for_reuse(), cfg!(all(target_os = "linux", target_env = "gnu")));
+    }
+
+    #[test]
+    fn kib_fields_are_read_in_bytes() {
+        let text = "MemTotal:       24000000 kB\nMemFree:         1000 kB\nMemAvailable:   20000000 kB\n";
+        assert_eq!(kib_field_bytes(text, "MemAvailable:"), Some(20_000_000 * 1024));
+        assert_eq!(kib_field_bytes("MemTotal: 1 kB\n", "MemAvailable:"), None);
     }
 
     #[test]

@@ -429,15 +429,14 @@ impl Worker {
                 }
                 let end = (done + self.sizer.next()).min(items.len());
                 let started = std::time::Instant::now();
-                let result = self.map(view, &items[done..end], queued);
-                if let Ok(computed) = result {
+                match self.map(view, &items[done..end], queued) {
                     // Stored maps came back at once: only computed slices say how long one takes.
-                    self.sizer.observe(computed, started.elapsed().as_secs_f64());
-                }
-                if let Err(e) = result {
-                    self.emit(InferEvent::Error(e));
-                    self.emit(InferEvent::JobDone { job, cancelled: true });
-                    return;
+                    Ok(computed) => self.sizer.observe(computed, started.elapsed().as_secs_f64()),
+                    Err(e) => {
+                        self.emit(InferEvent::Error(e));
+                        self.emit(InferEvent::JobDone { job, cancelled: true });
+                        return;
+                    }
                 }
                 self.emit(InferEvent::Progress { job, done: end, total: items.len() });
                 if end == items.len() {

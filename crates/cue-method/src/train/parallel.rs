@@ -59,6 +59,12 @@ pub(crate) fn shares(count: usize, devices: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
+/// One share's gradients (already on the primary), loss, newly computed features and
+/// seconds.
+type ShareOutcome = (GradientsParams, f32, Vec<(usize, Features)>, f64);
+/// One share's work: its replica, sample indices, cached features, model copy and weight.
+type ShareJob<'a> = (&'a Replica, &'a [usize], Vec<Option<Features>>, PromptModel, f32);
+
 /// One device's share: features (cached or computed on this device), weighted loss, backward,
 /// gradients moved to `primary`. Returns the gradients, the unweighted loss, the features it
 /// computed (for the cache) and its time.
@@ -73,7 +79,7 @@ fn share_step(
     weight: f32,
     layers: &[usize],
     config: &TrainConfig,
-) -> Result<(GradientsParams, f32, Vec<(usize, Features)>, f64), TrainError> {
+) -> Result<ShareOutcome, TrainError> {
     let started = Instant::now();
     let clip = &replica.clip;
     let size = clip.config.vision.image_size;
@@ -124,7 +130,7 @@ pub(crate) fn parallel_step(
 ) -> Result<StepResult, TrainError> {
     let primary = &replicas[0].device;
     let parts = shares(batch.len(), replicas.len());
-    let jobs: Vec<(&Replica, &[usize], Vec<Option<Features>>, PromptModel, f32)> = parts
+    let jobs: Vec<ShareJob<'_>> = parts
         .iter()
         .zip(replicas)
         .enumerate()
