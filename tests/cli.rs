@@ -154,3 +154,25 @@ fn weights_status_and_offline_fetch() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("offline") && stderr.contains("models--openai--clip-vit-large-patch14"), "{stderr}");
 }
+
+#[test]
+fn output_closed_early_ends_the_tool_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    // `cue clip-embed ... | head -c 0`: the reader is gone before the JSON is printed.
+    let tiny = common::tiny_clip();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cue"))
+        .args(["clip-embed", "--device", "cpu", "--json", "--token-ids", "998,5,999", "--model"])
+        .arg(&tiny)
+        .arg("--image")
+        .arg(tiny.join("image.png"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run cue");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("wait for cue");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Ended by SIGPIPE (13 on Linux), as `cat` would be, not by a panic's exit code 101.
+    assert_eq!(output.status.signal(), Some(13), "{:?}: {stderr}", output.status);
+}

@@ -210,6 +210,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     crate::process::keep_freed_memory_for_reuse();
+    if !matches!(cli.command, None | Some(Command::View { .. }) | Some(Command::Serve(_))) {
+        crate::process::end_quietly_when_output_closes();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -48,6 +48,19 @@ pub fn keep_freed_memory_for_reuse() -> bool {
     false
 }
 
+/// Lets a closed output end the process quietly, as it ends `cat` or `grep`: `cue info F | head`
+/// would otherwise panic on its next print. Rust ignores SIGPIPE, so a write to a closed pipe
+/// fails and `println!` panics; the default action ends the process without a message. Sockets
+/// are not affected (std and mio send with MSG_NOSIGNAL), so a remote client still reports a
+/// server that went away. For the command-line tools only, not the desktop app.
+pub fn end_quietly_when_output_closes() {
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of one signal, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
