@@ -29,8 +29,28 @@ impl Server {
     }
 
     fn start_on(listen: &str, token_file: &Path) -> Self {
+        let server = Self::spawn(&["--listen", listen], token_file, "ws://");
+        assert!(server.address.starts_with("127.0.0.1:"), "{}", server.address);
+        server
+    }
+
+    /// `cue serve --transport iroh` as the identity in `key`, with an allow-list if given; its
+    /// `address` is the `iroh:ID@HOST:PORT` it prints.
+    fn start_iroh(token_file: &Path, key: &Path, allow: Option<&Path>) -> Self {
+        let mut args = vec!["--transport", "iroh", "--listen", "127.0.0.1:0", "--iroh-identity", key.to_str().expect("utf-8 path")];
+        if let Some(allow) = allow {
+            args.extend(["--allow-clients", allow.to_str().expect("utf-8 path")]);
+        }
+        Self::spawn(&args, token_file, "remote:")
+    }
+
+    /// Starts `cue serve --device cpu ARGS` and takes the address after `marker` on the first
+    /// line it prints.
+    fn spawn(args: &[&str], token_file: &Path, marker: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_cue"))
-            .args(["serve", "--device", "cpu", "--listen", listen, "--token-file"])
+            .args(["serve", "--device", "cpu"])
+            .args(args)
+            .arg("--token-file")
             .arg(token_file)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -44,13 +64,15 @@ impl Server {
             }
         });
         let line = rx.recv_timeout(Duration::from_secs(60)).expect("cue serve printed no address within 60 s");
-        let address = line.rsplit("ws://").next().expect("address").trim().to_string();
-        assert!(address.starts_with("127.0.0.1:"), "{line}");
+        let address = line.rsplit(marker).next().expect("address").trim().to_string();
         Self { child, address }
     }
 
     fn device(&self, token_file: &Path) -> DeviceChoice {
-        DeviceChoice::Remote(RemoteTarget { address: self.address.clone(), token_file: Some(token_file.to_path_buf()) })
+        match format!("remote:{}", self.address).parse::<DeviceChoice>() {
+            Ok(DeviceChoice::Remote(target)) => DeviceChoice::Remote(RemoteTarget { token_file: Some(token_file.to_path_buf()), ..target }),
+            other => panic!("{} is not a remote device: {other:?}", self.address),
+        }
     }
 }
 
@@ -81,6 +103,11 @@ fn worst_difference(a: &[f64], b: &[f64]) -> f64 {
 }
 
 fn clip_embed(device: &str, token_file: Option<&Path>) -> std::process::Output {
+    clip_embed_as(device, token_file, None)
+}
+
+/// `cue clip-embed` on the tiny CLIP, as the Iroh identity in `key` when given.
+fn clip_embed_as(device: &str, token_file: Option<&Path>, key: Option<&Path>) -> std::process::Output {
     let dir = common::tiny_clip();
     let mut command = Command::new(env!("CARGO_BIN_EXE_cue"));
     command
@@ -92,17 +119,15 @@ fn clip_embed(device: &str, token_file: Option<&Path>) -> std::process::Output {
     if let Some(file) = token_file {
         command.arg("--token-file").arg(file);
     }
+    if let Some(key) = key {
+        command.arg("--iroh-identity").arg(key);
+    }
     command.output().expect("run cue clip-embed")
 }
 
-#[test]
-fn remote_embeddings_equal_local_ones_and_a_wrong_token_is_refused() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let good = token(dir.path(), "token", "a-long-random-token-0f3c9e");
-    let server = Server::start(&good);
-    let device = format!("remote:{}", server.address);
-
-    let remote = clip_embed(&device, Some(&good));
+/// A remote `cue clip-embed` run succeeded and its embeddings equal a local run's to 1e-5 and
+/// transformers' recorded answer to 1e-4.
+fn assert_equals_local(remote: &std::process::Output) {
     assert!(remote.status.success(), "{}", String::from_utf8_lossy(&remote.stderr));
     let local = clip_embed("cpu", None);
     assert!(local.status.success(), "{}", String::from_utf8_lossy(&local.stderr));
@@ -121,6 +146,25 @@ fn remote_embeddings_equal_local_ones_and_a_wrong_token_is_refused() {
     // And against transformers' own answer for the same checkpoint and image.
     let worst = worst_difference(&flat(&remote["image_embeds"]), &flat(&reference["image_embeds"]));
     assert!(worst <= 1e-4, "remote image_embeds differ from transformers by {worst:e}");
+}
+
+/// The one `error:` line a failed run printed, checked to be no panic.
+fn error_line(output: &std::process::Output) -> String {
+    assert!(!output.status.success(), "the run succeeded");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line: {stderr}")).to_string()
+}
+
+#[test]
+fn remote_embeddings_equal_local_ones_and_a_wrong_token_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let good = token(dir.path(), "token", "a-long-random-token-0f3c9e");
+    let server = Server::start(&good);
+    let device = format!("remote:{}", server.address);
+
+    let remote = clip_embed(&device, Some(&good));
+    assert_equals_local(&remote);
 
     let wrong = token(dir.path(), "wrong", "not-the-token");
     let refused = clip_embed(&device, Some(&wrong));
@@ -242,4 +286,112 @@ fn a_server_killed_during_a_view_leaves_an_error_and_the_mapped_slices() {
     assert_eq!(cached, mapped, "every slice mapped before the kill is kept");
     assert_eq!(cached.len() + computed.len(), slices);
     assert!(cached.is_disjoint(&computed));
+}
+
+/// This client's Iroh id for the key in `key`, as `cue iroh-id` prints it.
+fn iroh_id(key: &Path, server: bool) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cue"));
+    command.arg("iroh-id").arg("--iroh-identity").arg(key);
+    if server {
+        command.arg("--server");
+    }
+    let output = command.output().expect("run cue iroh-id");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("utf-8").trim().to_string()
+}
+
+#[test]
+fn iroh_embeddings_equal_local_ones_and_only_allowed_clients_with_the_token_get_in() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let good = token(dir.path(), "token", "a-long-random-token-iroh-51d2");
+    let (allowed_key, stranger_key, server_key) = (dir.path().join("allowed.key"), dir.path().join("stranger.key"), dir.path().join("server.key"));
+    let allowed_id = iroh_id(&allowed_key, false);
+    let allow_list = dir.path().join("clients");
+    std::fs::write(&allow_list, format!("# workstations\n{allowed_id}  # reading room\n")).expect("allow-list");
+    let server = Server::start_iroh(&good, &server_key, Some(&allow_list));
+    // The server serves as the id its key file holds, so a client can pin it ahead of time.
+    let server_id = iroh_id(&server_key, true);
+    assert!(server.address.starts_with(&format!("iroh:{server_id}@127.0.0.1:")), "{}", server.address);
+    let device = format!("remote:{}", server.address);
+
+    assert_equals_local(&clip_embed_as(&device, Some(&good), Some(&allowed_key)));
+
+    let stranger_id = iroh_id(&stranger_key, false);
+    let message = error_line(&clip_embed_as(&device, Some(&good), Some(&stranger_key)));
+    assert!(message.contains("refused") && message.contains(&stranger_id) && message.contains("--allow-clients"), "{message}");
+    let wrong = token(dir.path(), "wrong", "not-the-token");
+    let message = error_line(&clip_embed_as(&device, Some(&wrong), Some(&allowed_key)));
+    assert!(message.contains("refused") && message.contains(&allowed_id), "{message}");
+
+    // A server that is not the one the client named is not trusted, even at the right address.
+    let impostor = iroh_id(&dir.path().join("impostor.key"), true);
+    let port = server.address.rsplit(':').next().expect("port");
+    let started = Instant::now();
+    let message = error_line(&clip_embed_as(&format!("remote:iroh:{impostor}@127.0.0.1:{port}"), Some(&good), Some(&allowed_key)));
+    assert!(message.contains("cannot open a session") && message.contains(&impostor), "{message}");
+    eprintln!("a client dialing the wrong id gave up after {:.1} s: {message}", started.elapsed().as_secs_f64());
+
+    // Still serving the allowed client after the refusals.
+    assert_equals_local(&clip_embed_as(&device, Some(&good), Some(&allowed_key)));
+}
+
+#[test]
+fn iroh_serve_refuses_a_malformed_allow_list_and_websocket_allow_lists() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let good = token(dir.path(), "token", "a-long-random-token-iroh-77c0");
+    let allow_list = dir.path().join("clients");
+    std::fs::write(&allow_list, "not-a-client-id\n").expect("allow-list");
+    let serve = |transport: &str| {
+        Command::new(env!("CARGO_BIN_EXE_cue"))
+            .args(["serve", "--device", "cpu", "--listen", "127.0.0.1:0", "--transport", transport, "--allow-clients"])
+            .arg(&allow_list)
+            .arg("--iroh-identity")
+            .arg(dir.path().join("server.key"))
+            .arg("--token-file")
+            .arg(&good)
+            .output()
+            .expect("run cue serve")
+    };
+    let message = error_line(&serve("iroh"));
+    assert!(message.contains("line 1") && message.contains(&allow_list.display().to_string()), "{message}");
+    let message = error_line(&serve("websocket"));
+    assert!(message.contains("--transport iroh"), "{message}");
+}
+
+#[test]
+fn an_iroh_server_killed_during_a_view_leaves_an_error_and_the_mapped_slices() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let good = token(dir.path(), "token", "a-long-random-token-iroh-0b9e");
+    let prompt = common::tiny_prompt_file_seeded(dir.path(), Some(5));
+    // Any client with the token: this process's identity is the default one, set here.
+    cue::model::remote::set_iroh_identity_file(Some(dir.path().join("client.key")));
+    let mut server = Server::start_iroh(&good, &dir.path().join("server.key"), None);
+    let worker = InferWorker::start(|| {});
+    load(&worker, server.device(&good), &prompt);
+
+    let slices = 400;
+    worker.send(InferRequest::MapView { job: 1, view: View::Axial, items: (0..slices).map(item).collect() });
+    let mut mapped = std::collections::BTreeSet::new();
+    let mut killed_at = None;
+    let events = events_until(&worker, Duration::from_secs(120), |e| {
+        match e {
+            InferEvent::Map { key, .. } => {
+                mapped.insert(key.slice_index);
+            }
+            InferEvent::Progress { .. } if killed_at.is_none() => {
+                server.child.kill().expect("kill the server");
+                killed_at = Some(Instant::now());
+            }
+            _ => {}
+        }
+        matches!(e, InferEvent::JobDone { job: 1, .. })
+    });
+    let killed_at = killed_at.unwrap_or_else(|| panic!("the job ended before the server could be killed: {events:?}"));
+    assert!(matches!(events.last(), Some(InferEvent::JobDone { job: 1, cancelled: true })), "{:?}", events.last());
+    let error = events.iter().find_map(|e| if let InferEvent::Error(m) = e { Some(m.clone()) } else { None }).expect("an error event");
+    assert!(error.contains(&server.address), "the error names the server: {error}");
+    eprintln!("{} of {slices} slices mapped; the error came {:.1} s after the kill: {error}", mapped.len(), killed_at.elapsed().as_secs_f64());
+    assert!(!mapped.is_empty() && mapped.len() < slices, "{} of {slices} slices mapped before the kill", mapped.len());
+    // QUIC notices a silent peer after CUE's 8 s idle timeout, not its default 30 s.
+    assert!(killed_at.elapsed() < Duration::from_secs(20), "the kill was reported only after {:?}", killed_at.elapsed());
 }

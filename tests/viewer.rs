@@ -268,7 +268,7 @@ fn the_model_device_is_chosen_in_the_model_panel() {
     harness.run_steps(2);
     harness.get_by_label("Connect").click();
     harness.run_steps(2);
-    let expected = RemoteTarget { address: "gpu-box:7399".into(), token_file: Some("/tmp/cue-token".into()) };
+    let expected = RemoteTarget::websocket("gpu-box:7399", Some("/tmp/cue-token".into()));
     assert_eq!(harness.state().settings.model_device, DeviceChoice::Remote(expected));
     assert_eq!(harness.get_by_label("Model device").accesskit_node().value().as_deref(), Some("Remote server"));
 

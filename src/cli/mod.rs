@@ -29,6 +29,11 @@ pub struct Cli {
     /// given to `cue serve --token-file`).
     #[arg(long, global = true)]
     token_file: Option<PathBuf>,
+    /// The key file of this process's Iroh identity (a client's for `--device
+    /// remote:iroh:...`, the server's for `cue serve --transport iroh`); default
+    /// ~/.config/cue/iroh-client.key or iroh-server.key, created on first use.
+    #[arg(long, global = true)]
+    iroh_identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,12 +123,21 @@ enum Command {
     /// The seed's protocol in one run: patient split, train on T1 axial (3 seeds), thresholds
     /// on validation, test on 4 sequences x 3 views, baselines, results.json/.md, ROC plots.
     Reproduce(reproduce::ReproduceArgs),
-    /// Host this machine's GPU (or CPU) for other CUE processes: burn's remote backend over
-    /// WebSocket, for clients that pass `--device remote:HOST:PORT --token-file F`.
+    /// Host this machine's GPU (or CPU) for other CUE processes: burn's remote backend, for
+    /// clients that pass `--device remote:HOST:PORT --token-file F` (WebSocket) or
+    /// `--device remote:iroh:ID@HOST:PORT --token-file F` (`--transport iroh`).
     ///
-    /// Listens on localhost unless --listen says otherwise; the token travels unencrypted, so
-    /// reach a server on another machine through an SSH tunnel (README).
+    /// Listens on localhost unless --listen says otherwise. Over WebSocket the token travels
+    /// unencrypted, so reach a server on another machine through an SSH tunnel or use Iroh
+    /// (encrypted, relays off, optionally an allow-list of client ids; README).
     Serve(serve::ServeArgs),
+    /// Print this machine's Iroh endpoint id, the line a server's --allow-clients file takes
+    /// (the client key, or with --server the server's; created on first use).
+    IrohId {
+        /// The server's id instead of the client's.
+        #[arg(long)]
+        server: bool,
+    },
     /// Benchmarks (release builds only give meaningful figures).
     Bench {
         #[command(subcommand)]
@@ -242,6 +256,7 @@ fn init_logging() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     cue_model::device::set_default_token_file(cli.token_file.clone());
+    cue_model::remote::set_iroh_identity_file(cli.iroh_identity.clone());
     match cli.command {
         #[cfg(feature = "gui")]
         None => cue_app::run_demo(),
@@ -263,6 +278,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Findings(args)) => findings::findings_command(args),
         Some(Command::Reproduce(args)) => reproduce::reproduce_command(args),
         Some(Command::Serve(args)) => serve::serve_command(args, cli.token_file),
+        Some(Command::IrohId { server }) => {
+            let (id, file) = cue_model::remote::iroh_identity_id(if server { "server" } else { "client" })?;
+            println!("{id}");
+            eprintln!("(the key is in {})", file.display());
+            Ok(())
+        }
         Some(Command::Weights { what }) => weights(what),
         Some(Command::Phantom { out, seed, cases, downsample, template }) => {
             phantom(&out, seed, cases, downsample, template)

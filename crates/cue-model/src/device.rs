@@ -31,10 +31,33 @@ pub enum DeviceChoice {
 /// Where a remote device is and how the client proves it may use it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RemoteTarget {
-    /// `HOST:PORT` of the server (WebSocket).
+    /// `HOST:PORT` of the server: its WebSocket, or the UDP port of its Iroh endpoint.
     pub address: String,
     /// The file holding the server's token; None: the one set with [`set_default_token_file`].
     pub token_file: Option<PathBuf>,
+    /// The server's Iroh endpoint id, for the Iroh transport (encrypted, the server
+    /// authenticated by this id); None: WebSocket.
+    #[serde(default)]
+    pub iroh_server: Option<String>,
+}
+
+impl RemoteTarget {
+    /// A WebSocket server at `address`.
+    pub fn websocket(address: impl Into<String>, token_file: Option<PathBuf>) -> Self {
+        Self { address: address.into(), token_file, iroh_server: None }
+    }
+
+    /// How a request names this server after `remote:`: `HOST:PORT` or `iroh:ID@HOST:PORT`.
+    pub fn spec(&self) -> String {
+        match &self.iroh_server {
+            Some(id) => format!("iroh:{id}@{}", self.address),
+            None => self.address.clone(),
+        }
+    }
+}
+
+fn is_host_port(address: &str) -> bool {
+    address.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
 static DEFAULT_TOKEN_FILE: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
@@ -59,11 +82,15 @@ impl std::str::FromStr for DeviceChoice {
             "gpu" | "wgpu" => Ok(Self::Gpu),
             "cpu" | "flex" => Ok(Self::Cpu),
             _ => match s.strip_prefix("remote:") {
-                Some(address) if address.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()) => {
-                    Ok(Self::Remote(RemoteTarget { address: address.to_string(), token_file: None }))
-                }
+                Some(iroh) if iroh.starts_with("iroh:") => match iroh["iroh:".len()..].split_once('@') {
+                    Some((id, address)) if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()) && is_host_port(address) => {
+                        Ok(Self::Remote(RemoteTarget { address: address.to_string(), token_file: None, iroh_server: Some(id.to_string()) }))
+                    }
+                    _ => Err(format!("remote device '{iroh}' is not iroh:ID@HOST:PORT (the id and address `cue serve --transport iroh` prints)")),
+                },
+                Some(address) if is_host_port(address) => Ok(Self::Remote(RemoteTarget::websocket(address, None))),
                 Some(address) => Err(format!("remote device '{address}' is not HOST:PORT (for example remote:127.0.0.1:7373)")),
-                None => Err(format!("unknown device '{s}' (expected auto, gpu, cpu or remote:HOST:PORT)")),
+                None => Err(format!("unknown device '{s}' (expected auto, gpu, cpu, remote:HOST:PORT or remote:iroh:ID@HOST:PORT)")),
             },
         }
     }
@@ -75,7 +102,7 @@ impl fmt::Display for DeviceChoice {
             Self::Auto => f.write_str("auto"),
             Self::Gpu => f.write_str("gpu"),
             Self::Cpu => f.write_str("cpu"),
-            Self::Remote(target) => write!(f, "remote:{}", target.address),
+            Self::Remote(target) => write!(f, "remote:{}", target.spec()),
         }
     }
 }
@@ -153,7 +180,7 @@ pub fn choose(choice: DeviceChoice) -> Result<ChosenDevice, DeviceError> {
         DeviceChoice::Cpu => cpu(),
         DeviceChoice::Remote(target) => {
             let token_file = target.token_file.clone().or_else(default_token_file);
-            crate::remote::connect(&target.address, token_file.as_deref())?
+            crate::remote::connect(target, token_file.as_deref())?
         }
         DeviceChoice::Gpu | DeviceChoice::Auto => {
             let found = adapters();
@@ -186,9 +213,17 @@ mod tests {
         assert_eq!("GPU".parse::<DeviceChoice>(), Ok(DeviceChoice::Gpu));
         assert_eq!("flex".parse::<DeviceChoice>(), Ok(DeviceChoice::Cpu));
         let remote = "remote:gpu-box.lan:7373".parse::<DeviceChoice>().expect("remote");
-        assert_eq!(remote, DeviceChoice::Remote(RemoteTarget { address: "gpu-box.lan:7373".into(), token_file: None }));
+        assert_eq!(remote, DeviceChoice::Remote(RemoteTarget::websocket("gpu-box.lan:7373", None)));
         assert_eq!(remote.to_string(), "remote:gpu-box.lan:7373");
         assert!("remote:gpu-box".parse::<DeviceChoice>().expect_err("no port").contains("HOST:PORT"));
+        let id = "ae58ff8833241ac82d6ff7611046ed67b5072d142c588d0063e942d9a75502b6";
+        let iroh = format!("remote:iroh:{id}@10.0.0.5:7373").parse::<DeviceChoice>().expect("iroh");
+        let expected = RemoteTarget { address: "10.0.0.5:7373".into(), token_file: None, iroh_server: Some(id.into()) };
+        assert_eq!(iroh, DeviceChoice::Remote(expected));
+        assert_eq!(iroh.to_string(), format!("remote:iroh:{id}@10.0.0.5:7373"));
+        for bad in ["remote:iroh:10.0.0.5:7373", "remote:iroh:@10.0.0.5:7373", "remote:iroh:ab/c@h:1", "remote:iroh:abc@host"] {
+            assert!(bad.parse::<DeviceChoice>().expect_err(bad).contains("iroh:ID@HOST:PORT"), "{bad}");
+        }
         assert!("cuda".parse::<DeviceChoice>().expect_err("unknown").contains("remote:HOST:PORT"));
     }
 }

@@ -13,6 +13,8 @@ pub mod mapper;
 pub mod preprocess;
 pub mod prompt;
 pub mod remote;
+#[cfg(feature = "remote")]
+pub mod remote_iroh;
 pub mod trained;
 pub mod weights;
 

@@ -1,10 +1,11 @@
 //! The model on a device another process hosts: burn's own remote backend (burn-remote) over
-//! WebSocket, with burn-remote's `TokenAuthorizer` on the server and the token as the client's
-//! credential.
+//! WebSocket or Iroh, with burn-remote's `TokenAuthorizer` on the server and the token as the
+//! client's credential.
 //!
 //! The WebSocket transport is unencrypted, so the token only keeps stray clients out; `cue
 //! serve` listens on localhost unless told otherwise, and a server on another machine is
-//! reached through an SSH tunnel (README, "A shared GPU server").
+//! reached through an SSH tunnel (README, "A shared GPU server"), or over Iroh
+//! ([`crate::remote_iroh`]): encrypted, both ends authenticated by their keys, relays off.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,32 @@ pub enum RemoteError {
     Refused {
         /// The server.
         address: String,
+    },
+    /// The Iroh server refused the token or this client's id.
+    #[error("the server at {address} refused this client (Iroh id {client}): wrong token, or the id is not on the server's --allow-clients list")]
+    IrohRefused {
+        /// The server, as `iroh:ID@HOST:PORT`.
+        address: String,
+        /// This client's endpoint id.
+        client: String,
+    },
+    /// An Iroh identity (key file) cannot be read, created or used.
+    #[error("Iroh identity {path}: {reason}")]
+    Identity {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// An allow-list of client ids is malformed.
+    #[error("allow-list {path}{}: {reason}", if *line > 0 { format!(", line {line}") } else { String::new() })]
+    AllowList {
+        /// The file.
+        path: PathBuf,
+        /// The line (1-based; 0: the whole file).
+        line: usize,
+        /// Why.
+        reason: String,
     },
     /// Nothing answered, or the session could not be opened.
     #[error("cannot open a session with the server at {address}: {reason}")]
@@ -82,12 +109,30 @@ pub fn read_token(path: &Path) -> Result<String, RemoteError> {
     Ok(token.to_string())
 }
 
-/// Opens a session with the `cue serve` at `address` (`HOST:PORT`), presenting the token in
-/// `token_file`. Connecting retries for a few seconds while nothing answers, then fails.
+/// What a started Iroh server tells its caller.
+#[derive(Clone, Debug)]
+pub struct IrohServing {
+    /// The id clients dial.
+    pub id: String,
+    /// The UDP sockets bound.
+    pub bound: Vec<SocketAddr>,
+    /// The device hosted.
+    pub device: String,
+    /// How many client ids the allow-list holds (None: any client with the token).
+    pub allowed_clients: Option<usize>,
+}
+
+/// Opens a session with the `cue serve` `target` names, presenting the token in `token_file`:
+/// over WebSocket at `HOST:PORT`, or over Iroh to the server's id. Connecting retries for a few
+/// seconds while nothing answers, then fails.
 #[cfg(feature = "remote")]
-pub fn connect(address: &str, token_file: Option<&Path>) -> Result<ChosenDevice, RemoteError> {
+pub fn connect(target: &crate::device::RemoteTarget, token_file: Option<&Path>) -> Result<ChosenDevice, RemoteError> {
     use burn::remote::{ConnectError, RemoteHost};
-    let token_file = token_file.ok_or_else(|| RemoteError::NoToken(address.to_string()))?;
+    let token_file = token_file.ok_or_else(|| RemoteError::NoToken(target.spec()))?;
+    if let Some(server_id) = &target.iroh_server {
+        return crate::remote_iroh::connect(target, server_id, token_file);
+    }
+    let address = target.address.as_str();
     let token = read_token(token_file)?;
     let host = RemoteHost::websocket(&format!("ws://{address}")).with_credential(token);
     let device = burn::tensor::Device::remote_options(&host).init().map_err(|e| match e {
@@ -107,8 +152,57 @@ pub fn connect(address: &str, token_file: Option<&Path>) -> Result<ChosenDevice,
 
 /// Without the `remote` feature there is nothing to connect with.
 #[cfg(not(feature = "remote"))]
-pub fn connect(_address: &str, _token_file: Option<&Path>) -> Result<ChosenDevice, RemoteError> {
+pub fn connect(_target: &crate::device::RemoteTarget, _token_file: Option<&Path>) -> Result<ChosenDevice, RemoteError> {
     Err(RemoteError::NotBuilt)
+}
+
+/// Hosts the local device `choice` over Iroh on `listen` (UDP) until Ctrl+C or SIGTERM, as the
+/// identity in `identity` (default: this user's server key, created on first use); only clients
+/// with the token, and on the allow-list when one is given, get a session.
+#[cfg(feature = "remote")]
+pub fn serve_iroh(
+    choice: crate::device::DeviceChoice,
+    listen: &str,
+    token_file: &Path,
+    identity: Option<&Path>,
+    allow_list: Option<&Path>,
+    ready: impl FnOnce(&IrohServing),
+) -> Result<(), RemoteError> {
+    crate::remote_iroh::serve(choice, listen, token_file, identity, allow_list, ready)
+}
+
+/// Without the `remote` feature there is nothing to serve with.
+#[cfg(not(feature = "remote"))]
+pub fn serve_iroh(
+    _choice: crate::device::DeviceChoice,
+    _listen: &str,
+    _token_file: &Path,
+    _identity: Option<&Path>,
+    _allow_list: Option<&Path>,
+    _ready: impl FnOnce(&IrohServing),
+) -> Result<(), RemoteError> {
+    Err(RemoteError::NotBuilt)
+}
+
+/// This process's Iroh id as `role` ("client" or "server") and the key file it comes from: the
+/// `--iroh-identity` file if one was set, else the user's default (created on first use).
+#[cfg(feature = "remote")]
+pub fn iroh_identity_id(role: &str) -> Result<(String, PathBuf), RemoteError> {
+    crate::remote_iroh::identity_id(role)
+}
+
+/// Without the `remote` feature there is no Iroh identity.
+#[cfg(not(feature = "remote"))]
+pub fn iroh_identity_id(_role: &str) -> Result<(String, PathBuf), RemoteError> {
+    Err(RemoteError::NotBuilt)
+}
+
+/// The key file a client or server takes its Iroh identity from (the CLI's `--iroh-identity`).
+pub fn set_iroh_identity_file(path: Option<PathBuf>) {
+    #[cfg(feature = "remote")]
+    crate::remote_iroh::set_identity_file(path);
+    #[cfg(not(feature = "remote"))]
+    let _ = path;
 }
 
 /// Hosts the local device `choice` for remote clients on `listen` until the process is told to
@@ -168,7 +262,8 @@ mod tests {
     #[cfg(feature = "remote")]
     #[test]
     fn a_remote_device_without_a_token_says_so() {
-        let message = connect("127.0.0.1:9", None).expect_err("no token").to_string();
+        let target = crate::device::RemoteTarget::websocket("127.0.0.1:9", None);
+        let message = connect(&target, None).expect_err("no token").to_string();
         assert!(message.contains("--token-file"), "{message}");
     }
 }

@@ -302,7 +302,7 @@ impl Worker {
     fn load(&mut self, spec: ModelSpec) {
         self.model = None;
         self.remote = match &spec.device {
-            DeviceChoice::Remote(target) => Some(target.address.clone()),
+            DeviceChoice::Remote(target) => Some(target.spec()),
             _ => None,
         };
         self.emit(InferEvent::Loading { stage: format!("choosing a device ({})", spec.device) });

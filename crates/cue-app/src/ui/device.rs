@@ -46,7 +46,7 @@ impl Kind {
             Kind::Auto => "A hardware GPU if this machine has one, else the CPU",
             Kind::Gpu => "wgpu on the best adapter, a software one included",
             Kind::Cpu => "burn's CPU backend on every core",
-            Kind::Remote => "A GPU server started with `cue serve`; the token travels unencrypted, so reach a server on another machine through an SSH tunnel",
+            Kind::Remote => "A GPU server started with `cue serve`: HOST:PORT over WebSocket (the token travels unencrypted, so reach another machine through an SSH tunnel), or iroh:ID@HOST:PORT over Iroh (encrypted, the server checked by its id)",
         }
     }
 }
@@ -67,7 +67,7 @@ pub fn device_choice_ui(ui: &mut egui::Ui, settings: &Settings, commands: &mut V
     let mut draft: RemoteDraft = ui.data_mut(|d| d.get_temp(id)).unwrap_or_else(|| match current {
         DeviceChoice::Remote(target) => RemoteDraft {
             open: false,
-            address: target.address.clone(),
+            address: target.spec(),
             token_file: target.token_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
         },
         _ => RemoteDraft::default(),
