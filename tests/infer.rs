@@ -184,3 +184,52 @@ fn on_lavapipe_batches_are_sized_from_device_memory_and_map_as_single_slices_do(
         assert!((batched[k].image_score - on_cpu[0].image_score).abs() < 1e-4);
     }
 }
+
+#[test]
+fn a_device_made_for_the_display_carries_the_model_and_maps_as_the_cpu_does() {
+    use burn::tensor::Device;
+    use cue::model::clip::Clip;
+    use cue::model::device::{DeviceChoice, choose};
+    use cue::model::display::{compute_device_descriptor, share, unfit_for_compute};
+    use cue::model::mapper::{AnomalyModel, SliceImage};
+    use std::task::{Context, Poll, Waker};
+
+    // The display's device as the app's window makes it (lavapipe's Vulkan adapter here).
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let mut found = std::pin::pin!(instance.enumerate_adapters(wgpu::Backends::VULKAN));
+    let Poll::Ready(adapters) = found.as_mut().poll(&mut Context::from_waker(Waker::noop())) else { panic!("adapter enumeration pending") };
+    let adapter = adapters.into_iter().next().expect("a Vulkan adapter (lavapipe)");
+    let block = |descriptor: &wgpu::DeviceDescriptor<'_>| pollster::block_on(adapter.request_device(descriptor)).expect("a wgpu device");
+    // A device made with wgpu's defaults is not taken: burn's kernels need more.
+    let (plain, _) = block(&wgpu::DeviceDescriptor::default());
+    let reason = unfit_for_compute(&adapter, &plain).expect("wgpu's default device is not enough");
+    assert!(reason.contains("lacks features") || reason.contains("lower limits"), "{reason}");
+    let (device, queue) = block(&compute_device_descriptor(&adapter));
+    assert_eq!(unfit_for_compute(&adapter, &device), None);
+    let description = share(&instance, &adapter, &device, &queue).expect("shared");
+    assert!(description.contains("shared with the display"), "{description}");
+    let chosen = choose(DeviceChoice::Gpu).expect("gpu");
+    assert_eq!(chosen.description, description, "--device gpu takes the display's device");
+
+    let dir = tempfile::tempdir().unwrap();
+    let prompt = prompt_file(dir.path());
+    let on_display = AnomalyModel::with_prompt(Clip::load(&tiny(), &chosen.device).expect("tiny CLIP on the display device"), Some(&prompt)).expect("prompt");
+    let on_cpu = AnomalyModel::with_prompt(Clip::load(&tiny(), &Device::flex()).unwrap(), Some(&prompt)).unwrap();
+    let items: Vec<MapItem> = (0..3).map(|k| item("T1", k)).collect();
+    let images: Vec<SliceImage<'_>> =
+        items.iter().map(|i| SliceImage { values: &i.values, channels: 1, width: i.width, height: i.height, pixel_spacing_mm: i.pixel_spacing_mm }).collect();
+    let shared_maps = on_display.map(&images).expect("maps on the display device");
+    let cpu_maps = on_cpu.map(&images).expect("maps on the CPU");
+    for (k, (a, b)) in shared_maps.iter().zip(&cpu_maps).enumerate() {
+        let worst = a.scores.iter().zip(&b.scores).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        assert!(worst < 1e-4, "slice {k}: the display device's map differs from the CPU's by {worst:e}");
+        assert!((a.image_score - b.image_score).abs() < 1e-4);
+    }
+    // The device still draws: a buffer written through its queue reads back.
+    let buffer = device.create_buffer(&wgpu::BufferDescriptor { label: None, size: 16, usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ, mapped_at_creation: false });
+    queue.write_buffer(&buffer, 0, &[7u8; 16]);
+    queue.submit([]);
+    buffer.slice(..).map_async(wgpu::MapMode::Read, |r| r.expect("map"));
+    device.poll(wgpu::PollType::wait_indefinitely()).expect("poll");
+    assert_eq!(&buffer.slice(..).get_mapped_range().expect("mapped")[..], &[7u8; 16]);
+}

@@ -169,3 +169,35 @@ fn the_training_tab_trains_and_the_evaluation_tab_fills_its_table() {
     assert!(report.cells.values().all(|c| c.pixel_roc.first() == Some(&[0.0, 0.0]) && c.pixel_roc.last() == Some(&[1.0, 1.0])), "ROC curves missing");
     assert!(harness.get_all_by_label("FLAIR").count() >= 1);
 }
+
+#[test]
+fn the_model_runs_on_the_device_the_window_draws_with() {
+    use eframe::egui_wgpu::{WgpuSetup, wgpu};
+    let Some(data) = shared_data("the display's device for the model") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let prompt = prompt_file(dir.path());
+    let case = data.join("cases/brats-sample");
+    // The window's own wgpu setup, on lavapipe's Vulkan adapter (burn does not compute on GL).
+    let mut setup = cue::app::wgpu_setup();
+    if let WgpuSetup::CreateNew(new) = &mut setup {
+        new.instance_descriptor.backends = wgpu::Backends::VULKAN;
+    }
+    let mut harness = Harness::builder().with_size([1100.0, 700.0]).wgpu_setup(setup).build_eframe(move |cc| CueApp::new(cc, vec![case.clone()]));
+    step_until(&mut harness, "loading", |app| !app.is_loading() && app.study.is_some());
+    harness.state_mut().apply(Command::SetModelDevice(cue::model::device::DeviceChoice::Gpu), &egui::Context::default());
+    harness.state_mut().load_model(tiny(), Some(prompt), false);
+    step_until(&mut harness, "model ready", |app| matches!(app.maps.status, ModelStatus::Ready { .. }));
+    let ModelStatus::Ready { device, .. } = &harness.state().maps.status else { unreachable!() };
+    assert!(device.contains("shared with the display"), "the model runs on {device}");
+    harness.get_by_label_contains("shared with the display");
+
+    // A map computed on that device is drawn by the same device's slice shader.
+    harness.remove_cursor();
+    harness.run_steps(2);
+    harness.key_press(egui::Key::M);
+    step_until(&mut harness, "a map", |app| !app.maps.native_keys().is_empty());
+    harness.run_steps(3);
+    harness.render().expect("render");
+    assert!(harness.state().overlays_on_gpu().is_some_and(|n| n >= 1), "no overlay on the GPU");
+    assert!(harness.get_all_by_label_contains("anomaly score").count() >= 1, "no score shown");
+}

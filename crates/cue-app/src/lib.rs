@@ -12,7 +12,7 @@ mod window;
 
 pub use bench::FrameBench;
 pub use cue_workspace::{findings, loader, maps, report, state};
-pub use window::{run, run_demo, run_window};
+pub use window::{run, run_demo, run_window, wgpu_setup};
 
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, channel};
@@ -105,6 +105,10 @@ impl CueApp {
                 gpu::install(rs);
                 let info = rs.adapter.get_info();
                 tracing::info!(adapter = %info.name, backend = ?info.backend, format = ?rs.target_format, "drawing slices with wgpu");
+                match cue_model::display::share(&rs.instance, &rs.adapter, &rs.device, &rs.queue) {
+                    Ok(device) => tracing::info!(%device, "the model can run on the display's device"),
+                    Err(reason) => tracing::info!(%reason, "the model gets a wgpu device of its own"),
+                }
             }
             None => tracing::warn!("no wgpu render state: slices are drawn on the CPU"),
         }

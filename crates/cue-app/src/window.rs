@@ -39,6 +39,7 @@ pub fn run_window(
         viewport: egui::ViewportBuilder::default().with_title("CUE").with_inner_size(size).with_drag_and_drop(true),
         persist_window: scratch_storage.is_none(),
         persistence_path: scratch_storage,
+        wgpu_options: eframe::egui_wgpu::WgpuConfiguration { wgpu_setup: wgpu_setup(), ..Default::default() },
         ..Default::default()
     };
     eframe::run_native(
@@ -51,6 +52,15 @@ pub fn run_window(
         }),
     )
         .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}
+
+/// How the window's wgpu device is made: egui's defaults, but with what burn's kernels need
+/// ([`cue_model::display::compute_device_descriptor`]), so the model can run on the device the
+/// window draws with instead of a second one.
+pub fn wgpu_setup() -> eframe::egui_wgpu::WgpuSetup {
+    let mut setup = eframe::egui_wgpu::WgpuSetupCreateNew::without_display_handle();
+    setup.device_descriptor = std::sync::Arc::new(cue_model::display::compute_device_descriptor);
+    eframe::egui_wgpu::WgpuSetup::CreateNew(setup)
 }
 
 /// Where Vulkan offers only software adapters (Mesa's lavapipe), draw through OpenGL

@@ -189,7 +189,13 @@ pub fn choose(choice: DeviceChoice) -> Result<ChosenDevice, DeviceError> {
                 .iter()
                 .find(|(_, _, software)| !software)
                 .or_else(|| if choice == DeviceChoice::Gpu { found.first() } else { None });
+            let display = crate::display::shared();
             match pick {
+                // The display's device where it is the adapter this choice takes: the same
+                // hardware, or the software one `gpu` settles for when there is no other.
+                Some((_, _, software)) if display.is_some_and(|(_, display_software)| display_software == *software) => {
+                    display.map(|(shared, _)| shared.clone()).ok_or(DeviceError::NoAdapter)?
+                }
                 Some((name, backend, _)) => ChosenDevice {
                     device: Device::wgpu(DeviceKind::DefaultDevice),
                     description: format!("{name} ({backend}, wgpu)"),

@@ -6,6 +6,7 @@ pub mod anomaly;
 pub mod batch;
 pub mod clip;
 pub mod device;
+pub mod display;
 pub mod download;
 pub mod head;
 pub mod loader;
