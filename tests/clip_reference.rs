@@ -280,7 +280,11 @@ fn half_precision_towers_stay_within_their_bound_of_transformers_f32() {
     eprintln!("relative error against transformers f32 on the CPU: f32 {f32_error:e}, f16 {f16_error:e}, bf16 {bf16_error:e}");
     assert!(f32_error <= 1e-5, "f32 {f32_error:e}");
     assert!(f16_error <= 1e-2, "f16 {f16_error:e}");
-    assert!(bf16_error <= 4e-2, "bf16 {bf16_error:e}");
+    // CUE's bf16 CPU product rounds only the linear layers (measured 4.2e-3); burn's cast, on
+    // CPUs without AVX-512 BF16, attention too (9.2e-3).
+    let kernel = cue::model::clip::bf16_gemm::available();
+    assert_eq!(Clip::load(&fixture("tiny"), &cpu).unwrap().model.with_precision(Precision::Bf16).uses_bf16_cpu_product(), kernel);
+    assert!(bf16_error <= if kernel { 8e-3 } else { 4e-2 }, "bf16 {bf16_error:e}");
     // Reduced precision really ran: its error is well above float32's.
     assert!(f16_error > 10.0 * f32_error && bf16_error > f16_error, "f16 {f16_error:e}, bf16 {bf16_error:e}");
     let gpu = cue::model::device::choose(cue::model::device::DeviceChoice::Gpu).expect("a wgpu adapter (lavapipe in CI)").device;

@@ -420,29 +420,42 @@ fn half_precision_moves_the_aurocs_within_its_measured_bound() {
         };
         cue::eval::run::evaluate(&request, |_| {}, &AtomicBool::new(false)).unwrap()
     };
-    let (full, half) = (run(Precision::F32), run(Precision::F16));
+    let full = run(Precision::F32);
     assert_eq!(full.cells.len(), 12, "4 sequences x 3 views");
-    let (mut worst_pixel, mut image_changed, mut compared) = (0.0f64, 0, 0);
-    for (cell, f) in &full.cells {
-        let h = &half.cells[cell];
-        for (what, a, b) in [("pixel", f.pixel_auroc, h.pixel_auroc), ("image", f.image_auroc, h.image_auroc)] {
-            let (Some(a), Some(b)) = (a, b) else {
-                panic!("{cell:?} {what}-AUROC missing: f32 {a:?}, f16 {b:?}");
-            };
-            eprintln!("{cell:?} {what}-AUROC f32 {a:.6} f16 {b:.6}");
-            compared += 1;
-            if what == "pixel" {
-                worst_pixel = worst_pixel.max((a - b).abs());
-            } else if a != b {
-                image_changed += 1;
+    // (worst pixel-AUROC change, image-AUROC cells changed) of `precision` against f32.
+    let compare = |precision: Precision| {
+        let other = run(precision);
+        let (mut worst_pixel, mut image_changed, mut compared) = (0.0f64, 0, 0);
+        for (cell, f) in &full.cells {
+            let h = &other.cells[cell];
+            for (what, a, b) in [("pixel", f.pixel_auroc, h.pixel_auroc), ("image", f.image_auroc, h.image_auroc)] {
+                let (Some(a), Some(b)) = (a, b) else {
+                    panic!("{cell:?} {what}-AUROC missing: f32 {a:?}, {precision} {b:?}");
+                };
+                eprintln!("{cell:?} {what}-AUROC f32 {a:.6} {precision} {b:.6}");
+                compared += 1;
+                if what == "pixel" {
+                    worst_pixel = worst_pixel.max((a - b).abs());
+                } else if a != b {
+                    image_changed += 1;
+                }
             }
         }
-    }
-    eprintln!("f16 against f32: worst pixel-AUROC change {worst_pixel:e}, image-AUROC changed in {image_changed} of 12 cells");
+        assert!(compared >= 24, "only {compared} AUROCs compared");
+        eprintln!("{precision} against f32: worst pixel-AUROC change {worst_pixel:e}, image-AUROC changed in {image_changed} of 12 cells");
+        (worst_pixel, image_changed)
+    };
     // Measured here: 1.15e-3 worst pixel-AUROC change, one image-AUROC cell (5 slices: one
     // swap moves it by 0.2) changed. The issue asks for 1e-3; this model does not meet it (see
     // the README), and the test holds the bound it does meet.
-    assert!(worst_pixel <= 2e-3, "pixel-AUROC moved by {worst_pixel}");
-    assert!(image_changed <= 1, "image-AUROC changed in {image_changed} cells");
-    assert!(compared >= 12, "only {compared} AUROCs compared");
+    let (worst_pixel, image_changed) = compare(Precision::F16);
+    assert!(worst_pixel <= 2e-3, "f16: pixel-AUROC moved by {worst_pixel}");
+    assert!(image_changed <= 1, "f16: image-AUROC changed in {image_changed} cells");
+    // bf16 on the CPU: CUE's AVX-512 BF16 product where the CPU has it (only the linear
+    // layers rounded; measured 5.5e-3, no image-AUROC changed), else burn's cast, attention
+    // included (measured 2.2e-2 with CUE_BF16_KERNEL=0, no image-AUROC changed).
+    let (worst_pixel, image_changed) = compare(Precision::Bf16);
+    let bound = if cue::model::clip::bf16_gemm::available() { 1e-2 } else { 3e-2 };
+    assert!(worst_pixel <= bound, "bf16: pixel-AUROC moved by {worst_pixel}");
+    assert!(image_changed <= 1, "bf16: image-AUROC changed in {image_changed} cells");
 }

@@ -148,6 +148,9 @@ struct ClipBenchReport {
     load_to_first_embedding_s: f64,
     /// GFLOP/s of one `[2056, width] x [width, mlp]` matmul (the MLP's first layer at batch 8).
     matmul_gflops: f64,
+    /// The same product in CUE's bf16 CPU kernel (inputs rounded to bf16 included), where this
+    /// CPU has AVX-512 BF16.
+    bf16_matmul_gflops: Option<f64>,
     /// (batch, median seconds) of the vision tower to image embeddings.
     vision_median_s: Vec<(usize, f64)>,
     /// Median seconds of the text tower for two 77-token prompts.
@@ -209,6 +212,19 @@ pub fn bench(
         }
         2.0 * (m * k * n) as f64 / super::bench::median(&mut times[1..].to_vec()) / 1e9
     };
+    let bf16_matmul_gflops = cue_model::clip::bf16_gemm::available().then(|| {
+        let (m, k, n) = (8 * 257, clip.config.vision.hidden_size, clip.config.vision.intermediate_size);
+        let x: Vec<f32> = (0..m * k).map(|i| ((i % 89) as f32 / 89.0) - 0.5).collect();
+        let w: Vec<f32> = (0..k * n).map(|i| ((i % 83) as f32 / 83.0) - 0.5).collect();
+        let packed = cue_model::clip::bf16_gemm::Bf16Weights::pack(&w, k, n, None);
+        let mut times = Vec::new();
+        for _ in 0..=repeat {
+            let start = Instant::now();
+            std::hint::black_box(packed.matmul(&x, m));
+            times.push(start.elapsed().as_secs_f64());
+        }
+        2.0 * (m * k * n) as f64 / super::bench::median(&mut times[1..].to_vec()) / 1e9
+    });
     let mut vision = Vec::new();
     for &batch in batches {
         let image: Vec<f32> = (0..3 * size * size).map(|i| ((i % 97) as f32 / 97.0) - 0.5).collect();
@@ -249,6 +265,7 @@ pub fn bench(
         load_s,
         load_to_first_embedding_s: first,
         matmul_gflops,
+        bf16_matmul_gflops,
         vision_median_s: vision,
         text_median_s: super::bench::median(&mut text_times),
         peak_rss_bytes: cue_volume::process::memory_status_bytes("VmHWM").unwrap_or(0),
@@ -261,6 +278,9 @@ pub fn bench(
         println!("device       {} ({})", report.device, report.precision);
         println!("load         {:.2} s (to the first embedding {:.2} s)", report.load_s, report.load_to_first_embedding_s);
         println!("matmul       {:.1} GFLOP/s", report.matmul_gflops);
+        if let Some(gflops) = report.bf16_matmul_gflops {
+            println!("bf16 matmul  {gflops:.1} GFLOP/s (CUE's AVX-512 BF16 kernel)");
+        }
         for (batch, s) in &report.vision_median_s {
             println!("vision b={batch:<3} {:.3} s (median of {repeat})", s);
         }

@@ -8,7 +8,10 @@ use burn::tensor::activation::{gelu, gelu_approximate, sigmoid};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
+use std::sync::Arc;
+
 use super::config::Activation;
+use super::cpu_bf16::BlockBf16;
 use super::precision::{Precision, to_compute, to_f32};
 use burn::tensor::Device;
 
@@ -83,11 +86,22 @@ pub struct ClipEncoderLayer {
     pub mlp: ClipMlp,
     /// Norm before the MLP.
     pub layer_norm2: LayerNorm,
+    /// The linear layers packed for CUE's bf16 CPU product, under `--precision bf16` on a CPU
+    /// that has it (the f32 weights above then go unused).
+    #[module(skip)]
+    pub cpu_bf16: Option<Arc<BlockBf16>>,
 }
 
 impl ClipEncoderLayer {
     /// One block.
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
+        // The bf16 product runs outside burn's graph: a pass that records gradients (the
+        // prompt's, through the text tower) takes burn's path.
+        if let Some(packed) = &self.cpu_bf16
+            && !x.is_tracked()
+        {
+            return packed.forward(self, x, causal);
+        }
         // The residual stream and the norms stay float32; attention and MLP run in the
         // weights' type (a no-op cast at float32), as under PyTorch's autocast.
         let precision = Precision::of(self.mlp.fc1.weight.val().dtype());
@@ -155,6 +169,7 @@ impl ClipEncoder {
                     activation: sizes.activation,
                 },
                 layer_norm2: layer_norm(sizes.width, sizes.layer_norm_eps, device),
+                cpu_bf16: None,
             })
             .collect();
         Self { layers }

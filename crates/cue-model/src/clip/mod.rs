@@ -2,7 +2,9 @@
 //! towers with transformers' key names, and strict checkpoint loading (safetensors, OpenAI
 //! layouts, Burnpack).
 
+pub mod bf16_gemm;
 pub mod config;
+pub mod cpu_bf16;
 pub mod encoder;
 pub mod load;
 pub mod model;

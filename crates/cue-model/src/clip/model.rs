@@ -58,7 +58,7 @@ impl ClipModel {
         let deepest = layers.iter().copied().max().unwrap_or(0).min(total);
         let last = if image_embeds { total } else { deepest };
         let mut kept: Vec<(usize, Tensor<3>)> = Vec::with_capacity(layers.len());
-        let pixels = to_compute(pixels, self.precision());
+        let pixels = to_compute(pixels, self.weights_precision());
         let h = self.vision_model.forward_blocks(pixels, last, |block, h| {
             if layers.contains(&block) {
                 kept.push((block, self.project_patches(h.clone())));
@@ -71,7 +71,7 @@ impl ClipModel {
         let image_embeds = image_embeds.then(|| {
             let [batch, _, width] = h.dims();
             let cls = h.slice([0..batch, 0..1, 0..width]).reshape([batch, width]);
-            let normed = to_compute(self.vision_model.post_layernorm.forward(cls), self.precision());
+            let normed = to_compute(self.vision_model.post_layernorm.forward(cls), self.weights_precision());
             to_f32(self.visual_projection.forward(normed))
         });
         VisionOutput { image_embeds, patch_embeds }
@@ -80,7 +80,7 @@ impl ClipModel {
     fn project_patches(&self, h: Tensor<3>) -> Tensor<3> {
         let [batch, tokens, width] = h.dims();
         let patches = h.slice([0..batch, 1..tokens, 0..width]);
-        let normed = to_compute(self.vision_model.post_layernorm.forward(patches), self.precision());
+        let normed = to_compute(self.vision_model.post_layernorm.forward(patches), self.weights_precision());
         to_f32(self.visual_projection.forward(normed))
     }
 
@@ -95,7 +95,7 @@ impl ClipModel {
     /// `text_projection` of the pooled text state for token embeddings `[batch, tokens, width]`
     /// whose end-of-text tokens sit at `eot_positions` (learned prompts enter here).
     pub fn encode_text_embeddings(&self, embeddings: Tensor<3>, eot_positions: &[usize]) -> Tensor<2> {
-        let pooled = to_compute(self.text_model.pooled_from_embeddings(embeddings, eot_positions), self.precision());
+        let pooled = to_compute(self.text_model.pooled_from_embeddings(embeddings, eot_positions), self.weights_precision());
         to_f32(self.text_projection.forward(pooled))
     }
 }

@@ -97,13 +97,54 @@ impl ModuleMapper for CastWeights {
 }
 
 impl ClipModel {
-    /// The model with its weights (LayerNorms excepted) in `precision`.
-    pub fn with_precision(self, precision: Precision) -> Self {
+    /// The model with its weights (LayerNorms excepted) in `precision`. bf16 on a CPU with
+    /// AVX-512 BF16 instead packs every block's linear layers for CUE's own bf16 product
+    /// ([`super::cpu_bf16`]; burn's CPU backend would compute bf16 as f32), leaving the rest
+    /// in f32.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        for layer in self.vision_model.encoder.layers.iter_mut().chain(self.text_model.encoder.layers.iter_mut()) {
+            layer.cpu_bf16 = None;
+        }
+        if precision == Precision::Bf16 && self.on_cpu() && super::bf16_gemm::available() {
+            match self.pack_cpu_bf16() {
+                Ok(()) => return self,
+                Err(e) => tracing::warn!(error = %e, "cannot pack the weights for the bf16 CPU product; casting them instead"),
+            }
+        }
         self.map(&mut CastWeights { dtype: precision.dtype(), in_layer_norm: 0 })
     }
 
-    /// The precision the towers compute in (the type of the patch projection's weights).
+    fn on_cpu(&self) -> bool {
+        matches!(self.vision_model.embeddings.patch_embedding.weight.val().device().as_dispatch(), burn::backend::DispatchDevice::Flex(_))
+    }
+
+    /// Packs every block, or none (a block that cannot be read leaves the others unpacked).
+    fn pack_cpu_bf16(&mut self) -> Result<(), crate::HostReadError> {
+        let layers = || self.vision_model.encoder.layers.iter().chain(self.text_model.encoder.layers.iter());
+        let packed = layers().map(super::cpu_bf16::BlockBf16::pack).collect::<Result<Vec<_>, _>>()?;
+        for (layer, packed) in self.vision_model.encoder.layers.iter_mut().chain(self.text_model.encoder.layers.iter_mut()).zip(packed) {
+            layer.cpu_bf16 = Some(packed);
+        }
+        Ok(())
+    }
+
+    /// The precision the towers compute in (bf16 when the blocks are packed for the bf16 CPU
+    /// product, else the type of the patch projection's weights).
     pub fn precision(&self) -> Precision {
+        if self.uses_bf16_cpu_product() {
+            return Precision::Bf16;
+        }
+        self.weights_precision()
+    }
+
+    /// Whether the blocks run through CUE's bf16 CPU product ([`super::cpu_bf16`]).
+    pub fn uses_bf16_cpu_product(&self) -> bool {
+        self.vision_model.encoder.layers.first().is_some_and(|l| l.cpu_bf16.is_some())
+    }
+
+    /// The type of the weights burn holds (the embeddings' and projections' inputs are cast to
+    /// it): f32 under the bf16 CPU product, which keeps its own copy of the blocks' weights.
+    pub(crate) fn weights_precision(&self) -> Precision {
         Precision::of(self.vision_model.embeddings.patch_embedding.weight.val().dtype())
     }
 }
