@@ -250,10 +250,19 @@ fn relative_error(actual: &[f32], expected: &[f64]) -> f64 {
 /// The towers at `precision` on `device` against transformers' float32 answers of the tiny
 /// fixture: the worst relative error over image, every layer's patch and text embeddings.
 fn precision_error(device: &Device, precision: cue::model::clip::Precision) -> f64 {
+    precision_error_of(device, precision, false)
+}
+
+/// As [`precision_error`]; `bf16_kernel`: bf16 through CUE's bf16 CPU product wherever the CPU
+/// runs it, whether or not it was timed faster than f32 here.
+fn precision_error_of(device: &Device, precision: cue::model::clip::Precision, bf16_kernel: bool) -> f64 {
     let dir = fixture("tiny");
     let mut clip = Clip::load(&dir, device).unwrap();
-    clip.model = clip.model.with_precision(precision);
+    clip.model = if bf16_kernel { clip.model.with_bf16_cpu_product() } else { clip.model.with_precision(precision) };
     assert_eq!(clip.model.precision(), precision);
+    if bf16_kernel {
+        assert_eq!(clip.model.uses_bf16_cpu_product(), cue::model::clip::bf16_gemm::available());
+    }
     let expected = reference(&dir);
     let (pixels, h, w) = png_pixels(&dir.join("image.png"));
     let layers: Vec<usize> = (1..=clip.model.vision_layers()).collect();
@@ -281,10 +290,17 @@ fn half_precision_towers_stay_within_their_bound_of_transformers_f32() {
     assert!(f32_error <= 1e-5, "f32 {f32_error:e}");
     assert!(f16_error <= 1e-2, "f16 {f16_error:e}");
     // CUE's bf16 CPU product rounds only the linear layers (measured 4.2e-3); burn's cast, on
-    // CPUs without AVX-512 BF16, attention too (9.2e-3).
-    let kernel = cue::model::clip::bf16_gemm::available();
+    // CPUs without AVX-512 BF16 or where the product is not faster than f32, attention too
+    // (9.2e-3).
+    let kernel = cue::model::clip::cpu_bf16::pays_off();
     assert_eq!(Clip::load(&fixture("tiny"), &cpu).unwrap().model.with_precision(Precision::Bf16).uses_bf16_cpu_product(), kernel);
     assert!(bf16_error <= if kernel { 8e-3 } else { 4e-2 }, "bf16 {bf16_error:e}");
+    // The product itself, wherever the CPU runs it (fast here or not).
+    if cue::model::clip::bf16_gemm::available() {
+        let kernel_error = precision_error_of(&cpu, Precision::Bf16, true);
+        eprintln!("bf16 through CUE's bf16 CPU product: {kernel_error:e}");
+        assert!(kernel_error <= 8e-3 && kernel_error > 10.0 * f32_error, "bf16 product {kernel_error:e}");
+    }
     // Reduced precision really ran: its error is well above float32's.
     assert!(f16_error > 10.0 * f32_error && bf16_error > f16_error, "f16 {f16_error:e}, bf16 {bf16_error:e}");
     let gpu = cue::model::device::choose(cue::model::device::DeviceChoice::Gpu).expect("a wgpu adapter (lavapipe in CI)").device;

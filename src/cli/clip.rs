@@ -31,7 +31,8 @@ pub struct EmbedArgs {
     /// Vision blocks (1-based) whose projected patch tokens to print.
     #[arg(long, value_delimiter = ',')]
     pub layers: Vec<usize>,
-    /// auto (a hardware GPU, else the CPU), gpu (wgpu, software adapters included) or cpu.
+    /// auto (a hardware GPU, else the CPU), gpu (wgpu, software adapters included), cpu,
+    /// cuda:N (builds with the `cuda` feature) or remote:HOST:PORT.
     #[arg(long, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
     /// The towers' number type: f32, f16 or bf16 (LayerNorms stay f32; outputs are f32).
@@ -141,6 +142,9 @@ struct ClipBenchReport {
     threads: usize,
     /// The number type the towers computed in.
     precision: String,
+    /// Whether the blocks ran through CUE's bf16 CPU product (bf16 on a CPU where it runs and
+    /// was timed faster than f32), else burn's kernels.
+    bf16_cpu_kernel: bool,
     parameters: usize,
     /// Seconds to open the checkpoint (Burnpack tensors are memory-mapped and read lazily).
     load_s: f64,
@@ -260,6 +264,7 @@ pub fn bench(
         model: clip.id.name.clone(),
         device: chosen.description.clone(),
         precision: precision.to_string(),
+        bf16_cpu_kernel: clip.model.uses_bf16_cpu_product(),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         parameters: clip.model.num_params(),
         load_s,
@@ -275,7 +280,8 @@ pub fn bench(
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!("model        {} ({:.0} M parameters)", report.model, report.parameters as f64 / 1e6);
-        println!("device       {} ({})", report.device, report.precision);
+        let kernel = if report.bf16_cpu_kernel { ", CUE's bf16 CPU product" } else { "" };
+        println!("device       {} ({}{kernel})", report.device, report.precision);
         println!("load         {:.2} s (to the first embedding {:.2} s)", report.load_s, report.load_to_first_embedding_s);
         println!("matmul       {:.1} GFLOP/s", report.matmul_gflops);
         if let Some(gflops) = report.bf16_matmul_gflops {

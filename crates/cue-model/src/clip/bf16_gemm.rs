@@ -222,6 +222,9 @@ mod simd {
         let blocks = rows.div_ceil(MR);
         let dst = Out(out);
         (0..panel_count).into_par_iter().for_each(|panel| {
+            // The whole `Out` (Send), not its raw pointer field, which a closure would capture
+            // on its own and which is not Send.
+            #[allow(clippy::redundant_locals)]
             let dst = dst;
             let columns = (w.outputs - panel * NR).min(NR);
             let weights = &w.panels[panel * w.pairs * NR..(panel + 1) * w.pairs * NR];
@@ -259,7 +262,7 @@ mod simd {
             // SAFETY (whole loop): `b` holds `count` x NR pairs and `a` `count` x MR.
             let (b0, b1) = unsafe { (_mm512_loadu_si512(b.add(p * NR).cast()), _mm512_loadu_si512(b.add(p * NR + 16).cast())) };
             // SAFETY: both are 512 bits; the bits are bf16 pairs either way.
-            let (b0, b1): (__m512bh, __m512bh) = unsafe { (std::mem::transmute(b0), std::mem::transmute(b1)) };
+            let (b0, b1): (__m512bh, __m512bh) = unsafe { (std::mem::transmute::<__m512i, __m512bh>(b0), std::mem::transmute::<__m512i, __m512bh>(b1)) };
             for (r, row) in acc.iter_mut().enumerate() {
                 let pair = unsafe { *a.add(p * MR + r) };
                 // SAFETY: as above.

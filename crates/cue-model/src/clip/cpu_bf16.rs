@@ -27,8 +27,11 @@ pub struct BlockBf16 {
     fc2: Bf16Weights,
 }
 
-/// A linear layer's weight (`[inputs, outputs]`) and bias, read to the host.
-fn host_linear(linear: &Linear) -> Result<(Vec<f32>, usize, usize, Option<Vec<f32>>), crate::HostReadError> {
+/// A linear layer's weight (`[inputs, outputs]`, row-major), its shape and its bias.
+type HostLinear = (Vec<f32>, usize, usize, Option<Vec<f32>>);
+
+/// A linear layer read to the host.
+fn host_linear(linear: &Linear) -> Result<HostLinear, crate::HostReadError> {
     let [inputs, outputs] = linear.weight.val().dims();
     let weight = crate::to_host(linear.weight.val())?;
     let bias = linear.bias.as_ref().map(|b| crate::to_host(b.val())).transpose()?;
@@ -89,6 +92,58 @@ impl BlockBf16 {
         };
         x + linear(&self.fc2, h)
     }
+}
+
+/// Whether `--precision bf16` should take CUE's bf16 product on this CPU: it can run it
+/// ([`super::bf16_gemm::available`]) and, timed once per process on a linear layer's shape
+/// (`[512, 1024] x [1024, 1024]`), it is faster than burn's f32 product. A CPU may advertise
+/// AVX-512 BF16 yet run it slower than f32 (measured: 150 against 280 GFLOP/s on one Xeon
+/// VM), and then burn's cast serves. `CUE_BF16_KERNEL=1` takes the kernel without timing,
+/// `=0` never.
+pub fn pays_off() -> bool {
+    static PAYS_OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PAYS_OFF.get_or_init(|| {
+        if !super::bf16_gemm::available() {
+            return false;
+        }
+        if std::env::var("CUE_BF16_KERNEL").is_ok_and(|v| v == "1") {
+            return true;
+        }
+        let (kernel_s, f32_s) = time_products();
+        let gflops = |s: f64| 2.0 * (512 * 1024 * 1024) as f64 / s / 1e9;
+        let pays = kernel_s < f32_s;
+        tracing::info!(bf16_gflops = gflops(kernel_s), f32_gflops = gflops(f32_s), bf16_kernel = pays, "bf16 CPU product timed against burn's f32");
+        pays
+    })
+}
+
+/// The fastest of three runs, after a warm-up, of the bf16 kernel and of burn's f32 matmul on
+/// the CPU, in seconds.
+fn time_products() -> (f64, f64) {
+    let (m, k, n) = (512, 1024, 1024);
+    let x: Vec<f32> = (0..m * k).map(|i| ((i % 89) as f32 / 89.0) - 0.5).collect();
+    let w: Vec<f32> = (0..k * n).map(|i| ((i % 83) as f32 / 83.0) - 0.5).collect();
+    let fastest = |mut run: Box<dyn FnMut() + '_>| {
+        run();
+        (0..3)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                run();
+                start.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let packed = Bf16Weights::pack(&w, k, n, None);
+    let kernel_s = fastest(Box::new(|| {
+        std::hint::black_box(packed.matmul(&x, m));
+    }));
+    let device = burn::tensor::Device::flex();
+    let a = Tensor::<2>::from_data(TensorData::new(x.clone(), [m, k]), &device);
+    let b = Tensor::<2>::from_data(TensorData::new(w.clone(), [k, n]), &device);
+    let f32_s = fastest(Box::new(|| {
+        std::hint::black_box(a.clone().matmul(b.clone()).into_data());
+    }));
+    (kernel_s, f32_s)
 }
 
 /// `weights` applied to the last axis of `x` (f32 in and out).

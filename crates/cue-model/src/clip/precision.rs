@@ -97,15 +97,27 @@ impl ModuleMapper for CastWeights {
 }
 
 impl ClipModel {
-    /// The model with its weights (LayerNorms excepted) in `precision`. bf16 on a CPU with
-    /// AVX-512 BF16 instead packs every block's linear layers for CUE's own bf16 product
-    /// ([`super::cpu_bf16`]; burn's CPU backend would compute bf16 as f32), leaving the rest
-    /// in f32.
-    pub fn with_precision(mut self, precision: Precision) -> Self {
+    /// The model with its weights (LayerNorms excepted) in `precision`. bf16 on a CPU where
+    /// CUE's own bf16 product runs and is faster than f32 ([`super::cpu_bf16::pays_off`])
+    /// instead packs every block's linear layers for it (burn's CPU backend would compute bf16
+    /// as f32), leaving the rest in f32.
+    pub fn with_precision(self, precision: Precision) -> Self {
+        let kernel = precision == Precision::Bf16 && self.on_cpu() && super::cpu_bf16::pays_off();
+        self.with_precision_choosing(precision, kernel)
+    }
+
+    /// bf16 through CUE's bf16 CPU product wherever the CPU can run it, fast or not (for checks
+    /// of its accuracy); elsewhere as [`Self::with_precision`].
+    pub fn with_bf16_cpu_product(self) -> Self {
+        let kernel = self.on_cpu() && super::bf16_gemm::available();
+        self.with_precision_choosing(Precision::Bf16, kernel)
+    }
+
+    fn with_precision_choosing(mut self, precision: Precision, bf16_kernel: bool) -> Self {
         for layer in self.vision_model.encoder.layers.iter_mut().chain(self.text_model.encoder.layers.iter_mut()) {
             layer.cpu_bf16 = None;
         }
-        if precision == Precision::Bf16 && self.on_cpu() && super::bf16_gemm::available() {
+        if bf16_kernel {
             match self.pack_cpu_bf16() {
                 Ok(()) => return self,
                 Err(e) => tracing::warn!(error = %e, "cannot pack the weights for the bf16 CPU product; casting them instead"),
