@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # CUE beside PyTorch on a GPU machine, in one run: `cue bench clip` (ViT-L/14 shapes, batch 1
-# and 32) on wgpu, the PyTorch peer (eager and torch.compile, f32 and f16) on CUDA, a
+# and 32) on wgpu and on burn's CUDA backend, the PyTorch peer (eager and torch.compile, f32 and f16) on CUDA, a
 # click-to-map latency and a 155-slice view, then the ratios. Prints a Markdown table to paste
 # into the README's speed section, and leaves the raw JSON in $OUT (or ./device-bench).
 #
 #     CUE=target/release/cue bash scripts/device-bench.sh
 #
 # What it needs and installs: a `cue` binary (CUE=, else target/release/cue, else it builds one
-# with cargo if cargo is there), a Python with torch + transformers (PYTHON=, else it makes a
+# with cargo if cargo is there; `--features cuda` for the CUDA rows, whose build fetches LLVM
+# from GitHub, so on a machine without the internet carry a binary built elsewhere), a Python with torch + transformers (PYTHON=, else it makes a
 # venv and pip-installs torch and transformers if an index is reachable). A part whose tools
 # are missing prints "not measured: why" instead of a figure; nothing is made up.
 set -uo pipefail
@@ -25,8 +26,15 @@ nproc | tee -a "$out/cpu.txt"
 
 cue="${CUE:-target/release/cue}"
 if [ ! -x "$cue" ] && command -v cargo >/dev/null; then
-    log "building cue (release, no desktop app)"
-    cargo build --release --locked --no-default-features --features remote >&2 && cue=target/release/cue
+    # The `cuda` feature's build downloads a bundled LLVM (cubecl-cuda's NVPTX path, from
+    # GitHub); where that cannot be reached, a build without it still times wgpu.
+    log "building cue (release, no desktop app, with CUDA)"
+    if cargo build --release --locked --no-default-features --features remote,cuda >&2; then
+        cue=target/release/cue
+    else
+        log "the CUDA build failed (above); building without it: the CUDA rows stay not measured"
+        cargo build --release --locked --no-default-features --features remote >&2 && cue=target/release/cue
+    fi
 fi
 [ -x "$cue" ] || { echo "not measured: no cue binary (set CUE=)"; cue=""; }
 
@@ -41,14 +49,26 @@ if [ -z "$python" ]; then
 fi
 [ -n "$python" ] && "$python" -c "import torch; assert torch.cuda.is_available()" 2>/dev/null || { echo "not measured: no PyTorch with CUDA"; python=""; }
 
+# burn's CUDA backend loads NVRTC at run time: the CUDA toolkit's, else the one PyTorch's wheels
+# bring.
+if [ -n "$python" ] && ! ldconfig -p 2>/dev/null | grep -q libnvrtc; then
+    site="$("$python" -c 'import site; print(site.getsitepackages()[0])')"
+    nvrtc="$(find "$site/nvidia" -name 'libnvrtc.so*' -printf '%h\n' 2>/dev/null | head -1)"
+    [ -n "$nvrtc" ] && export LD_LIBRARY_PATH="$nvrtc${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+
 if [ -n "$cue" ]; then
-    log "cue bench clip on wgpu, f32"
-    "$cue" bench clip --preset ViT-L/14 --batch 1,32 --repeat "$repeat" --device gpu --json > "$out/cue_clip_f32.json" || echo "cue bench clip failed"
-    log "cue bench clip on wgpu, f16 (attention and MLP in f16, LayerNorms and residual in f32)"
-    "$cue" bench clip --preset ViT-L/14 --batch 1,32 --repeat "$repeat" --device gpu --precision f16 --json > "$out/cue_clip_f16.json" || echo "cue bench clip f16 failed"
-    log "click-to-map latency (one slice) and a 155-slice view (cue bench method)"
-    "$cue" bench method --preset ViT-L/14 --batch 1 --repeat "$repeat" --device gpu --json > "$out/cue_click.json" || echo "cue bench method (1 slice) failed"
-    "$cue" bench method --preset ViT-L/14 --batch 155 --repeat 2 --device gpu --json > "$out/cue_view.json" || echo "cue bench method (155 slices) failed"
+    # wgpu (what `--device gpu` and the app use), then burn's CUDA backend (`--features cuda`).
+    for device in gpu cuda; do
+        for dtype in f32 f16; do
+            # f16: attention and MLP in f16, LayerNorms and the residual stream in f32.
+            log "cue bench clip on $device, $dtype"
+            "$cue" bench clip --preset ViT-L/14 --batch 1,32 --repeat "$repeat" --device "$device" --precision "$dtype" --json > "$out/cue_clip_${device}_${dtype}.json" || echo "cue bench clip $device $dtype failed"
+        done
+        log "click-to-map latency (one slice) and a 155-slice view on $device (cue bench method)"
+        "$cue" bench method --preset ViT-L/14 --batch 1 --repeat "$repeat" --device "$device" --json > "$out/cue_click_${device}.json" || echo "cue bench method $device (1 slice) failed"
+        "$cue" bench method --preset ViT-L/14 --batch 155 --repeat 2 --device "$device" --json > "$out/cue_view_${device}.json" || echo "cue bench method $device (155 slices) failed"
+    done
 fi
 
 if [ -n "$python" ]; then
@@ -76,28 +96,31 @@ def vision(report, batch):
     if not report:
         return None
     return dict((b, s) for b, s in report["vision_median_s"]).get(batch)
-for dtype in ("f32", "f16"):
-    cue = load(f"cue_clip_{dtype}")
-    for batch in (1, 32):
-        c = vision(cue, batch)
-        for peer in (f"torch_{dtype}", f"torch_{dtype}_compiled"):
-            t = vision(load(peer), batch)
-            ratio = f"{c / t:.2f}" if c and t else "not measured"
-            row = f"| ViT-L/14 vision {dtype} b={batch} | " + (f"{c * 1e3:.1f} ms |" if c else "not measured |")
-            row += f" {peer} {t * 1e3:.1f} ms | {ratio} |" if t else f" {peer} not measured | - |"
-            rows.append(row)
-print("| what | CUE (wgpu) | peer | CUE / peer |")
-print("|---|---|---|---|")
+backends = {"gpu": "wgpu", "cuda": "CUDA"}
+for device, backend in backends.items():
+    for dtype in ("f32", "f16"):
+        cue = load(f"cue_clip_{device}_{dtype}")
+        for batch in (1, 32):
+            c = vision(cue, batch)
+            for peer in (f"torch_{dtype}", f"torch_{dtype}_compiled"):
+                t = vision(load(peer), batch)
+                ratio = f"{c / t:.2f}" if c and t else "not measured"
+                row = f"| ViT-L/14 vision {dtype} b={batch} | {backend} | " + (f"{c * 1e3:.1f} ms |" if c else "not measured |")
+                row += f" {peer} {t * 1e3:.1f} ms | {ratio} |" if t else f" {peer} not measured | - |"
+                rows.append(row)
+print("| what | CUE backend | CUE | peer | CUE / peer |")
+print("|---|---|---|---|---|")
 print("\n".join(rows))
-click = load("cue_click")
 print()
-if click:
-    print(f"click-to-map, one slice on the inference device: {click['map_batch_s'] * 1e3:.1f} ms (goal <= 30 ms)")
-else:
-    print("click-to-map: not measured")
-view = load("cue_view")
-if view:
-    print(f"155-slice view in one batch: {view['map_batch_s']:.2f} s (goal <= 0.5 s)")
-else:
-    print("155-slice view: not measured")
+for device, backend in backends.items():
+    click = load(f"cue_click_{device}")
+    if click:
+        print(f"{backend}: click-to-map, one slice on the inference device: {click['map_batch_s'] * 1e3:.1f} ms (goal <= 30 ms)")
+    else:
+        print(f"{backend}: click-to-map not measured")
+    view = load(f"cue_view_{device}")
+    if view:
+        print(f"{backend}: 155-slice view in one batch: {view['map_batch_s']:.2f} s (goal <= 0.5 s)")
+    else:
+        print(f"{backend}: 155-slice view not measured")
 EOF

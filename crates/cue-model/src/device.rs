@@ -1,9 +1,11 @@
-//! Choosing where the model runs: `--device auto|gpu|cpu|remote:ADDR`.
+//! Choosing where the model runs: `--device auto|gpu|cpu|cuda[:N]|remote:ADDR`.
 //!
 //! `auto` takes wgpu when a hardware adapter exists (discrete, integrated or virtual GPU) and
 //! otherwise burn's pure-Rust CPU backend (flex): a software rasteriser such as Mesa's lavapipe
 //! is an adapter too, but slower for this work than flex on the same cores, so `auto` passes it
-//! over and `gpu` can still ask for it. `remote:HOST:PORT` runs the model on a device that
+//! over and `gpu` can still ask for it. `cuda:N` is burn's CUDA backend on NVIDIA GPU N, in
+//! builds with the `cuda` feature (CUDA's driver and NVRTC are loaded at run time, so the build
+//! needs no CUDA toolkit). `remote:HOST:PORT` runs the model on a device that
 //! `cue serve` hosts (burn's remote backend; see [`crate::remote`]). The choice is logged.
 
 use std::fmt;
@@ -24,6 +26,8 @@ pub enum DeviceChoice {
     Gpu,
     /// burn's flex CPU backend.
     Cpu,
+    /// burn's CUDA backend on this NVIDIA GPU (builds with the `cuda` feature).
+    Cuda(usize),
     /// A device hosted by `cue serve` on another process or machine.
     Remote(RemoteTarget),
 }
@@ -81,6 +85,11 @@ impl std::str::FromStr for DeviceChoice {
             "auto" => Ok(Self::Auto),
             "gpu" | "wgpu" => Ok(Self::Gpu),
             "cpu" | "flex" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda(0)),
+            lower if lower.starts_with("cuda:") => match lower["cuda:".len()..].parse::<usize>() {
+                Ok(index) => Ok(Self::Cuda(index)),
+                Err(_) => Err(format!("CUDA device '{s}' is not cuda:N (N the GPU's index, as nvidia-smi numbers it)")),
+            },
             _ => match s.strip_prefix("remote:") {
                 Some(iroh) if iroh.starts_with("iroh:") => match iroh["iroh:".len()..].split_once('@') {
                     Some((id, address)) if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()) && is_host_port(address) => {
@@ -90,7 +99,7 @@ impl std::str::FromStr for DeviceChoice {
                 },
                 Some(address) if is_host_port(address) => Ok(Self::Remote(RemoteTarget::websocket(address, None))),
                 Some(address) => Err(format!("remote device '{address}' is not HOST:PORT (for example remote:127.0.0.1:7373)")),
-                None => Err(format!("unknown device '{s}' (expected auto, gpu, cpu, remote:HOST:PORT or remote:iroh:ID@HOST:PORT)")),
+                None => Err(format!("unknown device '{s}' (expected auto, gpu, cpu, cuda[:N], remote:HOST:PORT or remote:iroh:ID@HOST:PORT)")),
             },
         }
     }
@@ -102,6 +111,7 @@ impl fmt::Display for DeviceChoice {
             Self::Auto => f.write_str("auto"),
             Self::Gpu => f.write_str("gpu"),
             Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(index) => write!(f, "cuda:{index}"),
             Self::Remote(target) => write!(f, "remote:{}", target.spec()),
         }
     }
@@ -124,6 +134,9 @@ pub enum DeviceError {
     /// `gpu` was asked for and wgpu found no adapter.
     #[error("no GPU adapter found (wgpu saw none; install a Vulkan driver, or use --device cpu)")]
     NoAdapter,
+    /// `cuda` was asked for in a build without the `cuda` feature, or CUDA could not start.
+    #[error("{0}")]
+    Cuda(String),
     /// A remote device could not be reached or refused the client.
     #[error(transparent)]
     Remote(#[from] crate::remote::RemoteError),
@@ -157,7 +170,7 @@ fn enumerate(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
 /// no capacity, so CUE asks Vulkan itself, as cubecl's SPIR-V path does.
 pub fn vulkan_heap_bytes() -> Option<u64> {
     let found = enumerate(wgpu::Backends::VULKAN);
-    let adapter = found.iter().find(|a| a.get_info().device_type != wgpu::DeviceType::Cpu).or(found.first())?;
+    let adapter = hardware_first(&found, |a| a.get_info().device_type == wgpu::DeviceType::Cpu, true)?;
     // SAFETY: the hal adapter is only read (its instance and physical device handle), while
     // `adapter` keeps it alive; nothing is created or destroyed through it.
     let hal = unsafe { adapter.as_hal::<wgpu::hal::api::Vulkan>() }?;
@@ -170,6 +183,12 @@ pub fn vulkan_heap_bytes() -> Option<u64> {
         .max()
 }
 
+/// The adapter the model runs on: the first hardware one, else, where `settle_for_software`
+/// (`gpu` asked for), the first software one (lavapipe, llvmpipe).
+fn hardware_first<T>(found: &[T], software: impl Fn(&T) -> bool, settle_for_software: bool) -> Option<&T> {
+    found.iter().find(|a| !software(a)).or(if settle_for_software { found.first() } else { None })
+}
+
 /// Resolves a request to a device.
 pub fn choose(choice: DeviceChoice) -> Result<ChosenDevice, DeviceError> {
     let cpu = || {
@@ -178,17 +197,14 @@ pub fn choose(choice: DeviceChoice) -> Result<ChosenDevice, DeviceError> {
     };
     let chosen = match &choice {
         DeviceChoice::Cpu => cpu(),
+        DeviceChoice::Cuda(index) => cuda(*index)?,
         DeviceChoice::Remote(target) => {
             let token_file = target.token_file.clone().or_else(default_token_file);
             crate::remote::connect(target, token_file.as_deref())?
         }
         DeviceChoice::Gpu | DeviceChoice::Auto => {
             let found = adapters();
-            // Hardware first; software (lavapipe, llvmpipe) only when asked for a GPU.
-            let pick = found
-                .iter()
-                .find(|(_, _, software)| !software)
-                .or_else(|| if choice == DeviceChoice::Gpu { found.first() } else { None });
+            let pick = hardware_first(&found, |(_, _, software)| *software, choice == DeviceChoice::Gpu);
             let display = crate::display::shared();
             match pick {
                 // The display's device where it is the adapter this choice takes: the same
@@ -208,6 +224,30 @@ pub fn choose(choice: DeviceChoice) -> Result<ChosenDevice, DeviceError> {
     };
     tracing::info!(device = %chosen.description, requested = %choice, "model device");
     Ok(chosen)
+}
+
+/// burn's CUDA device `index`, after a first allocation on it: cubecl panics where CUDA cannot
+/// start (no driver, no such GPU, no NVRTC), and that becomes this request's error here instead
+/// of a panic in the first job that uses the device.
+#[cfg(feature = "cuda")]
+fn cuda(index: usize) -> Result<ChosenDevice, DeviceError> {
+    let device = Device::cuda(index);
+    let probe = device.clone();
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || burn::tensor::Tensor::<1>::ones([4], &probe).into_data().try_to_vec::<f32>()));
+    match started {
+        Ok(Ok(values)) if values == [1.0; 4] => Ok(ChosenDevice { device, description: format!("NVIDIA GPU {index} (CUDA)"), is_gpu: true }),
+        Ok(other) => Err(DeviceError::Cuda(format!("CUDA device {index} gave a wrong first result ({other:?})"))),
+        Err(panic) => {
+            let reason = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            let reason = reason.lines().next().unwrap_or("unknown reason").to_string();
+            Err(DeviceError::Cuda(format!("CUDA device {index} cannot start: {reason}")))
+        }
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda(index: usize) -> Result<ChosenDevice, DeviceError> {
+    Err(DeviceError::Cuda(format!("cuda:{index}: this cue was built without CUDA (cargo build --release --features cuda)")))
 }
 
 #[cfg(test)]
@@ -230,6 +270,16 @@ mod tests {
         for bad in ["remote:iroh:10.0.0.5:7373", "remote:iroh:@10.0.0.5:7373", "remote:iroh:ab/c@h:1", "remote:iroh:abc@host"] {
             assert!(bad.parse::<DeviceChoice>().expect_err(bad).contains("iroh:ID@HOST:PORT"), "{bad}");
         }
-        assert!("cuda".parse::<DeviceChoice>().expect_err("unknown").contains("remote:HOST:PORT"));
+        assert_eq!("cuda".parse::<DeviceChoice>(), Ok(DeviceChoice::Cuda(0)));
+        assert_eq!("CUDA:1".parse::<DeviceChoice>().map(|d| d.to_string()), Ok("cuda:1".to_string()));
+        assert!("cuda:x".parse::<DeviceChoice>().expect_err("no index").contains("cuda:N"));
+        assert!("tpu".parse::<DeviceChoice>().expect_err("unknown").contains("remote:HOST:PORT"));
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_in_a_build_without_it_is_refused_naming_the_feature() {
+        let Err(error) = choose(DeviceChoice::Cuda(0)) else { panic!("cuda chosen without the feature") };
+        assert!(error.to_string().contains("--features cuda"), "{error}");
     }
 }

@@ -17,17 +17,25 @@ enum Kind {
     Auto,
     Gpu,
     Cpu,
+    Cuda,
     Remote,
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [Kind::Auto, Kind::Gpu, Kind::Cpu, Kind::Remote];
+    const ALL: [Kind; 5] = [Kind::Auto, Kind::Gpu, Kind::Cpu, Kind::Cuda, Kind::Remote];
+
+    /// Offered in the combo: CUDA only in builds that have it (the `cuda` feature), or when a
+    /// setting already names it.
+    fn offered(self, current: Kind) -> bool {
+        self != Kind::Cuda || cfg!(feature = "cuda") || current == Kind::Cuda
+    }
 
     fn of(choice: &DeviceChoice) -> Self {
         match choice {
             DeviceChoice::Auto => Kind::Auto,
             DeviceChoice::Gpu => Kind::Gpu,
             DeviceChoice::Cpu => Kind::Cpu,
+            DeviceChoice::Cuda(_) => Kind::Cuda,
             DeviceChoice::Remote(_) => Kind::Remote,
         }
     }
@@ -37,6 +45,7 @@ impl Kind {
             Kind::Auto => "Automatic",
             Kind::Gpu => "GPU",
             Kind::Cpu => "CPU",
+            Kind::Cuda => "NVIDIA GPU (CUDA)",
             Kind::Remote => "Remote server",
         }
     }
@@ -46,6 +55,7 @@ impl Kind {
             Kind::Auto => "A hardware GPU if this machine has one, else the CPU",
             Kind::Gpu => "wgpu on the best adapter, a software one included",
             Kind::Cpu => "burn's CPU backend on every core",
+            Kind::Cuda => "burn's CUDA backend on the first NVIDIA GPU (--device cuda:N picks another)",
             Kind::Remote => "A GPU server started with `cue serve`: HOST:PORT over WebSocket (the token travels unencrypted, so reach another machine through an SSH tunnel), or iroh:ID@HOST:PORT over Iroh (encrypted, the server checked by its id)",
         }
     }
@@ -75,7 +85,7 @@ pub fn device_choice_ui(ui: &mut egui::Ui, settings: &Settings, commands: &mut V
     let shown = if draft.open { Kind::Remote } else { Kind::of(current) };
     let mut picked = shown;
     egui::ComboBox::from_label("Model device").selected_text(picked.name()).show_ui(ui, |ui| {
-        for kind in Kind::ALL {
+        for kind in Kind::ALL.into_iter().filter(|k| k.offered(Kind::of(current))) {
             ui.selectable_value(&mut picked, kind, kind.name()).on_hover_text(kind.hint());
         }
     });
@@ -85,6 +95,10 @@ pub fn device_choice_ui(ui: &mut egui::Ui, settings: &Settings, commands: &mut V
             Kind::Auto => Some(DeviceChoice::Auto),
             Kind::Gpu => Some(DeviceChoice::Gpu),
             Kind::Cpu => Some(DeviceChoice::Cpu),
+            Kind::Cuda => Some(match current {
+                DeviceChoice::Cuda(index) => DeviceChoice::Cuda(*index),
+                _ => DeviceChoice::Cuda(0),
+            }),
             Kind::Remote => None,
         };
         if let Some(choice) = local {

@@ -46,7 +46,7 @@ pub struct TrainConfig {
     pub synthetic: bool,
     /// Bound of the in-memory feature cache, MiB.
     pub cache_mb: usize,
-    /// auto, gpu, cpu or remote:HOST:PORT.
+    /// auto, gpu, cpu, cuda:N or remote:HOST:PORT.
     pub device: DeviceChoice,
     /// Several devices sharing each batch (data parallel; the first is the primary, where the
     /// optimiser runs); empty: `device` alone.
