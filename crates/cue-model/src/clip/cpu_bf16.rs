@@ -1,20 +1,18 @@
 //! `--precision bf16` on the CPU: each block's linear layers through CUE's AVX-512 BF16 product
 //! ([`super::bf16_gemm`]), where burn's CPU backend would widen bf16 to f32 and gain nothing.
 //! The weights are packed once, when the precision is set; query, key and value go through one
-//! product. Attention, the activation, the LayerNorms and the residual stream stay in burn, in
-//! f32, so only the linear layers' inputs and weights are rounded, as under PyTorch's bf16
+//! product. Attention, the activation ([`super::activation`]), the LayerNorms and the residual
+//! stream stay f32, so only the linear layers' inputs and weights are rounded, as under PyTorch's bf16
 //! autocast.
 
 use std::sync::Arc;
 
 use burn::nn::Linear;
 use burn::tensor::{Tensor, TensorData};
-use burn::tensor::activation::{gelu, gelu_approximate, sigmoid};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
 use super::bf16_gemm::Bf16Weights;
-use super::config::Activation;
 use super::encoder::ClipEncoderLayer;
 
 /// One block's linear layers, packed for the bf16 product.
@@ -85,11 +83,7 @@ impl BlockBf16 {
         let context = attention(part(0), part(1), part(2), None, None, options);
         let x = x + linear(&self.out, context.swap_dims(1, 2).reshape([batch, tokens, width]));
         let h = linear(&self.fc1, layer.layer_norm2.forward(x.clone()));
-        let h = match layer.mlp.activation {
-            Activation::QuickGelu => h.clone() * sigmoid(h * 1.702),
-            Activation::Gelu => gelu(h),
-            Activation::GeluTanh => gelu_approximate(h),
-        };
+        let h = super::activation::activate(h, layer.mlp.activation);
         x + linear(&self.fc2, h)
     }
 }

@@ -4,7 +4,6 @@
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::Tensor;
-use burn::tensor::activation::{gelu, gelu_approximate, sigmoid};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
@@ -65,12 +64,7 @@ pub struct ClipMlp {
 impl ClipMlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let h = self.fc1.forward(x);
-        let h = match self.activation {
-            // OpenAI's approximation, as transformers' `quick_gelu`.
-            Activation::QuickGelu => h.clone() * sigmoid(h * 1.702),
-            Activation::Gelu => gelu(h),
-            Activation::GeluTanh => gelu_approximate(h),
-        };
+        let h = super::activation::activate(h, self.activation);
         self.fc2.forward(h)
     }
 }

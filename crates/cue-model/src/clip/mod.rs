@@ -2,6 +2,7 @@
 //! towers with transformers' key names, and strict checkpoint loading (safetensors, OpenAI
 //! layouts, Burnpack).
 
+pub mod activation;
 pub mod bf16_gemm;
 pub mod config;
 pub mod cpu_bf16;
