@@ -25,7 +25,8 @@ pub fn activate(h: Tensor<3>, activation: Activation) -> Tensor<3> {
 
 const QUICK_GELU_SCALE: f32 = 1.702;
 
-fn on_cpu_f32_untracked(h: &Tensor<3>) -> bool {
+/// Whether `h` is f32 on burn's CPU backend, outside autodiff: CUE's own CPU loops may take it.
+pub(super) fn on_cpu_f32_untracked(h: &Tensor<3>) -> bool {
     !h.is_tracked() && h.dtype() == DType::F32 && matches!(h.device().as_dispatch(), burn::backend::DispatchDevice::Flex(_))
 }
 
@@ -92,7 +93,7 @@ fn quick_gelu_portable(values: &mut [f32]) {
 /// `e^x` to about 2 ulp for x in [-87.3, 88.7], saturating outside (to 0 below, to 2^127 above,
 /// so the sigmoid above reaches 0 and 1 without producing a NaN); NaN stays NaN.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(super) fn exp(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split so that n * LN2_HI is exact for |n| < 2^8 (Cody and Waite).
     const LN2_HI: f32 = 0.693_359_4;

@@ -9,8 +9,6 @@ use std::sync::Arc;
 
 use burn::nn::Linear;
 use burn::tensor::{Tensor, TensorData};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 
 use super::bf16_gemm::Bf16Weights;
 use super::encoder::ClipEncoderLayer;
@@ -72,16 +70,9 @@ impl BlockBf16 {
 
     /// The block's forward, as [`ClipEncoderLayer::forward`] computes it.
     pub fn forward(&self, layer: &ClipEncoderLayer, x: Tensor<3>, causal: bool) -> Tensor<3> {
-        let [batch, tokens, width] = x.dims();
-        let heads = layer.self_attn.num_heads;
-        let head_dim = width / heads;
-        let qkv = linear(&self.qkv, layer.layer_norm1.forward(x.clone())).reshape([batch, tokens, 3, heads, head_dim]);
-        let part = |i: usize| qkv.clone().slice([0..batch, 0..tokens, i..i + 1, 0..heads, 0..head_dim]).reshape([batch, tokens, heads, head_dim]).swap_dims(1, 2);
-        // burn's own attention: an explicit matmul, softmax and matmul was 1 s slower at
-        // batch 8 (ViT-L/14) on burn's CPU backend, for the transposed copies it makes.
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
-        let context = attention(part(0), part(1), part(2), None, None, options);
-        let x = x + linear(&self.out, context.swap_dims(1, 2).reshape([batch, tokens, width]));
+        let qkv = linear(&self.qkv, layer.layer_norm1.forward(x.clone()));
+        let context = super::attention_cpu::attention_fused(qkv, layer.self_attn.num_heads, causal);
+        let x = x + linear(&self.out, context);
         let h = linear(&self.fc1, layer.layer_norm2.forward(x.clone()));
         let h = super::activation::activate(h, layer.mlp.activation);
         x + linear(&self.fc2, h)

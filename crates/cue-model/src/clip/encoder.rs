@@ -4,8 +4,6 @@
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::Tensor;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 
 use std::sync::Arc;
 
@@ -37,15 +35,10 @@ impl ClipAttention {
 
     /// `[batch, tokens, width]` to the same; `causal` masks later tokens (text tower).
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
-        let [batch, tokens, width] = x.dims();
-        let head_dim = width / self.num_heads;
-        let heads = |t: Tensor<3>| t.reshape([batch, tokens, self.num_heads, head_dim]).swap_dims(1, 2);
-        let q = heads(self.q_proj.forward(x.clone()));
-        let k = heads(self.k_proj.forward(x.clone()));
-        let v = heads(self.v_proj.forward(x));
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
-        let context = attention(q, k, v, None, None, options);
-        self.out_proj.forward(context.swap_dims(1, 2).reshape([batch, tokens, width]))
+        let q = self.q_proj.forward(x.clone());
+        let k = self.k_proj.forward(x.clone());
+        let v = self.v_proj.forward(x);
+        self.out_proj.forward(super::attention_cpu::attention(q, k, v, self.num_heads, causal))
     }
 }
 
