@@ -25,9 +25,11 @@ pub fn activate(h: Tensor<3>, activation: Activation) -> Tensor<3> {
 
 const QUICK_GELU_SCALE: f32 = 1.702;
 
-/// Whether `h` is f32 on burn's CPU backend, outside autodiff: CUE's own CPU loops may take it.
+/// Whether `h` is f32 on burn's CPU backend and records no gradient, so CUE's own CPU loops
+/// may take it. On an autodiff device too: training computes the frozen vision tower's
+/// features there, untracked, and a result made from the values is as untracked as burn's.
 pub(super) fn on_cpu_f32_untracked(h: &Tensor<3>) -> bool {
-    !h.is_tracked() && h.dtype() == DType::F32 && matches!(h.device().as_dispatch(), burn::backend::DispatchDevice::Flex(_))
+    !h.is_tracked() && h.dtype() == DType::F32 && matches!(h.device().as_dispatch().clone().inner(), burn::backend::DispatchDevice::Flex(_))
 }
 
 fn quick_gelu_cpu(h: Tensor<3>) -> Tensor<3> {
@@ -176,6 +178,24 @@ mod tests {
         let mut nan = [f32::NAN];
         quick_gelu_in_place(&mut nan);
         assert!(nan[0].is_nan());
+    }
+
+    #[test]
+    fn on_an_autodiff_device_only_untracked_values_take_the_cpu_path() {
+        let device = burn::tensor::Device::flex().autodiff();
+        let values: Vec<f32> = (0..2 * 3 * 4).map(|i| i as f32 * 0.25 - 3.0).collect();
+        let h = Tensor::<3>::from_data(TensorData::new(values.clone(), [2, 3, 4]), &device);
+        assert!(on_cpu_f32_untracked(&h));
+        let tracked = h.clone().require_grad();
+        assert!(!on_cpu_f32_untracked(&tracked));
+        // The gradient of a tracked activation still arrives, through burn's ops.
+        let grads = activate(tracked.clone(), Activation::QuickGelu).sum().backward();
+        let gradient = tracked.grad(&grads).expect("a gradient").into_data().try_into_vec::<f32>().unwrap();
+        for (&x, &g) in values.iter().zip(&gradient) {
+            let s = 1.0 / (1.0 + (-1.702 * x as f64).exp());
+            let expected = s + 1.702 * x as f64 * s * (1.0 - s);
+            assert!((g as f64 - expected).abs() < 1e-5, "d/dx quick_gelu({x}) = {g}, expected {expected}");
+        }
     }
 
     #[test]
