@@ -18,8 +18,10 @@ fn kib_field_bytes(text: &str, field: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
-/// The largest allocation glibc serves from its heaps rather than a fresh mapping.
-const MMAP_THRESHOLD_BYTES: i32 = 32 << 20;
+/// The largest allocation glibc serves from its heaps rather than a fresh mapping: above
+/// ViT-L/14's largest buffer at batch 8, its MLP's `[2056, 4096]` f32 activations (33.7 MB,
+/// just over glibc's former 32 MiB cap, so they were mapped and faulted in afresh every layer).
+const MMAP_THRESHOLD_BYTES: i32 = 256 << 20;
 /// Free memory glibc keeps at the top of a heap before it gives some back to the system.
 const TRIM_THRESHOLD_BYTES: i32 = 1 << 30;
 
