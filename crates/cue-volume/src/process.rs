@@ -50,20 +50,21 @@ pub fn keep_freed_memory_for_reuse() -> bool {
     false
 }
 
-/// Asks the kernel to back the whole 2 MiB pages inside `capacity` bytes from `start` with
-/// transparent huge pages, where the system leaves that to each process (`madvise` mode, the
+/// Asks the kernel to back the whole 2 MiB pages inside `buffer` (a new `Vec`'s spare capacity)
+/// with transparent huge pages, where the system leaves that to each process (`madvise` mode, the
 /// usual default), before the memory is first written. For large buffers that are streamed
 /// through again and again (a model's packed weights, a layer's activations): with 4 KiB pages
 /// the TLB misses made ViT-L/14's bf16 product on the CPU vary by a fifth from one build to the
 /// next, whichever way the allocator happened to lay the buffers out (README, "Measured").
 /// Does nothing on other systems, for buffers smaller than a huge page, or where the kernel
 /// declines.
-pub fn advise_huge_pages(start: *const u8, capacity: usize) {
+pub fn advise_huge_pages<T>(buffer: &[std::mem::MaybeUninit<T>]) {
     #[cfg(target_os = "linux")]
     {
         const HUGE: usize = 2 << 20;
-        let first = (start as usize).next_multiple_of(HUGE);
-        let end = (start as usize + capacity) / HUGE * HUGE;
+        let start = buffer.as_ptr() as usize;
+        let first = start.next_multiple_of(HUGE);
+        let end = (start + std::mem::size_of_val(buffer)) / HUGE * HUGE;
         if end > first {
             // SAFETY: madvise with MADV_HUGEPAGE changes no contents and no mapping; the range
             // lies inside memory this process allocated.
@@ -71,7 +72,7 @@ pub fn advise_huge_pages(start: *const u8, capacity: usize) {
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = (start, capacity);
+    let _ = buffer;
 }
 
 /// Lets a closed output end the process quietly, as it ends `cat` or `grep`: `cue info F | head`

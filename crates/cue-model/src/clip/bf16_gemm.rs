@@ -13,9 +13,10 @@
 //! side are a pair), with a row stride that keeps the [`MR`] rows a kernel reads off the same
 //! L1 sets. The work is split into tasks of 32 row blocks by 4 panels, each going through
 //! [`KC_PAIRS`] pairs at a time: its activations stay in L2 and a panel's chunk in L1 (the
-//! classic GotoBLAS blocking). On one AMD EPYC VM (2 threads) the product went from about
-//! 280-350 to 360-400 GFLOP/s (of about 440 that `vdpbf16ps` allows there; the kernel alone
-//! reaches 95 % of it) and the rounding of a `[2056, 4096]` input from 6 to 2.5 ms.
+//! classic GotoBLAS blocking). Its large buffers are advised onto huge pages. On one AMD EPYC
+//! VM (2 threads) the product went from about 300 to 400-420 GFLOP/s (of about 440 that
+//! `vdpbf16ps` allows there; the kernel alone reaches 95 % of it) and the rounding of a
+//! `[2056, 4096]` input from 6 to 2.5 ms.
 
 /// Rows of the output one kernel call computes.
 pub const MR: usize = 8;
@@ -73,8 +74,7 @@ pub struct Bf16Weights {
     /// The panels, from `panels_start` on (what comes before is alignment padding).
     panels: Vec<u32>,
     /// Where the panels start in `panels`: on a 64-byte boundary, so that the kernel's
-    /// 64-byte loads of them never straddle two cache lines. (An unaligned buffer, wherever
-    /// the allocator happened to put it, made the product about a fifth slower.)
+    /// 64-byte loads of them never straddle two cache lines.
     panels_start: usize,
     bias: Vec<f32>,
 }
@@ -90,7 +90,7 @@ impl Bf16Weights {
         let mut panels: Vec<u32> = Vec::with_capacity(panel_count * pairs * NR + ALIGN_VALUES - 1);
         // Values before the first 64-byte boundary (a u32 buffer is 4-byte aligned, so this is
         // below 16), left as padding; the capacity leaves room, so pushing never moves it.
-        cue_volume::process::advise_huge_pages(panels.as_ptr().cast(), panels.capacity() * std::mem::size_of::<u32>());
+        cue_volume::process::advise_huge_pages(panels.spare_capacity_mut());
         let panels_start = panels.as_ptr().align_offset(64).min(ALIGN_VALUES - 1);
         panels.resize(panels_start, 0);
         for panel in 0..panel_count {
@@ -122,7 +122,7 @@ impl Bf16Weights {
         #[cfg(target_arch = "x86_64")]
         if available() && self.pairs > 0 {
             let mut out: Vec<f32> = Vec::with_capacity(rows * self.outputs);
-            cue_volume::process::advise_huge_pages(out.as_ptr().cast(), out.capacity() * std::mem::size_of::<f32>());
+            cue_volume::process::advise_huge_pages(out.spare_capacity_mut());
             // SAFETY: the CPU has AVX-512 F and BF16 (checked above); `a` and `self.panels`
             // hold the blocks the loops read; the first pass over the inputs writes every one
             // of the rows x outputs values (there is one: pairs > 0) before any is read.
@@ -149,12 +149,13 @@ impl Bf16Weights {
     /// added, then added to the f32 sum).
     fn matmul_portable(&self, a: &[u32], rows: usize, out: &mut [f32]) {
         let split = |v: u32| (bf16_value(v as u16), bf16_value((v >> 16) as u16));
+        let stride = row_stride(self.pairs);
         for r in 0..rows {
             for n in 0..self.outputs {
                 let (panel, j) = (n / NR, n % NR);
                 let mut sum = 0.0f32;
                 for p in 0..self.pairs {
-                    let (a0, a1) = split(a[r * row_stride(self.pairs) + p]);
+                    let (a0, a1) = split(a[r * stride + p]);
                     let (b0, b1) = split(self.panels()[(panel * self.pairs + p) * NR + j]);
                     sum += a0 * b0 + a1 * b1;
                 }
@@ -179,8 +180,9 @@ fn pack_rows(x: &[f32], rows: usize, inputs: usize) -> Vec<u32> {
     let stride = row_stride(inputs.div_ceil(2));
     let padded_rows = rows.div_ceil(MR) * MR;
     let mut packed: Vec<u32> = Vec::with_capacity(padded_rows * stride);
-    cue_volume::process::advise_huge_pages(packed.as_ptr().cast(), packed.capacity() * std::mem::size_of::<u32>());
+    cue_volume::process::advise_huge_pages(packed.spare_capacity_mut());
     packed.resize(padded_rows * stride, 0);
+    #[cfg(target_arch = "x86_64")]
     let fast = available();
     packed.par_chunks_mut(MR * stride).enumerate().for_each(|(block, dst)| {
         for (lane, out) in dst.chunks_mut(stride).enumerate() {
@@ -189,18 +191,16 @@ fn pack_rows(x: &[f32], rows: usize, inputs: usize) -> Vec<u32> {
                 break;
             }
             let row = &x[r * inputs..(r + 1) * inputs];
-            #[cfg(all(target_arch = "x86_64", target_endian = "little"))]
+            #[cfg(target_arch = "x86_64")]
             if fast {
-                // SAFETY: u32 pairs seen as their two u16 halves, low first (little endian):
-                // the values in input order. AVX-512 F and BF16 are available and the view
-                // holds at least `inputs` values.
+                // SAFETY: u32 pairs seen as their two u16 halves, low first (x86-64 is little
+                // endian): the values in input order. AVX-512 F and BF16 are available and the
+                // view holds at least `inputs` values.
                 unsafe { simd::round_row(row, std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u16>(), inputs.next_multiple_of(2))) };
                 continue;
             }
-            let _ = fast;
-            for (p, pair) in out.iter_mut().take(inputs.div_ceil(2)).enumerate() {
-                let hi = row.get(2 * p + 1).copied().unwrap_or(0.0);
-                *pair = u32::from(bf16_bits(row[2 * p])) | (u32::from(bf16_bits(hi)) << 16);
+            for (dst, values) in out.iter_mut().zip(row.chunks(2)) {
+                *dst = pair(values[0], values.get(1).copied().unwrap_or(0.0));
             }
         }
     });
