@@ -194,7 +194,7 @@ unsafe fn head(
             gemm::Parallelism::None,
         );
     }
-    softmax_rows(scores, tokens, causal);
+    softmax_rows(scores, tokens, causal, 1.0);
     unsafe {
         gemm::gemm(
             tokens,
@@ -220,41 +220,41 @@ unsafe fn head(
     }
 }
 
-/// Each row of the `tokens x tokens` scores to its softmax; with `causal`, row `i` over its
-/// first `i + 1` scores, the rest zero.
-fn softmax_rows(scores: &mut [f32], tokens: usize, causal: bool) {
+/// Each row of the `tokens x tokens` scores to the softmax of `scale` times it (`scale` > 0);
+/// with `causal`, row `i` over its first `i + 1` scores, the rest zero.
+pub(super) fn softmax_rows(scores: &mut [f32], tokens: usize, causal: bool, scale: f32) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512 F, all the function's body is compiled for.
-            return unsafe { softmax_rows_avx512(scores, tokens, causal) };
+            return unsafe { softmax_rows_avx512(scores, tokens, causal, scale) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: as above, for AVX2 and FMA.
-            return unsafe { softmax_rows_avx2(scores, tokens, causal) };
+            return unsafe { softmax_rows_avx2(scores, tokens, causal, scale) };
         }
     }
-    softmax_rows_portable(scores, tokens, causal);
+    softmax_rows_portable(scores, tokens, causal, scale);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn softmax_rows_avx512(scores: &mut [f32], tokens: usize, causal: bool) {
-    softmax_rows_portable(scores, tokens, causal);
+fn softmax_rows_avx512(scores: &mut [f32], tokens: usize, causal: bool, scale: f32) {
+    softmax_rows_portable(scores, tokens, causal, scale);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn softmax_rows_avx2(scores: &mut [f32], tokens: usize, causal: bool) {
-    softmax_rows_portable(scores, tokens, causal);
+fn softmax_rows_avx2(scores: &mut [f32], tokens: usize, causal: bool, scale: f32) {
+    softmax_rows_portable(scores, tokens, causal, scale);
 }
 
 #[inline(always)]
-fn softmax_rows_portable(scores: &mut [f32], tokens: usize, causal: bool) {
+fn softmax_rows_portable(scores: &mut [f32], tokens: usize, causal: bool, scale: f32) {
     for (i, row) in scores.chunks_exact_mut(tokens).enumerate() {
         let kept = if causal { i + 1 } else { tokens };
         let (row, masked) = row.split_at_mut(kept);
-        softmax(row);
+        softmax(row, scale);
         masked.fill(0.0);
     }
 }
@@ -263,8 +263,10 @@ fn softmax_rows_portable(scores: &mut [f32], tokens: usize, causal: bool) {
 /// (float addition is not reassociated for it).
 const LANES: usize = 16;
 
+/// `softmax(scale x row)` in place: the maximum is found unscaled (`scale` > 0 keeps it the
+/// maximum), so scaling costs a multiply folded into `exp`'s argument.
 #[inline(always)]
-fn softmax(row: &mut [f32]) {
+fn softmax(row: &mut [f32], scale: f32) {
     let mut maxima = [f32::NEG_INFINITY; LANES];
     let mut chunks = row.chunks_exact(LANES);
     for chunk in &mut chunks {
@@ -273,17 +275,18 @@ fn softmax(row: &mut [f32]) {
         }
     }
     let max = chunks.remainder().iter().chain(&maxima).fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let shift = max * scale;
     let mut sums = [0.0f32; LANES];
     let mut chunks = row.chunks_exact_mut(LANES);
     for chunk in &mut chunks {
         for (s, x) in sums.iter_mut().zip(chunk) {
-            *x = exp(*x - max);
+            *x = exp(*x * scale - shift);
             *s += *x;
         }
     }
     let mut sum: f32 = sums.iter().sum();
     for x in chunks.into_remainder() {
-        *x = exp(*x - max);
+        *x = exp(*x * scale - shift);
         sum += *x;
     }
     let inverse = 1.0 / sum;
@@ -353,12 +356,12 @@ mod tests {
     #[test]
     fn softmax_saturates_without_nan_and_sums_to_one() {
         let mut row: Vec<f32> = (0..41).map(|i| i as f32 * 7.0 - 100.0).collect();
-        softmax(&mut row);
+        softmax(&mut row, 1.0);
         assert!(row.iter().all(|x| x.is_finite() && *x >= 0.0));
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!(row[40] > 0.99);
         let mut scores = vec![1.0f32; 9];
-        softmax_rows(&mut scores, 3, true);
+        softmax_rows(&mut scores, 3, true, 1.0);
         assert_eq!(scores, [1.0, 0.0, 0.0, 0.5, 0.5, 0.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0]);
     }
 }

@@ -148,27 +148,87 @@ impl Bf16Weights {
     /// The same product in plain Rust, as `vdpbf16ps` computes it (each pair's two products
     /// added, then added to the f32 sum).
     fn matmul_portable(&self, a: &[u32], rows: usize, out: &mut [f32]) {
-        let split = |v: u32| (bf16_value(v as u16), bf16_value((v >> 16) as u16));
         let stride = row_stride(self.pairs);
-        for r in 0..rows {
-            for n in 0..self.outputs {
-                let (panel, j) = (n / NR, n % NR);
-                let mut sum = 0.0f32;
-                for p in 0..self.pairs {
-                    let (a0, a1) = split(a[r * stride + p]);
-                    let (b0, b1) = split(self.panels()[(panel * self.pairs + p) * NR + j]);
-                    sum += a0 * b0 + a1 * b1;
-                }
-                out[r * self.outputs + n] = sum + self.bias[n];
+        product_portable(a, stride, rows, self.panels(), self.pairs, self.outputs, |r, n, sum| out[r * self.outputs + n] = sum + self.bias[n]);
+    }
+}
+
+/// The product of pairs `a` (rows `lda` apart) and `panels` in plain Rust, as `vdpbf16ps`
+/// computes it (each pair's two products added, then added to the f32 sum), each sum handed
+/// to `write(row, output, sum)`.
+fn product_portable(a: &[u32], lda: usize, rows: usize, panels: &[u32], pairs: usize, outputs: usize, mut write: impl FnMut(usize, usize, f32)) {
+    let split = |v: u32| (bf16_value(v as u16), bf16_value((v >> 16) as u16));
+    for r in 0..rows {
+        for n in 0..outputs {
+            let (panel, j) = (n / NR, n % NR);
+            let mut sum = 0.0f32;
+            for p in 0..pairs {
+                let (a0, a1) = split(a[r * lda + p]);
+                let (b0, b1) = split(panels[(panel * pairs + p) * NR + j]);
+                sum += a0 * b0 + a1 * b1;
             }
+            write(r, n, sum);
         }
     }
+}
+
+/// `row` rounded to bf16 into `bits` (AVX-512 BF16 where [`available`]); `bits` past the
+/// row's end are zeroed.
+pub(super) fn round_into(row: &[f32], bits: &mut [u16]) {
+    assert!(bits.len() >= row.len(), "fewer bits than values");
+    #[cfg(target_arch = "x86_64")]
+    if available() {
+        // SAFETY: AVX-512 F and BF16 are available and `bits` is at least as long as `row`.
+        unsafe { simd::round_row(row, bits) };
+        bits[row.len()..].fill(0);
+        return;
+    }
+    round_row(row, bits);
+}
+
+/// `a` (pairs, [`MR`]-row blocks `lda` pairs apart, the first `rows` rows valid, whole blocks
+/// readable) times `panels` (`[panel][pairs][NR]`, `outputs` columns) into `out`'s first
+/// `rows` rows (`ldc` apart), on the calling thread: for products too small to share out,
+/// such as one attention head's.
+///
+/// # Safety
+/// `out` addresses `rows` rows of `outputs` writable values, `ldc` apart.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn product_on_this_thread(a: &[u32], lda: usize, rows: usize, panels: &[u32], pairs: usize, outputs: usize, out: *mut f32, ldc: usize) {
+    let blocks = rows.div_ceil(MR);
+    assert!(a.len() >= blocks.saturating_sub(1) * MR * lda + (MR - 1) * lda + pairs, "fewer input pairs than rows");
+    assert!(panels.len() >= outputs.div_ceil(NR) * pairs * NR && lda >= pairs, "fewer weight pairs than outputs");
+    #[cfg(target_arch = "x86_64")]
+    if available() && pairs > 0 {
+        static ZEROS: [f32; NR] = [0.0; NR];
+        for block in 0..blocks {
+            for panel in 0..outputs.div_ceil(NR) {
+                // SAFETY: the asserts bound the reads; the caller, the writes.
+                unsafe {
+                    simd::kernel(
+                        a[block * MR * lda..].as_ptr(),
+                        lda,
+                        panels[panel * pairs * NR..].as_ptr(),
+                        pairs,
+                        out.add(block * MR * ldc + panel * NR),
+                        ldc,
+                        (rows - block * MR).min(MR),
+                        (outputs - panel * NR).min(NR),
+                        Some(ZEROS.as_ptr()),
+                    )
+                };
+            }
+        }
+        return;
+    }
+    // SAFETY: the caller's bounds.
+    product_portable(a, lda, rows, panels, pairs, outputs, |r, n, sum| unsafe { *out.add(r * ldc + n) = sum });
 }
 
 /// Pairs from one row to the next in [`pack_rows`]'s layout: the row's pairs, then padding, so
 /// that the [`MR`] rows a kernel reads together never sit a multiple of 4 KiB apart (they would
 /// share L1 sets: 1,024 or 4,096 inputs make such strides).
-fn row_stride(pairs: usize) -> usize {
+pub(super) fn row_stride(pairs: usize) -> usize {
     pairs.div_ceil(16) * 16 + 16
 }
 
@@ -317,7 +377,7 @@ mod simd {
     /// the bias on the first pass.
     #[target_feature(enable = "avx512f,avx512bf16")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn kernel(a: *const u32, lda: usize, b: *const u32, count: usize, c: *mut f32, ldc: usize, rows: usize, columns: usize, bias: Option<*const f32>) {
+    pub(super) unsafe fn kernel(a: *const u32, lda: usize, b: *const u32, count: usize, c: *mut f32, ldc: usize, rows: usize, columns: usize, bias: Option<*const f32>) {
         let mut acc = [[_mm512_setzero_ps(); 2]; MR];
         // SAFETY: the block's MR rows each hold `count` pairs from `a`, `lda` apart.
         let a_rows: [*const u32; MR] = std::array::from_fn(|r| unsafe { a.add(r * lda) });

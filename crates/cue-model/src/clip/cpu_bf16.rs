@@ -1,9 +1,9 @@
 //! `--precision bf16` on the CPU: each block's linear layers through CUE's AVX-512 BF16 product
 //! ([`super::bf16_gemm`]), where burn's CPU backend would widen bf16 to f32 and gain nothing.
 //! The weights are packed once, when the precision is set; query, key and value go through one
-//! product. Attention, the activation ([`super::activation`]), the LayerNorms and the residual
-//! stream stay f32, so only the linear layers' inputs and weights are rounded, as under PyTorch's bf16
-//! autocast.
+//! product. Attention's two products run in bf16 too ([`super::attention_bf16`]); its softmax,
+//! the activation ([`super::activation`]), the LayerNorms and the residual stream stay f32, as
+//! under PyTorch's bf16 autocast.
 
 use std::sync::Arc;
 
@@ -72,7 +72,7 @@ impl BlockBf16 {
     /// The block's forward, as [`ClipEncoderLayer::forward`] computes it.
     pub fn forward(&self, layer: &ClipEncoderLayer, x: Tensor<3>, causal: bool) -> Tensor<3> {
         let qkv = linear(&self.qkv, layer.layer_norm1.forward(x.clone()));
-        let context = super::attention_cpu::attention_fused(qkv, layer.self_attn.num_heads, causal);
+        let context = attention(qkv, layer.self_attn.num_heads, causal);
         let x = x + linear(&self.out, context);
         let normed = layer.layer_norm2.forward(x.clone());
         let h = match layer.mlp.activation {
@@ -135,6 +135,26 @@ fn time_products() -> (f64, f64) {
         std::hint::black_box(a.clone().matmul(b.clone()).into_data());
     }));
     (kernel_s, f32_s)
+}
+
+/// Attention of the fused `[batch, tokens, 3 x width]` projections through the bf16 product
+/// ([`super::attention_bf16`]); in f32 where the buffer is not f32 (not reached: the product
+/// writes f32).
+fn attention(qkv: Tensor<3>, heads: usize, causal: bool) -> Tensor<3> {
+    let [batch, tokens, three_widths] = qkv.dims();
+    let width = three_widths / 3;
+    if three_widths % 3 != 0 || width % heads != 0 {
+        return super::attention_cpu::attention_fused(qkv, heads, causal);
+    }
+    let device = qkv.device();
+    let data = qkv.into_data();
+    match data.as_slice::<f32>() {
+        Ok(values) => {
+            let shape = super::attention_bf16::Shape { batch, tokens, heads, head_dim: width / heads, causal };
+            Tensor::from_data(TensorData::new(super::attention_bf16::attention(values, shape), [batch, tokens, width]), &device)
+        }
+        Err(_) => super::attention_cpu::attention_fused(Tensor::from_data(data, &device), heads, causal),
+    }
 }
 
 /// `weights` applied to the last axis of `x` (f32 in and out).

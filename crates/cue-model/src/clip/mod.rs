@@ -3,6 +3,7 @@
 //! layouts, Burnpack).
 
 pub mod activation;
+pub mod attention_bf16;
 pub mod attention_cpu;
 pub mod bf16_gemm;
 pub mod config;
