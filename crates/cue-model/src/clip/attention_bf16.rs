@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 
 use super::attention_cpu::softmax_rows;
-use super::bf16_gemm::{MR, NR, product_on_this_thread, round_into, row_stride};
+use super::bf16_gemm::{Bf16Rows, MR, NR, Pairs, product_on_this_thread, round_to, row_stride};
 
 /// The shape of a fused `[batch, tokens, 3 x width]` query-key-value buffer.
 #[derive(Clone, Copy, Debug)]
@@ -24,7 +24,7 @@ pub struct Shape {
     pub tokens: usize,
     /// Heads (`width / head_dim`).
     pub heads: usize,
-    /// Channels per head.
+    /// Channels per head (even: a head's channels are whole pairs).
     pub head_dim: usize,
     /// Whether token `i` attends only to tokens `0..=i` (the text tower).
     pub causal: bool,
@@ -38,8 +38,6 @@ impl Shape {
 
 /// One task's buffers, reused from one head to the next.
 struct Scratch {
-    /// Query rows as pairs, `q_stride` apart, in whole [`MR`]-row blocks.
-    queries: Vec<u32>,
     /// Keys as weight panels: `[token panel][channel pair][NR tokens]`.
     keys: Vec<u32>,
     /// Scores, then probabilities, `tokens x tokens`.
@@ -48,101 +46,91 @@ struct Scratch {
     probabilities: Vec<u32>,
     /// Values as weight panels: `[channel panel][token pair][NR channels]`.
     values: Vec<u32>,
-    /// One row rounded.
-    row: Vec<u16>,
+    /// The head's output, `tokens x head_dim`.
+    context: Vec<f32>,
 }
 
 impl Scratch {
     fn new(shape: Shape) -> Self {
         let Shape { tokens, head_dim, .. } = shape;
-        let rows = tokens.div_ceil(MR) * MR;
         Self {
-            queries: vec![0; rows * row_stride(head_dim.div_ceil(2))],
-            keys: vec![0; tokens.div_ceil(NR) * head_dim.div_ceil(2) * NR],
+            keys: vec![0; tokens.div_ceil(NR) * head_dim / 2 * NR],
             scores: vec![0.0; tokens * tokens],
-            probabilities: vec![0; rows * row_stride(tokens.div_ceil(2))],
+            probabilities: vec![0; tokens.div_ceil(MR) * MR * row_stride(tokens.div_ceil(2))],
             values: vec![0; head_dim.div_ceil(NR) * tokens.div_ceil(2) * NR],
-            row: vec![0; head_dim.next_multiple_of(2)],
+            context: vec![0.0; tokens * head_dim],
         }
     }
 }
 
-/// The output's base pointer, shared by the tasks that write disjoint columns of it.
-#[derive(Clone, Copy)]
-struct Output(*mut f32);
-
-// SAFETY: each task writes only its own head's columns of its own batch item's rows.
-unsafe impl Send for Output {}
-unsafe impl Sync for Output {}
-
-impl Output {
-    // A method, so that closures capture the whole (Send) struct, not its raw pointer field.
-    fn at(self, index: usize) -> *mut f32 {
-        self.0.wrapping_add(index)
-    }
-}
-
-/// Attention of `qkv` (`[batch, tokens, 3 x width]`: each token's query, key and value side
-/// by side) scaled by `head_dim^-0.5`: `[batch, tokens, width]`.
-pub fn attention(qkv: &[f32], shape: Shape) -> Vec<f32> {
+/// Attention of `qkv` (`batch x tokens` rows: each token's query, key and value side by
+/// side, `3 x width` values) scaled by `head_dim^-0.5`: `batch x tokens` rows of `width`
+/// values, rounded as the output projection reads them.
+pub fn attention(qkv: &Bf16Rows, shape: Shape) -> Bf16Rows {
     let Shape { batch, tokens, heads, head_dim, .. } = shape;
     let width = shape.width();
-    assert_eq!(qkv.len(), batch * tokens * 3 * width, "qkv is not batch x tokens x 3 width");
-    let mut output = vec![0.0f32; batch * tokens * width];
-    let base = Output(output.as_mut_ptr());
-    (0..batch * heads).into_par_iter().for_each_init(
-        || Scratch::new(shape),
-        |scratch, task| {
-            let (b, h) = (task / heads, task % heads);
-            let item = &qkv[b * tokens * 3 * width..(b + 1) * tokens * 3 * width];
-            let channels = |t: usize, part: usize| &item[t * 3 * width + part * width + h * head_dim..][..head_dim];
-            // SAFETY: `out` addresses this task's own `tokens x head_dim` block of `output`
-            // (row stride `width`), which no other task writes and which outlives the loop.
-            unsafe { head(channels, scratch, shape, base.at(b * tokens * width + h * head_dim)) };
-        },
-    );
-    output
+    assert!(head_dim % 2 == 0, "a head's channels are not whole pairs");
+    assert_eq!((qkv.rows(), qkv.inputs()), (batch * tokens, 3 * width), "qkv is not batch x tokens rows of 3 x width");
+    // SAFETY: the tasks write every row's `width / 2` pairs: item b's rows, head h's pairs.
+    unsafe {
+        Bf16Rows::build(batch * tokens, width, |out, stride| {
+            let out = Pairs(out);
+            (0..batch * heads).into_par_iter().for_each_init(
+                || Scratch::new(shape),
+                |scratch, task| head(qkv, task / heads, task % heads, scratch, shape, out, stride),
+            );
+        })
+    }
 }
 
-/// One head: `softmax(q k^T / sqrt(head_dim)) v` into `out` (rows `width` apart);
-/// `channels(t, part)` is token `t`'s query (part 0), key (1) or value (2).
-///
-/// # Safety
-/// `out` addresses `tokens` rows of `head_dim` writable values, `width` apart.
-unsafe fn head<'a>(channels: impl Fn(usize, usize) -> &'a [f32], scratch: &mut Scratch, shape: Shape, out: *mut f32) {
+/// Item `b`'s head `h`: `softmax(q k^T / sqrt(head_dim)) v`, rounded into `out`'s rows
+/// (`stride` pairs apart) at the head's pairs.
+fn head(qkv: &Bf16Rows, b: usize, h: usize, scratch: &mut Scratch, shape: Shape, out: Pairs, stride: usize) {
     let Shape { tokens, head_dim, causal, .. } = shape;
-    let (channel_pairs, token_pairs) = (head_dim.div_ceil(2), tokens.div_ceil(2));
-    let (q_stride, p_stride) = (row_stride(channel_pairs), row_stride(token_pairs));
-    let Scratch { queries, keys, scores, probabilities, values, row } = scratch;
+    let (width, channel_pairs, token_pairs) = (shape.width(), head_dim / 2, tokens.div_ceil(2));
+    let p_stride = row_stride(token_pairs);
+    let Scratch { keys, scores, probabilities, values, context } = scratch;
+    let pairs = qkv.pairs();
+    // Token t's query, key or value (part 0, 1, 2) of this head, as pairs.
+    let at = |t: usize, part: usize| (b * tokens + t) * qkv.stride() + (part * width + h * head_dim) / 2;
     for t in 0..tokens {
-        round_into(channels(t, 0), as_bits(&mut queries[t * q_stride..][..channel_pairs]));
-        round_into(channels(t, 1), row);
+        let key = &pairs[at(t, 1)..][..channel_pairs];
         let panel = &mut keys[t / NR * channel_pairs * NR..][..channel_pairs * NR];
-        for (p, bits) in row.chunks_exact(2).enumerate() {
-            panel[p * NR + t % NR] = u32::from(bits[0]) | (u32::from(bits[1]) << 16);
-        }
-        round_into(channels(t, 2), row);
-        let values = as_bits(values);
-        for (c, &bits) in row[..head_dim].iter().enumerate() {
-            // Channel c's panel, token pair t / 2, lane c % NR, half t % 2.
-            values[(((c / NR) * token_pairs + t / 2) * NR + c % NR) * 2 + t % 2] = bits;
+        for (p, &pair) in key.iter().enumerate() {
+            panel[p * NR + t % NR] = pair;
         }
     }
-    // SAFETY: `scores` holds tokens x tokens values; the queries whole blocks of rows.
-    unsafe { product_on_this_thread(queries, q_stride, tokens, keys, channel_pairs, tokens, scores.as_mut_ptr(), tokens) };
+    const ZEROS: [u32; NR / 2] = [0; NR / 2];
+    for p in 0..token_pairs {
+        // Tokens 2p and 2p + 1 (zeros past the last) side by side, channel after channel: a
+        // panel's NR channels are NR / 2 pairs of each token.
+        let first = &pairs[at(2 * p, 2)..][..channel_pairs];
+        let second = if 2 * p + 1 < tokens { &pairs[at(2 * p + 1, 2)..][..channel_pairs] } else { &ZEROS[..] };
+        for (panel, (first, second)) in first.chunks(NR / 2).zip(second.chunks(NR / 2).chain(std::iter::repeat(&ZEROS[..]))).enumerate() {
+            let out = &mut values[(panel * token_pairs + p) * NR..][..2 * first.len()];
+            for (j, (&f, &s)) in first.iter().zip(second).enumerate() {
+                out[2 * j] = (f & 0xffff) | (s << 16);
+                out[2 * j + 1] = (f >> 16) | (s & 0xffff_0000);
+            }
+        }
+    }
+    // The queries are read where they are: rows of this item, `stride` apart (rows past the
+    // item's last are the next item's or padding, finite either way, and not written out).
+    // SAFETY: `scores` holds tokens x tokens values; `Bf16Rows` leaves a whole block past its
+    // last row, so every block from this item's first row on can be read.
+    unsafe { product_on_this_thread(&pairs[at(0, 0)..], qkv.stride(), tokens, keys, channel_pairs, tokens, scores.as_mut_ptr(), tokens) };
     softmax_rows(scores, tokens, causal, (head_dim as f32).powf(-0.5));
     for (i, scores) in scores.chunks_exact(tokens).enumerate() {
-        round_into(scores, as_bits(&mut probabilities[i * p_stride..][..token_pairs]));
+        // SAFETY: row i of the probabilities holds token_pairs pairs.
+        unsafe { round_to(scores, probabilities[i * p_stride..].as_mut_ptr().cast(), 2 * token_pairs) };
     }
-    // SAFETY: the caller's bounds for `out`; the probabilities are whole blocks of rows.
-    unsafe { product_on_this_thread(probabilities, p_stride, tokens, values, token_pairs, head_dim, out, shape.width()) };
-}
-
-/// Pairs seen as their bf16 halves, low first (x86-64 and every target Rust's bf16 product
-/// runs on are little endian).
-fn as_bits(pairs: &mut [u32]) -> &mut [u16] {
-    // SAFETY: u16 has a smaller alignment than u32, and twice as many fit in the same bytes.
-    unsafe { std::slice::from_raw_parts_mut(pairs.as_mut_ptr().cast::<u16>(), pairs.len() * 2) }
+    // SAFETY: `context` holds tokens x head_dim values; the probabilities are whole blocks.
+    unsafe { product_on_this_thread(probabilities, p_stride, tokens, values, token_pairs, head_dim, context.as_mut_ptr(), head_dim) };
+    for (t, row) in context.chunks_exact(head_dim).enumerate() {
+        // SAFETY: row b x tokens + t of the output, this head's head_dim values (whole
+        // pairs), written by this task alone.
+        unsafe { round_to(row, out.bits((b * tokens + t) * stride + h * channel_pairs), head_dim) };
+    }
 }
 
 #[cfg(test)]
@@ -178,20 +166,24 @@ mod tests {
     }
 
     #[test]
-    fn matches_attention_in_f64_within_the_rounding_of_the_probabilities() {
-        // Odd token and channel counts (half pairs), more tokens than a panel and a row block,
-        // a head wider than a panel, causal and not; values spread so that the softmax is peaked.
-        for (batch, tokens, heads, head_dim, causal) in [(2, 37, 3, 24, false), (1, 19, 2, 33, true), (3, 1, 2, 8, false), (1, 70, 1, 64, false)] {
+    fn matches_attention_in_f64_within_the_roundings_of_the_probabilities_and_the_output() {
+        // Odd token counts (half pairs of tokens), more tokens than a panel and a row block,
+        // a head wider than a panel, causal and not, items whose first row starts inside a
+        // block; values spread so that the softmax is peaked.
+        for (batch, tokens, heads, head_dim, causal) in [(2, 37, 3, 24, false), (1, 19, 2, 34, true), (3, 1, 2, 8, false), (3, 70, 1, 64, false)] {
             let shape = Shape { batch, tokens, heads, head_dim, causal };
-            let n = batch * tokens * 3 * heads * head_dim;
-            let qkv: Vec<f32> = (0..n).map(|i| (i as f32 * 0.618 + 0.3).sin() * 3.0).collect();
+            let (rows, width) = (batch * tokens, heads * head_dim);
+            let qkv: Vec<f32> = (0..rows * 3 * width).map(|i| (i as f32 * 0.618 + 0.3).sin() * 3.0).collect();
             let expected = reference(&qkv, shape);
-            let ours = attention(&qkv, shape);
+            let ours = attention(&Bf16Rows::from_f32(&qkv, rows, 3 * width), shape);
+            assert_eq!((ours.rows(), ours.inputs()), (rows, width));
             // Each probability is rounded to bf16 (8 significant bits: relative error up to
             // 2^-8) before it weighs the values (|v| <= 3), and they sum to one: the output
-            // can move by 3 x 2^-8 at most, and more only if wrong.
-            let worst = ours.iter().zip(&expected).map(|(a, b)| (f64::from(*a) - b).abs()).fold(0.0, f64::max);
-            assert!(worst <= 3.0 * 2f64.powi(-8), "{batch}x{tokens}, {heads} heads of {head_dim}, causal {causal}: off by {worst:e}");
+            // can move by 3 x 2^-8, and by as much again when it is rounded; more only if wrong.
+            let worst = (0..rows)
+                .flat_map(|r| ours.row(r).into_iter().zip(&expected[r * width..(r + 1) * width]).map(|(a, b)| (f64::from(a) - b).abs()).collect::<Vec<_>>())
+                .fold(0.0, f64::max);
+            assert!(worst <= 6.0 * 2f64.powi(-8), "{batch}x{tokens}, {heads} heads of {head_dim}, causal {causal}: off by {worst:e}");
         }
     }
 }

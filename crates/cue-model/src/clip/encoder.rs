@@ -77,6 +77,10 @@ pub struct ClipEncoderLayer {
     /// that has it (the f32 weights above then go unused).
     #[module(skip)]
     pub cpu_bf16: Option<Arc<BlockBf16>>,
+    /// The LayerNorms' epsilon (burn's `LayerNorm` keeps its own private), for the bf16 CPU
+    /// block's LayerNorm.
+    #[module(skip)]
+    pub layer_norm_eps: f64,
 }
 
 impl ClipEncoderLayer {
@@ -89,6 +93,11 @@ impl ClipEncoderLayer {
         {
             return packed.forward(self, x, causal);
         }
+        self.forward_unpacked(x, causal)
+    }
+
+    /// The block through burn's operations, whether packed or not.
+    pub(super) fn forward_unpacked(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
         // The residual stream and the norms stay float32; attention and MLP run in the
         // weights' type (a no-op cast at float32), as under PyTorch's autocast.
         let precision = Precision::of(self.mlp.fc1.weight.val().dtype());
@@ -157,6 +166,7 @@ impl ClipEncoder {
                 },
                 layer_norm2: layer_norm(sizes.width, sizes.layer_norm_eps, device),
                 cpu_bf16: None,
+                layer_norm_eps: sizes.layer_norm_eps,
             })
             .collect();
         Self { layers }

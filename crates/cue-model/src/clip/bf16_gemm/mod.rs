@@ -63,6 +63,13 @@ fn pair(lo: f32, hi: f32) -> u32 {
     u32::from(bf16_bits(lo)) | (u32::from(bf16_bits(hi)) << 16)
 }
 
+mod rows;
+#[cfg(target_arch = "x86_64")]
+mod simd;
+
+pub use rows::Bf16Rows;
+pub(crate) use rows::{Pairs, round_to, row_stride};
+
 /// A linear layer's weights and bias, packed for the bf16 product.
 #[derive(Clone, Debug)]
 pub struct Bf16Weights {
@@ -110,46 +117,73 @@ impl Bf16Weights {
     /// Uses AVX-512 BF16 where [`available`], else the portable kernel (same results, slow:
     /// for checks, not for speed).
     pub fn matmul(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        self.matmul_then(x, rows, None)
+        self.apply(&Bf16Rows::from_f32(x, rows, self.inputs), None)
     }
 
-    /// [`Self::matmul`], with `then` applied to every finished stretch of each output row
-    /// (an activation, say) while it is still in cache, instead of in a pass of its own.
-    /// `then` must act on each value alone: it sees the rows in pieces.
-    pub fn matmul_then(&self, x: &[f32], rows: usize, then: Option<fn(&mut [f32])>) -> Vec<f32> {
-        assert_eq!(x.len(), rows * self.inputs, "input is not rows x inputs");
-        let a = pack_rows(x, rows, self.inputs);
+    /// `a` times the weights plus the bias, `rows x outputs` f32, with `then` applied to every
+    /// finished stretch of each output row (an activation, say) while it is still in cache,
+    /// instead of in a pass of its own. `then` must act on each value alone: it sees the rows
+    /// in pieces.
+    pub fn apply(&self, a: &Bf16Rows, then: Option<fn(&mut [f32])>) -> Vec<f32> {
+        let rows = self.check(a);
+        let mut out: Vec<f32> = Vec::with_capacity(rows * self.outputs);
+        cue_volume::process::advise_huge_pages(out.spare_capacity_mut());
         #[cfg(target_arch = "x86_64")]
         if available() && self.pairs > 0 {
-            let mut out: Vec<f32> = Vec::with_capacity(rows * self.outputs);
-            cue_volume::process::advise_huge_pages(out.spare_capacity_mut());
-            // SAFETY: the CPU has AVX-512 F and BF16 (checked above); `a` and `self.panels`
-            // hold the blocks the loops read; the first pass over the inputs writes every one
-            // of the rows x outputs values (there is one: pairs > 0) before any is read.
+            // SAFETY: the CPU has AVX-512 F and BF16 (checked above); `a` holds whole blocks
+            // of rows of this product's inputs; the first chunk of pairs writes every one of
+            // the rows x outputs values (there is one: pairs > 0) before any is read.
             unsafe {
-                simd::matmul(&a, rows, self, out.as_mut_ptr(), then);
+                simd::matmul(a.pairs(), a.stride(), rows, self, simd::Store::F32 { out: out.as_mut_ptr(), then });
                 out.set_len(rows * self.outputs);
             }
             return out;
         }
-        let mut out = vec![0.0f32; rows * self.outputs];
-        self.matmul_portable(&a, rows, &mut out);
+        out.resize(rows * self.outputs, 0.0);
+        product_portable(a.pairs(), a.stride(), rows, self.panels(), self.pairs, self.outputs, |r, n, sum| out[r * self.outputs + n] = sum + self.bias[n]);
         if let Some(then) = then {
             then(&mut out);
         }
         out
     }
 
+    /// `a` times the weights plus the bias, added onto `residual` (`rows x outputs`): a
+    /// residual connection with no pass or buffer of its own.
+    pub fn apply_onto(&self, a: &Bf16Rows, residual: &mut [f32]) {
+        let rows = self.check(a);
+        assert_eq!(residual.len(), rows * self.outputs, "residual is not rows x outputs");
+        #[cfg(target_arch = "x86_64")]
+        if available() && self.pairs > 0 {
+            // SAFETY: as in `apply`; `residual` holds the rows x outputs values read and written.
+            unsafe { simd::matmul(a.pairs(), a.stride(), rows, self, simd::Store::Onto { out: residual.as_mut_ptr() }) };
+            return;
+        }
+        product_portable(a.pairs(), a.stride(), rows, self.panels(), self.pairs, self.outputs, |r, n, sum| residual[r * self.outputs + n] += sum + self.bias[n]);
+    }
+
+    /// `a` times the weights plus the bias, through `then` (as in [`Self::apply`]), rounded
+    /// to bf16 as the next product reads it: the f32 result never leaves the cache.
+    pub fn apply_rounded(&self, a: &Bf16Rows, then: Option<fn(&mut [f32])>) -> Bf16Rows {
+        let rows = self.check(a);
+        #[cfg(target_arch = "x86_64")]
+        if available() && self.pairs > 0 {
+            // SAFETY: as in `apply`; the tasks round every output of every row into its pairs.
+            return unsafe {
+                Bf16Rows::build(rows, self.outputs, |out, stride| simd::matmul(a.pairs(), a.stride(), rows, self, simd::Store::Bf16 { out, stride, then }))
+            };
+        }
+        Bf16Rows::from_f32(&self.apply(a, then), rows, self.outputs)
+    }
+
+    /// The rows of `a`, once checked to hold this product's inputs.
+    fn check(&self, a: &Bf16Rows) -> usize {
+        assert_eq!(a.inputs(), self.inputs, "activations do not have the weights' inputs");
+        a.rows()
+    }
+
     /// The packed panels, `[panel][pair][NR]`, starting on a 64-byte boundary.
     fn panels(&self) -> &[u32] {
         &self.panels[self.panels_start..]
-    }
-
-    /// The same product in plain Rust, as `vdpbf16ps` computes it (each pair's two products
-    /// added, then added to the f32 sum).
-    fn matmul_portable(&self, a: &[u32], rows: usize, out: &mut [f32]) {
-        let stride = row_stride(self.pairs);
-        product_portable(a, stride, rows, self.panels(), self.pairs, self.outputs, |r, n, sum| out[r * self.outputs + n] = sum + self.bias[n]);
     }
 }
 
@@ -170,20 +204,6 @@ fn product_portable(a: &[u32], lda: usize, rows: usize, panels: &[u32], pairs: u
             write(r, n, sum);
         }
     }
-}
-
-/// `row` rounded to bf16 into `bits` (AVX-512 BF16 where [`available`]); `bits` past the
-/// row's end are zeroed.
-pub(super) fn round_into(row: &[f32], bits: &mut [u16]) {
-    assert!(bits.len() >= row.len(), "fewer bits than values");
-    #[cfg(target_arch = "x86_64")]
-    if available() {
-        // SAFETY: AVX-512 F and BF16 are available and `bits` is at least as long as `row`.
-        unsafe { simd::round_row(row, bits) };
-        bits[row.len()..].fill(0);
-        return;
-    }
-    round_row(row, bits);
 }
 
 /// `a` (pairs, [`MR`]-row blocks `lda` pairs apart, the first `rows` rows valid, whole blocks
@@ -214,7 +234,7 @@ pub(super) unsafe fn product_on_this_thread(a: &[u32], lda: usize, rows: usize, 
                         ldc,
                         (rows - block * MR).min(MR),
                         (outputs - panel * NR).min(NR),
-                        Some(ZEROS.as_ptr()),
+                        simd::Start::Bias(ZEROS.as_ptr()),
                     )
                 };
             }
@@ -223,201 +243,6 @@ pub(super) unsafe fn product_on_this_thread(a: &[u32], lda: usize, rows: usize, 
     }
     // SAFETY: the caller's bounds.
     product_portable(a, lda, rows, panels, pairs, outputs, |r, n, sum| unsafe { *out.add(r * ldc + n) = sum });
-}
-
-/// Pairs from one row to the next in [`pack_rows`]'s layout: the row's pairs, then padding, so
-/// that the [`MR`] rows a kernel reads together never sit a multiple of 4 KiB apart (they would
-/// share L1 sets: 1,024 or 4,096 inputs make such strides).
-pub(super) fn row_stride(pairs: usize) -> usize {
-    pairs.div_ceil(16) * 16 + 16
-}
-
-/// `x` (`rows x inputs`) rounded to bf16, row after row, each row [`row_stride`] pairs long
-/// (its pairs in order, then zeros), and zero rows up to a whole number of [`MR`]-row blocks.
-/// Two bf16 values side by side are the pair `vdpbf16ps` takes, so this is only a conversion.
-fn pack_rows(x: &[f32], rows: usize, inputs: usize) -> Vec<u32> {
-    use rayon::prelude::*;
-    let stride = row_stride(inputs.div_ceil(2));
-    let padded_rows = rows.div_ceil(MR) * MR;
-    let mut packed: Vec<u32> = Vec::with_capacity(padded_rows * stride);
-    cue_volume::process::advise_huge_pages(packed.spare_capacity_mut());
-    packed.resize(padded_rows * stride, 0);
-    #[cfg(target_arch = "x86_64")]
-    let fast = available();
-    packed.par_chunks_mut(MR * stride).enumerate().for_each(|(block, dst)| {
-        for (lane, out) in dst.chunks_mut(stride).enumerate() {
-            let r = block * MR + lane;
-            if r >= rows {
-                break;
-            }
-            let row = &x[r * inputs..(r + 1) * inputs];
-            #[cfg(target_arch = "x86_64")]
-            if fast {
-                // SAFETY: u32 pairs seen as their two u16 halves, low first (x86-64 is little
-                // endian): the values in input order. AVX-512 F and BF16 are available and the
-                // view holds at least `inputs` values.
-                unsafe { simd::round_row(row, std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u16>(), inputs.next_multiple_of(2))) };
-                continue;
-            }
-            for (dst, values) in out.iter_mut().zip(row.chunks(2)) {
-                *dst = pair(values[0], values.get(1).copied().unwrap_or(0.0));
-            }
-        }
-    });
-    packed
-}
-
-/// `row` rounded to bf16 into `bits` (its last value stays as it is when `row` is shorter).
-fn round_row(row: &[f32], bits: &mut [u16]) {
-    for (b, v) in bits.iter_mut().zip(row) {
-        *b = bf16_bits(*v);
-    }
-    if row.len() < bits.len() {
-        bits[row.len()..].fill(0);
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod simd {
-    use std::arch::x86_64::*;
-
-    use super::{Bf16Weights, KC_PAIRS, MR, NR};
-
-    /// Row blocks per task: 32 x 8 rows x 128 pairs x 4 bytes = 128 KiB of activations, in L2
-    /// (64 was slower at batch 8 on one AMD EPYC VM).
-    const GROUP_BLOCKS: usize = 32;
-    /// Weight panels per task (128 outputs).
-    const GROUP_PANELS: usize = 4;
-
-    /// [`super::round_row`] 32 values at a time (`vcvtne2ps2bf16`: to nearest, ties to even).
-    ///
-    /// # Safety
-    /// AVX-512 F and BF16 are available; `bits` is at least as long as `row`.
-    #[target_feature(enable = "avx512f,avx512bf16")]
-    pub(super) unsafe fn round_row(row: &[f32], bits: &mut [u16]) {
-        let whole = row.len() / 32 * 32;
-        for k in (0..whole).step_by(32) {
-            // SAFETY: k + 32 <= row.len() <= bits.len().
-            unsafe {
-                let lo = _mm512_loadu_ps(row.as_ptr().add(k));
-                let hi = _mm512_loadu_ps(row.as_ptr().add(k + 16));
-                let rounded: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
-                _mm512_storeu_si512(bits.as_mut_ptr().add(k).cast(), rounded);
-            }
-        }
-        super::round_row(&row[whole..], &mut bits[whole..]);
-    }
-
-    /// The output, written by several threads at once, each to its own columns.
-    #[derive(Clone, Copy)]
-    struct Out(*mut f32);
-    // SAFETY: the threads write disjoint column panels of one buffer that outlives them.
-    unsafe impl Send for Out {}
-    unsafe impl Sync for Out {}
-
-    /// # Safety
-    /// AVX-512 F and BF16 are available; `a` is [`super::pack_rows`] of `rows` rows of the
-    /// weights' inputs; `out` has room for `rows x w.outputs` values.
-    pub(super) unsafe fn matmul(a: &[u32], rows: usize, w: &Bf16Weights, out: *mut f32, then: Option<fn(&mut [f32])>) {
-        use rayon::prelude::*;
-        let panel_count = w.outputs.div_ceil(NR);
-        let blocks = rows.div_ceil(MR);
-        let (row_groups, panel_groups) = (blocks.div_ceil(GROUP_BLOCKS), panel_count.div_ceil(GROUP_PANELS));
-        let dst = Out(out);
-        let lda = super::row_stride(w.pairs);
-        // Each task: GROUP_BLOCKS row blocks (their pairs stay in L2) by GROUP_PANELS weight
-        // panels, one chunk of pairs at a time (a panel's chunk stays in L1 while every block
-        // goes through it).
-        (0..row_groups * panel_groups).into_par_iter().for_each(|task| {
-            #[allow(clippy::redundant_locals)]
-            let dst = dst;
-            let (row_group, panel_group) = (task / panel_groups, task % panel_groups);
-            let block_range = row_group * GROUP_BLOCKS..blocks.min((row_group + 1) * GROUP_BLOCKS);
-            let panel_range = panel_group * GROUP_PANELS..panel_count.min((panel_group + 1) * GROUP_PANELS);
-            for start in (0..w.pairs).step_by(KC_PAIRS) {
-                let count = KC_PAIRS.min(w.pairs - start);
-                for panel in panel_range.clone() {
-                    let columns = (w.outputs - panel * NR).min(NR);
-                    let weights = &w.panels()[(panel * w.pairs + start) * NR..(panel * w.pairs + start + count) * NR];
-                    for block in block_range.clone() {
-                        let block_a = &a[block * MR * lda + start..][..(MR - 1) * lda + count];
-                        let valid_rows = (rows - block * MR).min(MR);
-                        // SAFETY: the slices hold `count` pairs; the output rows and columns
-                        // written are inside `out` and this task's own.
-                        unsafe {
-                            kernel(
-                                block_a.as_ptr(),
-                                lda,
-                                weights.as_ptr(),
-                                count,
-                                dst.0.add(block * MR * w.outputs + panel * NR),
-                                w.outputs,
-                                valid_rows,
-                                columns,
-                                (start == 0).then(|| w.bias[panel * NR..].as_ptr()),
-                            )
-                        };
-                    }
-                }
-            }
-            if let Some(then) = then {
-                // The task's rows are finished: each row's stretch of its columns (up to 128
-                // values, long enough for the vector loop) while the tile is still in L2.
-                let first_column = panel_range.start * NR;
-                let columns = (panel_range.end * NR).min(w.outputs) - first_column;
-                for r in block_range.start * MR..(block_range.end * MR).min(rows) {
-                    // SAFETY: row r's columns of this task, written by this task alone.
-                    then(unsafe { std::slice::from_raw_parts_mut(dst.0.add(r * w.outputs + first_column), columns) });
-                }
-            }
-        });
-    }
-
-    /// One [`MR`] x [`NR`] tile over `count` pairs: accumulates onto the output, or starts from
-    /// the bias on the first pass.
-    #[target_feature(enable = "avx512f,avx512bf16")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn kernel(a: *const u32, lda: usize, b: *const u32, count: usize, c: *mut f32, ldc: usize, rows: usize, columns: usize, bias: Option<*const f32>) {
-        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-        // SAFETY: the block's MR rows each hold `count` pairs from `a`, `lda` apart.
-        let a_rows: [*const u32; MR] = std::array::from_fn(|r| unsafe { a.add(r * lda) });
-        for p in 0..count {
-            // SAFETY (whole loop): `b` holds `count` x NR pairs and `a` `count` x MR.
-            let (b0, b1) = unsafe { (_mm512_loadu_si512(b.add(p * NR).cast()), _mm512_loadu_si512(b.add(p * NR + 16).cast())) };
-            // SAFETY: both are 512 bits; the bits are bf16 pairs either way.
-            let (b0, b1): (__m512bh, __m512bh) = unsafe { (std::mem::transmute::<__m512i, __m512bh>(b0), std::mem::transmute::<__m512i, __m512bh>(b1)) };
-            for (r, row) in acc.iter_mut().enumerate() {
-                let pair = unsafe { *a_rows[r].add(p) };
-                // SAFETY: as above.
-                let a_pair: __m512bh = unsafe { std::mem::transmute(_mm512_set1_epi32(pair as i32)) };
-                row[0] = _mm512_dpbf16_ps(row[0], a_pair, b0);
-                row[1] = _mm512_dpbf16_ps(row[1], a_pair, b1);
-            }
-        }
-        let masks = [lane_mask(columns), lane_mask(columns.saturating_sub(16))];
-        for (r, row) in acc.iter().enumerate().take(rows) {
-            for half in 0..2 {
-                let mask = masks[half];
-                if mask == 0 {
-                    continue;
-                }
-                // SAFETY: row r < rows and the masked lanes < columns lie inside the output
-                // (and the bias, which has a value per output).
-                unsafe {
-                    let at = c.add(r * ldc + half * 16);
-                    let base = match bias {
-                        Some(bias) => _mm512_maskz_loadu_ps(mask, bias.add(half * 16)),
-                        None => _mm512_maskz_loadu_ps(mask, at),
-                    };
-                    _mm512_mask_storeu_ps(at, mask, _mm512_add_ps(base, row[half]));
-                }
-            }
-        }
-    }
-
-    fn lane_mask(columns: usize) -> __mmask16 {
-        if columns >= 16 { 0xffff } else { ((1u32 << columns) - 1) as __mmask16 }
-    }
 }
 
 #[cfg(test)]
@@ -453,15 +278,17 @@ mod tests {
         // Ties, values just off them, both signs, infinities, across a 32-value boundary.
         let mut row = values(77, 5);
         row.extend([1.0 + 2f32.powi(-8), 1.0 + 3.0 * 2f32.powi(-8), -(1.0 + 2f32.powi(-8)), f32::INFINITY, -0.0, 65504.0]);
-        let mut scalar = vec![0u16; row.len() + 1];
-        round_row(&row, &mut scalar);
+        let mut scalar = vec![7u16; row.len() + 1];
+        // SAFETY: `scalar` holds row.len() + 1 values.
+        unsafe { rows::round_scalar(&row, scalar.as_mut_ptr(), row.len() + 1) };
         assert_eq!(scalar[row.len()], 0);
         #[cfg(target_arch = "x86_64")]
         if available() {
             let mut vector = vec![7u16; row.len() + 1];
             // SAFETY: checked above; `vector` is longer than `row`.
-            unsafe { simd::round_row(&row, &mut vector) };
-            assert_eq!(vector, scalar);
+            unsafe { simd::round_row(&row, vector.as_mut_ptr()) };
+            assert_eq!(vector[..row.len()], scalar[..row.len()]);
+            assert_eq!(vector[row.len()], 7, "a value past the row was written");
         }
     }
 
@@ -488,8 +315,11 @@ mod tests {
             let bias = values(outputs, 3);
             let packed = Bf16Weights::pack(&w, inputs, outputs, Some(&bias));
             let expected = reference(&x, &w, &bias, rows, inputs, outputs);
+            let a = Bf16Rows::from_f32(&x, rows, inputs);
             let mut portable = vec![0.0; rows * outputs];
-            packed.matmul_portable(&pack_rows(&x, rows, inputs), rows, &mut portable);
+            product_portable(a.pairs(), a.stride(), rows, packed.panels(), packed.pairs, outputs, |r, n, sum| {
+                portable[r * outputs + n] = sum + bias[n]
+            });
             let fast = packed.matmul(&x, rows);
             let scale = expected.iter().fold(1.0f64, |m, v| m.max(v.abs()));
             for (name, got) in [("portable", &portable), ("matmul", &fast)] {
@@ -519,9 +349,36 @@ mod tests {
         let w = values(inputs * outputs, 12);
         let packed = Bf16Weights::pack(&w, inputs, outputs, None);
         let plain = packed.matmul(&x, rows);
-        let stepped = packed.matmul_then(&x, rows, Some(|v: &mut [f32]| v.iter_mut().for_each(|x| *x = 2.0 * *x + 1.0)));
+        let stepped = packed.apply(&Bf16Rows::from_f32(&x, rows, inputs), Some(|v: &mut [f32]| v.iter_mut().for_each(|x| *x = 2.0 * *x + 1.0)));
         for (s, p) in stepped.iter().zip(&plain) {
             assert_eq!(*s, 2.0 * p + 1.0);
+        }
+    }
+
+    #[test]
+    fn the_product_added_onto_a_residual_and_rounded_agree_with_the_f32_one() {
+        // Row and panel tails, two row groups and two chunks of pairs, an odd output count
+        // (a half pair in every rounded row).
+        for (rows, inputs, outputs) in [(300, 300, 161), (5, 40, 32), (9, 3, 1)] {
+            let x = values(rows * inputs, 21);
+            let bias = values(outputs, 22);
+            let packed = Bf16Weights::pack(&values(inputs * outputs, 23), inputs, outputs, Some(&bias));
+            let a = Bf16Rows::from_f32(&x, rows, inputs);
+            let product = packed.apply(&a, None);
+            let residual = values(rows * outputs, 24);
+            let mut onto = residual.clone();
+            packed.apply_onto(&a, &mut onto);
+            for ((o, r), p) in onto.iter().zip(&residual).zip(&product) {
+                // The residual joins the sum from the first chunk of pairs on, so each later
+                // chunk rounds at its magnitude: a few f32 roundings apart.
+                assert!((o - (r + p)).abs() <= 1e-5 * (r.abs() + p.abs()).max(1.0), "{o} against {r} + {p}");
+            }
+            let halve = |v: &mut [f32]| v.iter_mut().for_each(|x| *x *= 0.5);
+            let rounded = packed.apply_rounded(&a, Some(halve));
+            let expected = Bf16Rows::from_f32(&product.iter().map(|p| p * 0.5).collect::<Vec<_>>(), rows, outputs);
+            assert_eq!((rounded.rows(), rounded.inputs(), rounded.stride()), (rows, outputs, expected.stride()));
+            // Every pair, the padding's zeros included, is the same.
+            assert_eq!(rounded.pairs(), expected.pairs(), "{rows}x{inputs}x{outputs}");
         }
     }
 }
