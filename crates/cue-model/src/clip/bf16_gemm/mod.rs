@@ -308,8 +308,8 @@ mod tests {
     #[test]
     fn the_product_matches_the_rounded_inputs_summed_in_f64() {
         // Odd sizes: a tail of rows, an odd number of inputs (a half pair), a partial panel.
-        // (300, 601, 200): three chunks of pairs, two row groups, two panel groups.
-        for (rows, inputs, outputs) in [(19, 301, 77), (8, 2, 32), (1, 64, 16), (33, 256, 96), (300, 601, 200)] {
+        // (330, 601, 200): three chunks of pairs, two row groups (42 blocks), two panel groups.
+        for (rows, inputs, outputs) in [(19, 301, 77), (8, 2, 32), (1, 64, 16), (33, 256, 96), (330, 601, 200)] {
             let x = values(rows * inputs, 1 + rows as u32);
             let w = values(inputs * outputs, 7 + outputs as u32);
             let bias = values(outputs, 3);
@@ -359,7 +359,7 @@ mod tests {
     fn the_product_added_onto_a_residual_and_rounded_agree_with_the_f32_one() {
         // Row and panel tails, two row groups and two chunks of pairs, an odd output count
         // (a half pair in every rounded row).
-        for (rows, inputs, outputs) in [(300, 300, 161), (5, 40, 32), (9, 3, 1)] {
+        for (rows, inputs, outputs) in [(330, 300, 161), (5, 40, 32), (9, 3, 1)] {
             let x = values(rows * inputs, 21);
             let bias = values(outputs, 22);
             let packed = Bf16Weights::pack(&values(inputs * outputs, 23), inputs, outputs, Some(&bias));
