@@ -12,8 +12,8 @@
 
 use rayon::prelude::*;
 
-use super::attention_cpu::softmax_rows;
-use super::bf16_gemm::{Bf16Rows, MR, NR, Pairs, product_on_this_thread, round_to, row_stride};
+use super::attention_cpu::exp_rows;
+use super::bf16_gemm::{Bf16Rows, MR, NR, Pairs, product_on_this_thread, round_scaled_to, round_to, row_stride};
 
 /// The shape of a fused `[batch, tokens, 3 x width]` query-key-value buffer.
 #[derive(Clone, Copy, Debug)]
@@ -40,8 +40,10 @@ impl Shape {
 struct Scratch {
     /// Keys as weight panels: `[token panel][channel pair][NR tokens]`.
     keys: Vec<u32>,
-    /// Scores, then probabilities, `tokens x tokens`.
+    /// Scores, then their exponentials, `tokens x tokens`.
     scores: Vec<f32>,
+    /// Each row's sum of exponentials.
+    sums: Vec<f32>,
     /// Probabilities rounded, rows `p_stride` pairs apart, in whole [`MR`]-row blocks.
     probabilities: Vec<u32>,
     /// Values as weight panels: `[channel panel][token pair][NR channels]`.
@@ -56,11 +58,17 @@ impl Scratch {
         Self {
             keys: vec![0; tokens.div_ceil(NR) * head_dim / 2 * NR],
             scores: vec![0.0; tokens * tokens],
+            sums: vec![0.0; tokens],
             probabilities: vec![0; tokens.div_ceil(MR) * MR * row_stride(tokens.div_ceil(2))],
             values: vec![0; head_dim.div_ceil(NR) * tokens.div_ceil(2) * NR],
             context: vec![0.0; tokens * head_dim],
         }
     }
+}
+
+thread_local! {
+    /// A thread's [`Scratch`], for heads of `(tokens, head_dim)`.
+    static SCRATCH: std::cell::RefCell<Option<((usize, usize), Scratch)>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Attention of `qkv` (`batch x tokens` rows: each token's query, key and value side by
@@ -75,10 +83,17 @@ pub fn attention(qkv: &Bf16Rows, shape: Shape) -> Bf16Rows {
     unsafe {
         Bf16Rows::build(batch * tokens, width, |out, stride| {
             let out = Pairs(out);
-            (0..batch * heads).into_par_iter().for_each_init(
-                || Scratch::new(shape),
-                |scratch, task| head(qkv, task / heads, task % heads, scratch, shape, out, stride),
-            );
+            (0..batch * heads).into_par_iter().for_each(|task| {
+                // Each thread keeps its buffers from one layer to the next while the shape
+                // stays (their padding stays zero: no head writes it).
+                SCRATCH.with_borrow_mut(|kept| {
+                    let scratch = match kept {
+                        Some((key, scratch)) if *key == (tokens, head_dim) => scratch,
+                        _ => &mut kept.insert(((tokens, head_dim), Scratch::new(shape))).1,
+                    };
+                    head(qkv, task / heads, task % heads, scratch, shape, out, stride)
+                })
+            });
         })
     }
 }
@@ -89,7 +104,7 @@ fn head(qkv: &Bf16Rows, b: usize, h: usize, scratch: &mut Scratch, shape: Shape,
     let Shape { tokens, head_dim, causal, .. } = shape;
     let (width, channel_pairs, token_pairs) = (shape.width(), head_dim / 2, tokens.div_ceil(2));
     let p_stride = row_stride(token_pairs);
-    let Scratch { keys, scores, probabilities, values, context } = scratch;
+    let Scratch { keys, scores, sums, probabilities, values, context } = scratch;
     let pairs = qkv.pairs();
     // Token t's query, key or value (part 0, 1, 2) of this head, as pairs.
     let at = |t: usize, part: usize| (b * tokens + t) * qkv.stride() + (part * width + h * head_dim) / 2;
@@ -119,10 +134,11 @@ fn head(qkv: &Bf16Rows, b: usize, h: usize, scratch: &mut Scratch, shape: Shape,
     // SAFETY: `scores` holds tokens x tokens values; `Bf16Rows` leaves a whole block past its
     // last row, so every block from this item's first row on can be read.
     unsafe { product_on_this_thread(&pairs[at(0, 0)..], qkv.stride(), tokens, keys, channel_pairs, tokens, scores.as_mut_ptr(), tokens) };
-    softmax_rows(scores, tokens, causal, (head_dim as f32).powf(-0.5));
-    for (i, scores) in scores.chunks_exact(tokens).enumerate() {
+    // The softmax's division is done as each row is rounded: one pass over the scores fewer.
+    exp_rows(scores, tokens, causal, (head_dim as f32).powf(-0.5), Some(sums));
+    for ((i, scores), sum) in scores.chunks_exact(tokens).enumerate().zip(sums.iter()) {
         // SAFETY: row i of the probabilities holds token_pairs pairs.
-        unsafe { round_to(scores, probabilities[i * p_stride..].as_mut_ptr().cast(), 2 * token_pairs) };
+        unsafe { round_scaled_to(scores, 1.0 / sum, probabilities[i * p_stride..].as_mut_ptr().cast(), 2 * token_pairs) };
     }
     // SAFETY: `context` holds tokens x head_dim values; the probabilities are whole blocks.
     unsafe { product_on_this_thread(probabilities, p_stride, tokens, values, token_pairs, head_dim, context.as_mut_ptr(), head_dim) };

@@ -223,38 +223,52 @@ unsafe fn head(
 /// Each row of the `tokens x tokens` scores to the softmax of `scale` times it (`scale` > 0);
 /// with `causal`, row `i` over its first `i + 1` scores, the rest zero.
 pub(super) fn softmax_rows(scores: &mut [f32], tokens: usize, causal: bool, scale: f32) {
+    exp_rows(scores, tokens, causal, scale, None);
+}
+
+/// As [`softmax_rows`], except that with `sums` each row is left unnormalised (its
+/// exponentials, shifted by its maximum) and its sum written to `sums[i]`, for a caller that
+/// divides by it in a pass of its own.
+pub(super) fn exp_rows(scores: &mut [f32], tokens: usize, causal: bool, scale: f32, sums: Option<&mut [f32]>) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512 F, all the function's body is compiled for.
-            return unsafe { softmax_rows_avx512(scores, tokens, causal, scale) };
+            return unsafe { exp_rows_avx512(scores, tokens, causal, scale, sums) };
         }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
             // SAFETY: as above, for AVX2 and FMA.
-            return unsafe { softmax_rows_avx2(scores, tokens, causal, scale) };
+            return unsafe { exp_rows_avx2(scores, tokens, causal, scale, sums) };
         }
     }
-    softmax_rows_portable(scores, tokens, causal, scale);
+    exp_rows_portable(scores, tokens, causal, scale, sums);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn softmax_rows_avx512(scores: &mut [f32], tokens: usize, causal: bool, scale: f32) {
-    softmax_rows_portable(scores, tokens, causal, scale);
+fn exp_rows_avx512(scores: &mut [f32], tokens: usize, causal: bool, scale: f32, sums: Option<&mut [f32]>) {
+    exp_rows_portable(scores, tokens, causal, scale, sums);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn softmax_rows_avx2(scores: &mut [f32], tokens: usize, causal: bool, scale: f32) {
-    softmax_rows_portable(scores, tokens, causal, scale);
+fn exp_rows_avx2(scores: &mut [f32], tokens: usize, causal: bool, scale: f32, sums: Option<&mut [f32]>) {
+    exp_rows_portable(scores, tokens, causal, scale, sums);
 }
 
 #[inline(always)]
-fn softmax_rows_portable(scores: &mut [f32], tokens: usize, causal: bool, scale: f32) {
+fn exp_rows_portable(scores: &mut [f32], tokens: usize, causal: bool, scale: f32, mut sums: Option<&mut [f32]>) {
     for (i, row) in scores.chunks_exact_mut(tokens).enumerate() {
         let kept = if causal { i + 1 } else { tokens };
         let (row, masked) = row.split_at_mut(kept);
-        softmax(row, scale);
+        let sum = exp_shifted(row, scale);
+        match sums.as_deref_mut() {
+            Some(sums) => sums[i] = sum,
+            None => {
+                let inverse = 1.0 / sum;
+                row.iter_mut().for_each(|x| *x *= inverse);
+            }
+        }
         masked.fill(0.0);
     }
 }
@@ -263,10 +277,10 @@ fn softmax_rows_portable(scores: &mut [f32], tokens: usize, causal: bool, scale:
 /// (float addition is not reassociated for it).
 const LANES: usize = 16;
 
-/// `softmax(scale x row)` in place: the maximum is found unscaled (`scale` > 0 keeps it the
-/// maximum), so scaling costs a multiply folded into `exp`'s argument.
+/// `exp(scale x (row - max))` in place, returning its sum: the maximum is found unscaled
+/// (`scale` > 0 keeps it the maximum), so scaling costs a multiply folded into `exp`'s argument.
 #[inline(always)]
-fn softmax(row: &mut [f32], scale: f32) {
+fn exp_shifted(row: &mut [f32], scale: f32) -> f32 {
     let mut maxima = [f32::NEG_INFINITY; LANES];
     let mut chunks = row.chunks_exact(LANES);
     for chunk in &mut chunks {
@@ -289,10 +303,7 @@ fn softmax(row: &mut [f32], scale: f32) {
         *x = exp(*x * scale - shift);
         sum += *x;
     }
-    let inverse = 1.0 / sum;
-    for x in row.iter_mut() {
-        *x *= inverse;
-    }
+    sum
 }
 
 #[cfg(test)]
@@ -356,7 +367,7 @@ mod tests {
     #[test]
     fn softmax_saturates_without_nan_and_sums_to_one() {
         let mut row: Vec<f32> = (0..41).map(|i| i as f32 * 7.0 - 100.0).collect();
-        softmax(&mut row, 1.0);
+        softmax_rows(&mut row, 41, false, 1.0);
         assert!(row.iter().all(|x| x.is_finite() && *x >= 0.0));
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!(row[40] > 0.99);

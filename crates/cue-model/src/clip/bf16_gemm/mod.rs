@@ -68,7 +68,7 @@ mod rows;
 mod simd;
 
 pub use rows::Bf16Rows;
-pub(crate) use rows::{Pairs, round_to, row_stride};
+pub(crate) use rows::{Pairs, round_scaled_to, round_to, row_stride};
 
 /// A linear layer's weights and bias, packed for the bf16 product.
 #[derive(Clone, Debug)]
@@ -280,15 +280,24 @@ mod tests {
         row.extend([1.0 + 2f32.powi(-8), 1.0 + 3.0 * 2f32.powi(-8), -(1.0 + 2f32.powi(-8)), f32::INFINITY, -0.0, 65504.0]);
         let mut scalar = vec![7u16; row.len() + 1];
         // SAFETY: `scalar` holds row.len() + 1 values.
-        unsafe { rows::round_scalar(&row, scalar.as_mut_ptr(), row.len() + 1) };
+        unsafe { rows::round_scalar(&row, 1.0, scalar.as_mut_ptr(), row.len() + 1) };
         assert_eq!(scalar[row.len()], 0);
         #[cfg(target_arch = "x86_64")]
         if available() {
             let mut vector = vec![7u16; row.len() + 1];
             // SAFETY: checked above; `vector` is longer than `row`.
-            unsafe { simd::round_row(&row, vector.as_mut_ptr()) };
+            unsafe { simd::round_row(&row, 1.0, vector.as_mut_ptr()) };
             assert_eq!(vector[..row.len()], scalar[..row.len()]);
             assert_eq!(vector[row.len()], 7, "a value past the row was written");
+            // Scaled in the same pass: the product's rounding, on either path.
+            let (mut scaled_scalar, mut scaled_vector) = (vec![0u16; row.len()], vec![0u16; row.len()]);
+            // SAFETY: both hold row.len() values; the CPU was checked above.
+            unsafe {
+                rows::round_scalar(&row, 0.37, scaled_scalar.as_mut_ptr(), row.len());
+                simd::round_row(&row, 0.37, scaled_vector.as_mut_ptr());
+            }
+            assert_eq!(scaled_vector, scaled_scalar);
+            assert_eq!(scaled_scalar[3], bf16_bits(row[3] * 0.37));
         }
     }
 

@@ -116,27 +116,35 @@ impl Pairs {
 /// # Safety
 /// `bits` addresses `len` >= `row.len()` writable values.
 pub(crate) unsafe fn round_to(row: &[f32], bits: *mut u16, len: usize) {
+    // SAFETY: the caller's bounds.
+    unsafe { round_scaled_to(row, 1.0, bits, len) }
+}
+
+/// [`round_to`] of `row` times `scale`, in the same pass.
+///
+/// # Safety
+/// As [`round_to`].
+pub(crate) unsafe fn round_scaled_to(row: &[f32], scale: f32, bits: *mut u16, len: usize) {
     debug_assert!(len >= row.len());
     #[cfg(target_arch = "x86_64")]
     if available() {
         // SAFETY: AVX-512 F and BF16 are available; the caller's bounds.
-        unsafe { super::simd::round_row(row, bits) };
+        unsafe { super::simd::round_row(row, scale, bits) };
         // SAFETY: the caller's bounds.
         unsafe { bits.add(row.len()).write_bytes(0, len - row.len()) };
         return;
     }
     // SAFETY: the caller's bounds.
-    unsafe { round_scalar(row, bits, len) };
+    unsafe { round_scalar(row, scale, bits, len) };
 }
 
-/// [`round_to`] one value at a time (any CPU).
+/// [`round_scaled_to`] one value at a time (any CPU).
 ///
 /// # Safety
 /// As [`round_to`].
-pub(super) unsafe fn round_scalar(row: &[f32], bits: *mut u16, len: usize) {
+pub(super) unsafe fn round_scalar(row: &[f32], scale: f32, bits: *mut u16, len: usize) {
     for k in 0..len {
         // SAFETY: the caller's bounds.
-        unsafe { bits.add(k).write(row.get(k).map_or(0, |&v| bf16_bits(v))) };
+        unsafe { bits.add(k).write(row.get(k).map_or(0, |&v| bf16_bits(v * scale))) };
     }
 }
-

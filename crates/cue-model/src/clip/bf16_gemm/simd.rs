@@ -21,25 +21,26 @@ fn group_blocks(blocks: usize) -> usize {
 const GROUP_PANELS: usize = 4;
 
 /// [`super::rows::round_scalar`] 32 values at a time (`vcvtne2ps2bf16`: to nearest, ties to
-/// even), `row.len()` values written from `bits` on.
+/// even): `row.len()` values times `scale` (1 leaves them as they are) written from `bits` on.
 ///
 /// # Safety
 /// AVX-512 F and BF16 are available; `bits` addresses `row.len()` writable values.
 #[target_feature(enable = "avx512f,avx512bf16")]
-pub(super) unsafe fn round_row(row: &[f32], bits: *mut u16) {
+pub(super) unsafe fn round_row(row: &[f32], scale: f32, bits: *mut u16) {
     let whole = row.len() / 32 * 32;
+    let factor = _mm512_set1_ps(scale);
     for k in (0..whole).step_by(32) {
         // SAFETY: k + 32 <= row.len(), which the caller's `bits` holds.
         unsafe {
-            let lo = _mm512_loadu_ps(row.as_ptr().add(k));
-            let hi = _mm512_loadu_ps(row.as_ptr().add(k + 16));
+            let lo = _mm512_mul_ps(_mm512_loadu_ps(row.as_ptr().add(k)), factor);
+            let hi = _mm512_mul_ps(_mm512_loadu_ps(row.as_ptr().add(k + 16)), factor);
             let rounded: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
             _mm512_storeu_si512(bits.add(k).cast(), rounded);
         }
     }
     for (k, &value) in row.iter().enumerate().skip(whole) {
         // SAFETY: as above.
-        unsafe { bits.add(k).write(super::bf16_bits(value)) };
+        unsafe { bits.add(k).write(super::bf16_bits(value * scale)) };
     }
 }
 
@@ -86,9 +87,13 @@ pub(super) unsafe fn matmul(a: &[u32], lda: usize, rows: usize, w: &Bf16Weights,
     // Each task: `group` row blocks (their pairs stay in L2) by GROUP_PANELS weight
     // panels, one chunk of pairs at a time (a panel's chunk stays in L1 while every block
     // goes through it).
-    (0..row_groups * panel_groups).into_par_iter().for_each_init(
-        || vec![0.0f32; tile_len],
-        |tile, task| {
+    (0..row_groups * panel_groups).into_par_iter().for_each(|task| {
+        // Each thread keeps its tile from one product to the next (a fresh one per rayon
+        // split was 0.6 % of a forward in zeroing alone).
+        TILE.with_borrow_mut(|tile| {
+            if tile.len() < tile_len {
+                tile.resize(tile_len, 0.0);
+            }
             let (row_group, panel_group) = (task / panel_groups, task % panel_groups);
             let block_range = row_group * group..blocks.min((row_group + 1) * group);
             let panel_range = panel_group * GROUP_PANELS..panel_count.min((panel_group + 1) * GROUP_PANELS);
@@ -152,7 +157,7 @@ pub(super) unsafe fn matmul(a: &[u32], lda: usize, rows: usize, w: &Bf16Weights,
                         // are this task's; an odd last output's pair is completed with zero.
                         unsafe {
                             let bits = out.add(r * stride + first_column / 2).cast::<u16>();
-                            round_row(row, bits);
+                            round_row(row, 1.0, bits);
                             if columns % 2 == 1 {
                                 bits.add(columns).write(0);
                             }
@@ -161,8 +166,13 @@ pub(super) unsafe fn matmul(a: &[u32], lda: usize, rows: usize, w: &Bf16Weights,
                 }
                 Store::F32 { then: None, .. } | Store::Onto { .. } => {}
             }
-        },
-    );
+        })
+    });
+}
+
+thread_local! {
+    /// A task's f32 tile under [`Store::Bf16`].
+    static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// One [`MR`] x [`NR`] tile over `count` pairs, started as `start` says.
@@ -173,7 +183,17 @@ pub(super) unsafe fn matmul(a: &[u32], lda: usize, rows: usize, w: &Bf16Weights,
 /// unless `start` is [`Start::Bias`]); a bias holds `columns` values.
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn kernel(a: *const u32, lda: usize, b: *const u32, count: usize, c: *mut f32, ldc: usize, rows: usize, columns: usize, start: Start) {
+pub(super) unsafe fn kernel(
+    a: *const u32,
+    lda: usize,
+    b: *const u32,
+    count: usize,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    columns: usize,
+    start: Start,
+) {
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     // SAFETY: the block's MR rows each hold `count` pairs from `a`, `lda` apart.
     let a_rows: [*const u32; MR] = std::array::from_fn(|r| unsafe { a.add(r * lda) });
@@ -181,7 +201,8 @@ pub(super) unsafe fn kernel(a: *const u32, lda: usize, b: *const u32, count: usi
         // SAFETY (whole loop): `b` holds `count` x NR pairs and `a` `count` x MR.
         let (b0, b1) = unsafe { (_mm512_loadu_si512(b.add(p * NR).cast()), _mm512_loadu_si512(b.add(p * NR + 16).cast())) };
         // SAFETY: both are 512 bits; the bits are bf16 pairs either way.
-        let (b0, b1): (__m512bh, __m512bh) = unsafe { (std::mem::transmute::<__m512i, __m512bh>(b0), std::mem::transmute::<__m512i, __m512bh>(b1)) };
+        let (b0, b1): (__m512bh, __m512bh) =
+            unsafe { (std::mem::transmute::<__m512i, __m512bh>(b0), std::mem::transmute::<__m512i, __m512bh>(b1)) };
         for (r, row) in acc.iter_mut().enumerate() {
             let pair = unsafe { *a_rows[r].add(p) };
             // SAFETY: as above.
@@ -203,7 +224,9 @@ pub(super) unsafe fn kernel(a: *const u32, lda: usize, b: *const u32, count: usi
                 let at = c.add(r * ldc + half * 16);
                 let base = match start {
                     Start::Bias(bias) => _mm512_maskz_loadu_ps(mask, bias.add(half * 16)),
-                    Start::BiasOnto(bias) => _mm512_add_ps(_mm512_maskz_loadu_ps(mask, bias.add(half * 16)), _mm512_maskz_loadu_ps(mask, at)),
+                    Start::BiasOnto(bias) => {
+                        _mm512_add_ps(_mm512_maskz_loadu_ps(mask, bias.add(half * 16)), _mm512_maskz_loadu_ps(mask, at))
+                    }
                     Start::Accumulate => _mm512_maskz_loadu_ps(mask, at),
                 };
                 _mm512_mask_storeu_ps(at, mask, _mm512_add_ps(base, row[half]));
