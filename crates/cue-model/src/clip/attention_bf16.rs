@@ -77,7 +77,7 @@ thread_local! {
 pub fn attention(qkv: &Bf16Rows, shape: Shape) -> Bf16Rows {
     let Shape { batch, tokens, heads, head_dim, .. } = shape;
     let width = shape.width();
-    assert!(head_dim % 2 == 0, "a head's channels are not whole pairs");
+    assert!(head_dim.is_multiple_of(2), "a head's channels are not whole pairs");
     assert_eq!((qkv.rows(), qkv.inputs()), (batch * tokens, 3 * width), "qkv is not batch x tokens rows of 3 x width");
     // SAFETY: the tasks write every row's `width / 2` pairs: item b's rows, head h's pairs.
     unsafe {

@@ -109,7 +109,7 @@ impl BlockBf16 {
         let heads = layer.self_attn.num_heads;
         let rows = batch * tokens;
         let normed = layer_norm_rounded(values, width, &self.norm1);
-        if width % heads == 0 && (width / heads) % 2 == 0 {
+        if width.is_multiple_of(heads) && (width / heads).is_multiple_of(2) {
             let qkv = self.qkv.apply_rounded(&normed, None);
             let context = super::attention_bf16::attention(&qkv, Shape { batch, tokens, heads, head_dim: width / heads, causal });
             self.out.apply_onto(&context, values);
