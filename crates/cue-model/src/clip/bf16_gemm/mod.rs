@@ -226,14 +226,16 @@ pub(super) unsafe fn product_on_this_thread(a: &[u32], lda: usize, rows: usize, 
                 // SAFETY: the asserts bound the reads; the caller, the writes.
                 unsafe {
                     simd::kernel(
-                        a[block * MR * lda..].as_ptr(),
-                        lda,
-                        panels[panel * pairs * NR..].as_ptr(),
-                        pairs,
-                        out.add(block * MR * ldc + panel * NR),
-                        ldc,
+                        simd::Operands {
+                            a: a[block * MR * lda..].as_ptr(),
+                            lda,
+                            b: panels[panel * pairs * NR..].as_ptr(),
+                            count: pairs,
+                            c: out.add(block * MR * ldc + panel * NR),
+                            ldc,
+                            columns: (outputs - panel * NR).min(NR),
+                        },
                         (rows - block * MR).min(MR),
-                        (outputs - panel * NR).min(NR),
                         simd::Start::Bias(ZEROS.as_ptr()),
                     )
                 };

@@ -122,14 +122,16 @@ pub(super) unsafe fn matmul(a: &[u32], lda: usize, rows: usize, w: &Bf16Weights,
                         // written are inside the output (or tile) and this task's own.
                         unsafe {
                             kernel(
-                                block_a.as_ptr(),
-                                lda,
-                                weights.as_ptr(),
-                                count,
-                                c.add((block * MR - first_row) * ldc + panel * NR - first_column),
-                                ldc,
+                                Operands {
+                                    a: block_a.as_ptr(),
+                                    lda,
+                                    b: weights.as_ptr(),
+                                    count,
+                                    c: c.add((block * MR - first_row) * ldc + panel * NR - first_column),
+                                    ldc,
+                                    columns,
+                                },
                                 valid_rows,
-                                columns,
                                 begin,
                             )
                         };
@@ -175,38 +177,41 @@ thread_local! {
     static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// One [`MR`] x [`NR`] tile over `count` pairs, started as `start` says.
+/// What one kernel call reads and writes: [`MR`] rows of `count` pairs from `a`, `lda` apart,
+/// times `count` x [`NR`] pairs from `b`, into `columns` (at most [`NR`]) values of each row of
+/// `c`, `ldc` apart.
+#[derive(Clone, Copy)]
+pub(super) struct Operands {
+    pub a: *const u32,
+    pub lda: usize,
+    pub b: *const u32,
+    pub count: usize,
+    pub c: *mut f32,
+    pub ldc: usize,
+    pub columns: usize,
+}
+
+/// One tile of `operands`' first `rows` rows (at most [`MR`]), started as `start` says.
 ///
 /// # Safety
-/// AVX-512 F and BF16 are available; `a` holds [`MR`] rows of `count` pairs `lda` apart, `b`
-/// `count` x [`NR`] pairs; `c` addresses `rows` rows of `columns` values `ldc` apart (read too
-/// unless `start` is [`Start::Bias`]); a bias holds `columns` values.
+/// AVX-512 F and BF16 are available; `a` and `b` hold what [`Operands`] says; `c` addresses
+/// `rows` rows of `columns` values (read too unless `start` is [`Start::Bias`]); a bias holds
+/// `columns` values.
 #[target_feature(enable = "avx512f,avx512bf16")]
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn kernel(
-    a: *const u32,
-    lda: usize,
-    b: *const u32,
-    count: usize,
-    c: *mut f32,
-    ldc: usize,
-    rows: usize,
-    columns: usize,
-    start: Start,
-) {
+pub(super) unsafe fn kernel(operands: Operands, rows: usize, start: Start) {
     // Only the block's valid rows are computed: one image's 257 tokens leave 1 of the 33rd
     // block's 8 (2.7 % of its products).
     // SAFETY: the caller's bounds, for `rows` <= MR rows.
     unsafe {
         match rows {
-            1 => tile::<1>(a, lda, b, count, c, ldc, columns, start),
-            2 => tile::<2>(a, lda, b, count, c, ldc, columns, start),
-            3 => tile::<3>(a, lda, b, count, c, ldc, columns, start),
-            4 => tile::<4>(a, lda, b, count, c, ldc, columns, start),
-            5 => tile::<5>(a, lda, b, count, c, ldc, columns, start),
-            6 => tile::<6>(a, lda, b, count, c, ldc, columns, start),
-            7 => tile::<7>(a, lda, b, count, c, ldc, columns, start),
-            _ => tile::<MR>(a, lda, b, count, c, ldc, columns, start),
+            1 => tile::<1>(operands, start),
+            2 => tile::<2>(operands, start),
+            3 => tile::<3>(operands, start),
+            4 => tile::<4>(operands, start),
+            5 => tile::<5>(operands, start),
+            6 => tile::<6>(operands, start),
+            7 => tile::<7>(operands, start),
+            _ => tile::<MR>(operands, start),
         }
     }
 }
@@ -216,17 +221,8 @@ pub(super) unsafe fn kernel(
 /// # Safety
 /// As [`kernel`], with `rows` = `R`.
 #[target_feature(enable = "avx512f,avx512bf16")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile<const R: usize>(
-    a: *const u32,
-    lda: usize,
-    b: *const u32,
-    count: usize,
-    c: *mut f32,
-    ldc: usize,
-    columns: usize,
-    start: Start,
-) {
+unsafe fn tile<const R: usize>(operands: Operands, start: Start) {
+    let Operands { a, lda, b, count, c, ldc, columns } = operands;
     let mut acc = [[_mm512_setzero_ps(); 2]; R];
     // SAFETY: the block's first R rows each hold `count` pairs from `a`, `lda` apart.
     let a_rows: [*const u32; R] = std::array::from_fn(|r| unsafe { a.add(r * lda) });
