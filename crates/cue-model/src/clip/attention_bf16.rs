@@ -5,10 +5,10 @@
 //! products took about a tenth of a ViT-L/14 batch-8 forward once its linear layers ran in
 //! bf16.
 //!
-//! Each (batch item, head) is one task: its query rows are rounded as the kernel reads
-//! activations, its keys and values packed as the kernel reads weights (keys with the head's
-//! channels as pairs, values with tokens as pairs), all in the task's own scratch buffers,
-//! which stay in L2.
+//! Each (batch item, head) is one task. It reads the projections already rounded by the
+//! query-key-value product: the queries where they lie (the kernel reads activations so), the
+//! keys and values repacked as the kernel reads weights (keys with the head's channels as
+//! pairs, values with tokens as pairs) into the thread's scratch buffers, which stay in L2.
 
 use rayon::prelude::*;
 

@@ -11,8 +11,8 @@
 //! weights are packed once, in panels of [`NR`] outputs, `[panel][pair][NR]`, so the kernel
 //! reads them in order; activations are only rounded, row after row (two bf16 values side by
 //! side are a pair), with a row stride that keeps the [`MR`] rows a kernel reads off the same
-//! L1 sets. The work is split into tasks of 32 row blocks by 4 panels, each going through
-//! [`KC_PAIRS`] pairs at a time: its activations stay in L2 and a panel's chunk in L1 (the
+//! L1 sets. The work is split into tasks of up to 40 row blocks (shared evenly) by 4 panels,
+//! each going through [`KC_PAIRS`] pairs at a time: its activations stay in L2 and a panel's chunk in L1 (the
 //! classic GotoBLAS blocking). Its large buffers are advised onto huge pages. On one AMD EPYC
 //! VM (2 threads) the product went from about 300 to 400-420 GFLOP/s (of about 440 that
 //! `vdpbf16ps` allows there; the kernel alone reaches 95 % of it) and the rounding of a
@@ -61,6 +61,11 @@ pub fn bf16_value(bits: u16) -> f32 {
 
 fn pair(lo: f32, hi: f32) -> u32 {
     u32::from(bf16_bits(lo)) | (u32::from(bf16_bits(hi)) << 16)
+}
+
+/// The two values of a pair, low half first: [`pair`] undone.
+fn halves(pair: u32) -> [f32; 2] {
+    [bf16_value(pair as u16), bf16_value((pair >> 16) as u16)]
 }
 
 mod rows;
@@ -191,14 +196,13 @@ impl Bf16Weights {
 /// computes it (each pair's two products added, then added to the f32 sum), each sum handed
 /// to `write(row, output, sum)`.
 fn product_portable(a: &[u32], lda: usize, rows: usize, panels: &[u32], pairs: usize, outputs: usize, mut write: impl FnMut(usize, usize, f32)) {
-    let split = |v: u32| (bf16_value(v as u16), bf16_value((v >> 16) as u16));
     for r in 0..rows {
         for n in 0..outputs {
             let (panel, j) = (n / NR, n % NR);
             let mut sum = 0.0f32;
             for p in 0..pairs {
-                let (a0, a1) = split(a[r * lda + p]);
-                let (b0, b1) = split(panels[(panel * pairs + p) * NR + j]);
+                let [a0, a1] = halves(a[r * lda + p]);
+                let [b0, b1] = halves(panels[(panel * pairs + p) * NR + j]);
                 sum += a0 * b0 + a1 * b1;
             }
             write(r, n, sum);

@@ -90,7 +90,7 @@ impl Bf16Rows {
     /// The values of row `r`, widened back to f32 (for checks).
     pub fn row(&self, r: usize) -> Vec<f32> {
         let pairs = &self.pairs[r * self.stride..][..self.inputs.div_ceil(2)];
-        pairs.iter().flat_map(|&p| [super::bf16_value(p as u16), super::bf16_value((p >> 16) as u16)]).take(self.inputs).collect()
+        pairs.iter().flat_map(|&p| super::halves(p)).take(self.inputs).collect()
     }
 }
 

@@ -157,13 +157,7 @@ pub(super) unsafe fn matmul(a: &[u32], lda: usize, rows: usize, w: &Bf16Weights,
                         }
                         // SAFETY: row r's pairs from first_column / 2 (even: whole panels) on
                         // are this task's; an odd last output's pair is completed with zero.
-                        unsafe {
-                            let bits = out.add(r * stride + first_column / 2).cast::<u16>();
-                            round_row(row, 1.0, bits);
-                            if columns % 2 == 1 {
-                                bits.add(columns).write(0);
-                            }
-                        }
+                        unsafe { super::rows::round_to(row, out.add(r * stride + first_column / 2).cast(), columns.next_multiple_of(2)) };
                     }
                 }
                 Store::F32 { then: None, .. } | Store::Onto { .. } => {}
