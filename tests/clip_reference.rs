@@ -219,25 +219,34 @@ fn vit_l14_shapes_match_transformers() {
     check_against_reference(&root.join("vitl14-shallow"), &Device::flex(), 1e-4);
 }
 
+/// The command line's embeddings, with CUE's CPU loops at the CPU's best and capped to AVX2 and
+/// to plain Rust (`CUE_CPU_ISA`): the loops an AVX2-only CPU runs are checked on any machine.
 #[test]
 fn clip_embed_prints_the_reference_embeddings_as_json() {
     let dir = fixture("tiny");
     let expected = reference(&dir);
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cue"))
-        .args(["clip-embed", "--model", dir.to_str().unwrap(), "--image"])
-        .arg(dir.join("image.png"))
-        .args(["--token-ids", "998,5,17,33,999", "--layers", "1,3", "--device", "cpu", "--json"])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
-    let as_f32 = |v: &Value| flat(v).into_iter().map(|x| x as f32).collect::<Vec<_>>();
-    assert_close("image_embeds", &as_f32(&json["image_embeds"]), &flat(&expected["image_embeds"]), 1e-4);
-    assert_close("patch_embeds[3]", &as_f32(&json["patch_embeds"]["3"]), &flat(&expected["patch_embeds"]["3"]), 1e-4);
-    assert!(json["patch_embeds"].get("2").is_none());
-    // The first reference row is these ids padded with zeros after the end token.
-    let first_row = &expected["text_embeds"][0];
-    assert_close("text_embeds[0]", &as_f32(&json["text_embeds"][0]), &flat(first_row), 1e-4);
+    for cap in [None, Some("avx2"), Some("portable")] {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cue"));
+        command
+            .args(["clip-embed", "--model", dir.to_str().unwrap(), "--image"])
+            .arg(dir.join("image.png"))
+            .args(["--token-ids", "998,5,17,33,999", "--layers", "1,3", "--device", "cpu", "--json"]);
+        match cap {
+            Some(isa) => command.env("CUE_CPU_ISA", isa),
+            None => command.env_remove("CUE_CPU_ISA"),
+        };
+        let output = command.output().unwrap();
+        assert!(output.status.success(), "CUE_CPU_ISA={cap:?}: {}", String::from_utf8_lossy(&output.stderr));
+        let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let as_f32 = |v: &Value| flat(v).into_iter().map(|x| x as f32).collect::<Vec<_>>();
+        let what = |name: &str| format!("{name} (CUE_CPU_ISA={cap:?})");
+        assert_close(&what("image_embeds"), &as_f32(&json["image_embeds"]), &flat(&expected["image_embeds"]), 1e-4);
+        assert_close(&what("patch_embeds[3]"), &as_f32(&json["patch_embeds"]["3"]), &flat(&expected["patch_embeds"]["3"]), 1e-4);
+        assert!(json["patch_embeds"].get("2").is_none());
+        // The first reference row is these ids padded with zeros after the end token.
+        let first_row = &expected["text_embeds"][0];
+        assert_close(&what("text_embeds[0]"), &as_f32(&json["text_embeds"][0]), &flat(first_row), 1e-4);
+    }
 }
 
 /// The largest `|actual - expected|` relative to the largest `|expected|`.

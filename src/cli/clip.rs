@@ -145,6 +145,9 @@ struct ClipBenchReport {
     /// Whether the blocks ran through CUE's bf16 CPU product (bf16 on a CPU where it runs and
     /// was timed faster than f32), else burn's kernels.
     bf16_cpu_kernel: bool,
+    /// The level of CUE's own CPU loops (softmax, activations, LayerNorm, the bf16 product):
+    /// the CPU's best unless `CUE_CPU_ISA` caps it.
+    cpu_isa: &'static str,
     parameters: usize,
     /// Seconds to open the checkpoint (Burnpack tensors are memory-mapped and read lazily).
     load_s: f64,
@@ -265,6 +268,7 @@ pub fn bench(
         device: chosen.description.clone(),
         precision: precision.to_string(),
         bf16_cpu_kernel: clip.model.uses_bf16_cpu_product(),
+        cpu_isa: cue_model::clip::isa::Isa::current().name(),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         parameters: clip.model.num_params(),
         load_s,
@@ -281,7 +285,7 @@ pub fn bench(
     } else {
         println!("model        {} ({:.0} M parameters)", report.model, report.parameters as f64 / 1e6);
         let kernel = if report.bf16_cpu_kernel { ", CUE's bf16 CPU product" } else { "" };
-        println!("device       {} ({}{kernel})", report.device, report.precision);
+        println!("device       {} ({}{kernel}; CPU loops {})", report.device, report.precision, report.cpu_isa);
         println!("load         {:.2} s (to the first embedding {:.2} s)", report.load_s, report.load_to_first_embedding_s);
         println!("matmul       {:.1} GFLOP/s", report.matmul_gflops);
         if let Some(gflops) = report.bf16_matmul_gflops {

@@ -62,11 +62,11 @@ pub fn quick_gelu_in_place(values: &mut [f32]) {
 pub(super) fn quick_gelu_chunk(values: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if super::isa::avx512() {
             // SAFETY: the CPU has AVX-512 F, which is all the function's body is compiled for.
             return unsafe { quick_gelu_avx512(values) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if super::isa::avx2() {
             // SAFETY: as above, for AVX2 and FMA.
             return unsafe { quick_gelu_avx2(values) };
         }

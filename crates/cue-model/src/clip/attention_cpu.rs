@@ -232,11 +232,11 @@ pub(super) fn softmax_rows(scores: &mut [f32], tokens: usize, causal: bool, scal
 pub(super) fn exp_rows(scores: &mut [f32], tokens: usize, causal: bool, scale: f32, sums: Option<&mut [f32]>) {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
+        if super::isa::avx512() {
             // SAFETY: the CPU has AVX-512 F, all the function's body is compiled for.
             return unsafe { exp_rows_avx512(scores, tokens, causal, scale, sums) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if super::isa::avx2() {
             // SAFETY: as above, for AVX2 and FMA.
             return unsafe { exp_rows_avx2(scores, tokens, causal, scale, sums) };
         }

@@ -167,7 +167,7 @@ fn layer_norm_rounded(x: &[f32], width: usize, norm: &HostNorm) -> Bf16Rows {
 /// `row` normalised (mean and variance in two passes, f32) and scaled into `out`.
 fn normalise(row: &[f32], norm: &HostNorm, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
+    if super::isa::avx512() {
         // SAFETY: the CPU has AVX-512 F, all the function's body is compiled for.
         return unsafe { normalise_avx512(row, norm, out) };
     }

@@ -9,6 +9,7 @@ pub mod bf16_gemm;
 pub mod config;
 pub mod cpu_bf16;
 pub mod encoder;
+pub mod isa;
 pub mod load;
 pub mod model;
 pub mod openai;

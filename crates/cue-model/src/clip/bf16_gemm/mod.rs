@@ -26,22 +26,11 @@ pub const NR: usize = 32;
 /// stays in L1 while every row block goes through it.
 const KC_PAIRS: usize = 128;
 
-/// Whether this CPU runs the bf16 product (AVX-512 F and BF16), unless `CUE_BF16_KERNEL=0`
-/// turns it off (to compare with burn's path on the same machine).
+/// Whether this CPU runs the bf16 product (AVX-512 F and BF16, within `CUE_CPU_ISA`'s cap),
+/// unless `CUE_BF16_KERNEL=0` turns it off (to compare with burn's path on the same machine).
 pub fn available() -> bool {
     static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(|| std::env::var("CUE_BF16_KERNEL").map_or(true, |v| v != "0") && cpu_has_bf16())
-}
-
-fn cpu_has_bf16() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    *AVAILABLE.get_or_init(|| std::env::var("CUE_BF16_KERNEL").map_or(true, |v| v != "0") && super::isa::avx512_bf16())
 }
 
 /// `x` rounded to bf16 (to nearest, ties to even; NaN stays NaN), as its 16 bits.
