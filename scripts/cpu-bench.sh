@@ -9,7 +9,7 @@
 #     CUE=target/release/cue PYTHON=path/to/venv/bin/python bash scripts/cpu-bench.sh
 #
 # PYTHON needs torch and transformers. THREADS (default: every core) and REPEAT (default 3)
-# set what both sides get.
+# set what both sides get; PEERS (default "torch_f32 torch_bf16") which PyTorch runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +23,8 @@ log() { echo "== $*" >&2; }
 [ -x "$cue" ] || { echo "no cue binary at $cue (cargo build --release --no-default-features, or set CUE=)" >&2; exit 1; }
 "$python" -c "import torch, transformers" || { echo "$python has no torch + transformers (set PYTHON=)" >&2; exit 1; }
 
+# TABLE_ONLY=1 prints the table again from the JSON already in $OUT.
+if [ "${TABLE_ONLY:-0}" != 1 ]; then
 # The rayon pool CUE's CPU backend uses takes RAYON_NUM_THREADS.
 export RAYON_NUM_THREADS="$threads"
 run_cue() { # name, then arguments of `cue bench clip`
@@ -35,16 +37,19 @@ run_cue cue_bf16 --batch 1,8 --device cpu --precision bf16
 CUE_BF16_KERNEL=1 run_cue cue_bf16_kernel --batch 1,8 --device cpu --precision bf16
 CUE_BF16_KERNEL=0 run_cue cue_bf16_cast --batch 1,8 --device cpu --precision bf16
 run_cue cue_f16 --batch 1,8 --device cpu --precision f16
+# PEERS names the PyTorch configurations to run (default both).
 for peer in "torch_f32:" "torch_bf16:--autocast-bf16"; do
+    case " ${PEERS:-torch_f32 torch_bf16} " in *" ${peer%%:*} "*) ;; *) continue ;; esac
     log "PyTorch ${peer%%:*}"
     "$python" scripts/bench_clip_torch.py --threads "$threads" --batch 1,8 --repeat "$repeat" ${peer#*:} > "$out/${peer%%:*}.json" || echo "PyTorch ${peer%%:*} failed" >&2
 done
 run_cue cue_b16_cpu --preset ViT-B/16 --batch 1 --device cpu
 run_cue cue_b16_gpu --preset ViT-B/16 --batch 1 --device gpu
+fi
 
 log "table"
 "$python" - "$out" "$threads" <<'EOF'
-import json, pathlib, re, sys
+import json, os, pathlib, re, sys
 out, threads = pathlib.Path(sys.argv[1]), sys.argv[2]
 cpuinfo = pathlib.Path("/proc/cpuinfo").read_text()
 name = re.search(r"model name\s*:\s*(.*)", cpuinfo).group(1).strip()
@@ -63,6 +68,9 @@ def ratio(a, b):
     return f"{a / b:.2f}" if a and b else "-"
 t32, tbf = load("torch_f32"), load("torch_bf16")
 print(f"CPU: {name}, {threads} threads, flags {' '.join(have)}")
+c32 = load("cue_f32")
+caps = [f"{k}={os.environ[k]}" for k in ("CUE_CPU_ISA", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS") if k in os.environ]
+print(f"CUE's CPU loops: {c32.get('cpu_isa', '?') if c32 else '?'}" + (f"; capped by {' '.join(caps)}" if caps else ""))
 print()
 print("| what | CUE | PyTorch f32 | PyTorch bf16 autocast | CUE / PyTorch f32 | CUE / PyTorch bf16 |")
 print("|---|---|---|---|---|---|")
@@ -82,7 +90,7 @@ r = load("cue_f32")
 k = load("cue_bf16_kernel")
 print(f"| GEMM `[2056,1024] x [1024,4096]` | f32 {r['matmul_gflops']:.0f} GFLOP/s"
       + (f", CUE's bf16 product {k['bf16_matmul_gflops']:.0f}" if k and k.get("bf16_matmul_gflops") else "")
-      + f" | {t32['matmul_gflops']:.0f} GFLOP/s | {tbf['matmul_gflops']:.0f} GFLOP/s | | |" if r and t32 and tbf else "| GEMM | not measured | | | | |")
+      + f" | {t32['matmul_gflops']:.0f} GFLOP/s | {(format(tbf['matmul_gflops'], '.0f') + ' GFLOP/s') if tbf else 'not measured'} | | |" if r and t32 else "| GEMM | not measured | | | | |")
 cpu, gpu = vision(load("cue_b16_cpu"), 1), vision(load("cue_b16_gpu"), 1)
 g = load("cue_b16_gpu")
 print(f"| wgpu ({g['device'] if g else 'no adapter'}), ViT-B/16 vision b=1 | {fmt(gpu)} (CPU: {fmt(cpu)}) | | | {ratio(gpu, cpu)} x the CPU | |")
