@@ -51,9 +51,16 @@ impl ClipTextTransformer {
 
     /// Encodes token embeddings `[batch, tokens, width]` and returns the final-normed state
     /// at each row's end-of-text position, `[batch, width]`.
+    ///
+    /// Attention is causal, so no token after the last end-of-text position can reach a pooled
+    /// state: those tokens are not computed (a tokenized sentence padded to 77 tokens needs its
+    /// first few only; transformers computes all of them for the same answer).
     pub fn pooled_from_embeddings(&self, embeddings: Tensor<3>, eot_positions: &[usize]) -> Tensor<2> {
         let [batch, tokens, width] = embeddings.dims();
         let device = embeddings.device();
+        let needed = eot_positions.iter().max().map_or(tokens, |&last| (last + 1).min(tokens));
+        let (embeddings, tokens) =
+            if needed < tokens { (embeddings.slice([0..batch, 0..needed, 0..width]), needed) } else { (embeddings, tokens) };
         let positions = self.embeddings.position_embedding.weight.val().slice([0..tokens, 0..width]);
         // A float32 stream whatever the weights' type (the blocks cast what they compute on).
         let mut h = embeddings + to_f32(positions).unsqueeze::<3>();
