@@ -83,7 +83,8 @@ for label, n in rows:
     if r and "bf16" in n:
         extra = " [CUE's product]" if r.get("bf16_cpu_kernel") else " [burn's cast]"
     for what, get in ((f"vision b=1", lambda x: vision(x, 1)), (f"vision b=8", lambda x: vision(x, 8)),
-                      ("text 2x77", lambda x: x["text_median_s"] if x else None)):
+                      ("text 2x77", lambda x: x["text_median_s"] if x else None),
+                      ("text, 2 six-token sentences padded to 77", lambda x: x.get("text_short_median_s") if x else None)):
         c, p, q = get(r), get(t32), get(tbf)
         print(f"| CPU {label}{extra}, {what} | {fmt(c)} | {fmt(p)} | {fmt(q)} | {ratio(c, p)} | {ratio(c, q)} |")
 r = load("cue_f32")
