@@ -66,28 +66,27 @@ def main():
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast_bf16)
     size = config.vision_config.image_size
     flat = ((torch.arange(3 * size * size) % 97).float() / 97.0 - 0.5).to(device=device, dtype=dtype)
+    def median_seconds(call, warmups):
+        """Median wall time of --repeat calls after `warmups` untimed ones."""
+        times = []
+        for run in range(warmups + args.repeat):
+            start = time.perf_counter()
+            call()
+            if run >= warmups:
+                times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    # One extra warm-up run of the towers when compiling: the first call compiles.
+    warmups = 1 + int(args.compile)
     vision = []
     with torch.inference_mode(), autocast:
         m, k, n = 8 * 257, config.vision_config.hidden_size, config.vision_config.intermediate_size
         a = torch.ones(m, k, device=device, dtype=dtype)
         b = torch.ones(k, n, device=device, dtype=dtype)
-        times = []
-        for run in range(args.repeat + 1):
-            start = time.perf_counter()
-            (a @ b)[0, 0].item()
-            if run > 0:
-                times.append(time.perf_counter() - start)
-        matmul_gflops = 2.0 * m * k * n / statistics.median(times) / 1e9
+        matmul_gflops = 2.0 * m * k * n / median_seconds(lambda: (a @ b)[0, 0].item(), 1) / 1e9
         for batch in [int(b) for b in args.batch.split(",")]:
             pixels = flat.reshape(1, 3, size, size).expand(batch, -1, -1, -1).contiguous()
-            times = []
-            # One extra warm-up run when compiling: the first call compiles.
-            for run in range(args.repeat + 1 + int(args.compile)):
-                start = time.perf_counter()
-                image_embeds(pixels).float().sum().item()
-                if run > int(args.compile):
-                    times.append(time.perf_counter() - start)
-            vision.append([batch, statistics.median(times)])
+            vision.append([batch, median_seconds(lambda: image_embeds(pixels).float().sum().item(), warmups)])
         # Two prompts that fill the context (the end token last), then two short sentences
         # padded to it (the end token sixth), as `cue bench clip` times them.
         text = {}
@@ -95,13 +94,7 @@ def main():
             ids = torch.zeros(2, 77, dtype=torch.long, device=device)
             ids[:, 0] = 49406
             ids[:, end] = 49407
-            times = []
-            for run in range(args.repeat + 1 + int(args.compile)):
-                start = time.perf_counter()
-                text_embeds(ids).float().sum().item()
-                if run > int(args.compile):
-                    times.append(time.perf_counter() - start)
-            text[name] = statistics.median(times)
+            text[name] = median_seconds(lambda: text_embeds(ids).float().sum().item(), warmups)
     print(json.dumps({
         "peer": f"torch {torch.__version__} + transformers",
         "preset": args.preset,

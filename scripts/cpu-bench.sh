@@ -87,7 +87,7 @@ for label, n in rows:
                       ("text, 2 six-token sentences padded to 77", lambda x: x.get("text_short_median_s") if x else None)):
         c, p, q = get(r), get(t32), get(tbf)
         print(f"| CPU {label}{extra}, {what} | {fmt(c)} | {fmt(p)} | {fmt(q)} | {ratio(c, p)} | {ratio(c, q)} |")
-r = load("cue_f32")
+r = c32
 k = load("cue_bf16_kernel")
 print(f"| GEMM `[2056,1024] x [1024,4096]` | f32 {r['matmul_gflops']:.0f} GFLOP/s"
       + (f", CUE's bf16 product {k['bf16_matmul_gflops']:.0f}" if k and k.get("bf16_matmul_gflops") else "")

@@ -59,8 +59,8 @@ impl ClipTextTransformer {
         let [batch, tokens, width] = embeddings.dims();
         let device = embeddings.device();
         let needed = eot_positions.iter().max().map_or(tokens, |&last| (last + 1).min(tokens));
-        let (embeddings, tokens) =
-            if needed < tokens { (embeddings.slice([0..batch, 0..needed, 0..width]), needed) } else { (embeddings, tokens) };
+        let embeddings = if needed < tokens { embeddings.slice([0..batch, 0..needed, 0..width]) } else { embeddings };
+        let tokens = needed;
         let positions = self.embeddings.position_embedding.weight.val().slice([0..tokens, 0..width]);
         // A float32 stream whatever the weights' type (the blocks cast what they compute on).
         let mut h = embeddings + to_f32(positions).unsqueeze::<3>();
