@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # CUE beside PyTorch on this machine's CPU, in one run, one after the other: `cue bench clip`
 # (ViT-L/14 shapes, random weights, vision batch 1 and 8, text two 77-token prompts) in f32,
-# bf16 (CUE's choice, then its bf16 product forced) and f16, PyTorch + transformers in f32 and
-# bf16 autocast at the same thread count, and wgpu (lavapipe where there is no GPU) against the
-# CPU at ViT-B/16 batch 1. Prints the README's CPU speed table, naming the CPU and the flags
+# bf16 (CUE's choice, then its bf16 product forced), f16 and i16 (CUE's integer product),
+# PyTorch + transformers in f32 and bf16 autocast at the same thread count, and wgpu
+# (lavapipe where there is no GPU) against the CPU at ViT-B/16 batch 1. Prints the README's CPU speed table, naming the CPU and the flags
 # that decide its kernels; leaves the raw JSON in $OUT (default ./cpu-bench).
 #
 #     CUE=target/release/cue PYTHON=path/to/venv/bin/python bash scripts/cpu-bench.sh
@@ -37,6 +37,7 @@ run_cue cue_bf16 --batch 1,8 --device cpu --precision bf16
 CUE_BF16_KERNEL=1 run_cue cue_bf16_kernel --batch 1,8 --device cpu --precision bf16
 CUE_BF16_KERNEL=0 run_cue cue_bf16_cast --batch 1,8 --device cpu --precision bf16
 run_cue cue_f16 --batch 1,8 --device cpu --precision f16
+run_cue cue_i16 --batch 1,8 --device cpu --precision i16
 # PEERS names the PyTorch configurations to run (default both).
 for peer in "torch_f32:" "torch_bf16:--autocast-bf16"; do
     case " ${PEERS:-torch_f32 torch_bf16} " in *" ${peer%%:*} "*) ;; *) continue ;; esac
@@ -76,12 +77,15 @@ print("| what | CUE | PyTorch f32 | PyTorch bf16 autocast | CUE / PyTorch f32 | 
 print("|---|---|---|---|---|---|")
 rows = [("f32", "cue_f32"), ("`--precision bf16` (CUE's choice)", "cue_bf16"),
         ("bf16, CUE's product forced (`CUE_BF16_KERNEL=1`)", "cue_bf16_kernel"),
-        ("bf16, burn's cast (`CUE_BF16_KERNEL=0`)", "cue_bf16_cast"), ("`--precision f16`", "cue_f16")]
+        ("bf16, burn's cast (`CUE_BF16_KERNEL=0`)", "cue_bf16_cast"), ("`--precision f16`", "cue_f16"),
+        ("`--precision i16`", "cue_i16")]
 for label, n in rows:
     r = load(n)
     extra = ""
     if r and "bf16" in n:
         extra = " [CUE's product]" if r.get("bf16_cpu_kernel") else " [burn's cast]"
+    if r and n == "cue_i16":
+        extra = " [CUE's integer product]" if r.get("precision") == "i16" else " [ran f32: no AVX2]"
     for what, get in ((f"vision b=1", lambda x: vision(x, 1)), (f"vision b=8", lambda x: vision(x, 8)),
                       ("text 2x77", lambda x: x["text_median_s"] if x else None),
                       ("text, 2 six-token sentences padded to 77", lambda x: x.get("text_short_median_s") if x else None)):
@@ -91,6 +95,7 @@ r = c32
 k = load("cue_bf16_kernel")
 print(f"| GEMM `[2056,1024] x [1024,4096]` | f32 {r['matmul_gflops']:.0f} GFLOP/s"
       + (f", CUE's bf16 product {k['bf16_matmul_gflops']:.0f}" if k and k.get("bf16_matmul_gflops") else "")
+      + (f", CUE's integer product {r['i16_matmul_gflops']:.0f}" if r.get("i16_matmul_gflops") else "")
       + f" | {t32['matmul_gflops']:.0f} GFLOP/s | {(format(tbf['matmul_gflops'], '.0f') + ' GFLOP/s') if tbf else 'not measured'} | | |" if r and t32 else "| GEMM | not measured | | | | |")
 cpu, gpu = vision(load("cue_b16_cpu"), 1), vision(load("cue_b16_gpu"), 1)
 g = load("cue_b16_gpu")

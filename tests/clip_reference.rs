@@ -221,31 +221,54 @@ fn vit_l14_shapes_match_transformers() {
 
 /// The command line's embeddings, with CUE's CPU loops at the CPU's best and capped to AVX2 and
 /// to plain Rust (`CUE_CPU_ISA`): the loops an AVX2-only CPU runs are checked on any machine.
+/// Then `--precision i16` (CUE's integer product), within its bound and visibly not float32.
 #[test]
 fn clip_embed_prints_the_reference_embeddings_as_json() {
     let dir = fixture("tiny");
     let expected = reference(&dir);
-    for cap in [None, Some("avx2"), Some("portable")] {
+    let embed = |cap: Option<&str>, precision: &str| -> Value {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cue"));
         command
             .args(["clip-embed", "--model", dir.to_str().unwrap(), "--image"])
             .arg(dir.join("image.png"))
-            .args(["--token-ids", "998,5,17,33,999", "--layers", "1,3", "--device", "cpu", "--json"]);
+            .args(["--token-ids", "998,5,17,33,999", "--layers", "1,3", "--device", "cpu", "--json", "--precision", precision]);
         match cap {
             Some(isa) => command.env("CUE_CPU_ISA", isa),
             None => command.env_remove("CUE_CPU_ISA"),
         };
         let output = command.output().unwrap();
-        assert!(output.status.success(), "CUE_CPU_ISA={cap:?}: {}", String::from_utf8_lossy(&output.stderr));
-        let json: Value = serde_json::from_slice(&output.stdout).unwrap();
-        let as_f32 = |v: &Value| flat(v).into_iter().map(|x| x as f32).collect::<Vec<_>>();
-        let what = |name: &str| format!("{name} (CUE_CPU_ISA={cap:?})");
-        assert_close(&what("image_embeds"), &as_f32(&json["image_embeds"]), &flat(&expected["image_embeds"]), 1e-4);
-        assert_close(&what("patch_embeds[3]"), &as_f32(&json["patch_embeds"]["3"]), &flat(&expected["patch_embeds"]["3"]), 1e-4);
+        assert!(output.status.success(), "CUE_CPU_ISA={cap:?} {precision}: {}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let as_f32 = |v: &Value| flat(v).into_iter().map(|x| x as f32).collect::<Vec<_>>();
+    // (what, printed, transformers' answer) for the three outputs.
+    let outputs = |json: &Value| {
         assert!(json["patch_embeds"].get("2").is_none());
         // The first reference row is these ids padded with zeros after the end token.
-        let first_row = &expected["text_embeds"][0];
-        assert_close(&what("text_embeds[0]"), &as_f32(&json["text_embeds"][0]), &flat(first_row), 1e-4);
+        [
+            ("image_embeds", as_f32(&json["image_embeds"]), flat(&expected["image_embeds"])),
+            ("patch_embeds[3]", as_f32(&json["patch_embeds"]["3"]), flat(&expected["patch_embeds"]["3"])),
+            ("text_embeds[0]", as_f32(&json["text_embeds"][0]), flat(&expected["text_embeds"][0])),
+        ]
+    };
+    for cap in [None, Some("avx2"), Some("portable")] {
+        let json = embed(cap, "f32");
+        assert_eq!(json["precision"], "f32");
+        for (name, got, want) in outputs(&json) {
+            assert_close(&format!("{name} (CUE_CPU_ISA={cap:?})"), &got, &want, 1e-4);
+        }
+    }
+    for cap in [None, Some("avx2")] {
+        let json = embed(cap, "i16");
+        let integer = cue::model::clip::i16_gemm::available();
+        assert_eq!(json["precision"], if integer { "i16" } else { "f32" }, "CUE_CPU_ISA={cap:?}");
+        for (name, got, want) in outputs(&json) {
+            let error = relative_error(&got, &want);
+            eprintln!("clip-embed --precision i16 (CUE_CPU_ISA={cap:?}) {name}: {error:e} of the largest value");
+            // The bound of half_precision_towers_stay_within_their_bound_of_transformers_f32,
+            // and more than float32's own error: the integer product ran.
+            assert!(error <= 2e-3 && (!integer || error > 1e-5), "{name}: {error:e}");
+        }
     }
 }
 
@@ -268,7 +291,10 @@ fn precision_error_of(device: &Device, precision: cue::model::clip::Precision, b
     let dir = fixture("tiny");
     let mut clip = Clip::load(&dir, device).unwrap();
     clip.model = if bf16_kernel { clip.model.with_bf16_cpu_product() } else { clip.model.with_precision(precision) };
-    assert_eq!(clip.model.precision(), precision);
+    // i16 runs float32 where CUE's integer product cannot run (no AVX2, a GPU).
+    let integer = matches!(device.as_dispatch(), burn::backend::DispatchDevice::Flex(_)) && cue::model::clip::i16_gemm::available();
+    let runs = if precision == cue::model::clip::Precision::I16 && !integer { cue::model::clip::Precision::F32 } else { precision };
+    assert_eq!(clip.model.precision(), runs);
     if bf16_kernel {
         assert_eq!(clip.model.uses_bf16_cpu_product(), cue::model::clip::bf16_gemm::available());
     }
@@ -295,6 +321,14 @@ fn half_precision_towers_stay_within_their_bound_of_transformers_f32() {
     let f32_error = precision_error(&cpu, Precision::F32);
     let f16_error = precision_error(&cpu, Precision::F16);
     let bf16_error = precision_error(&cpu, Precision::Bf16);
+    let i16_error = precision_error(&cpu, Precision::I16);
+    eprintln!("relative error against transformers f32 on the CPU: i16 {i16_error:e}");
+    if cue::model::clip::i16_gemm::available() {
+        // CUE's integer product (12-bit weights per output, 14-bit activations per row).
+        assert!(i16_error <= 2e-3 && i16_error > 10.0 * f32_error, "i16 {i16_error:e}");
+    } else {
+        assert!(i16_error <= 1e-5, "i16 without AVX2 runs float32: {i16_error:e}");
+    }
     eprintln!("relative error against transformers f32 on the CPU: f32 {f32_error:e}, f16 {f16_error:e}, bf16 {bf16_error:e}");
     assert!(f32_error <= 1e-5, "f32 {f32_error:e}");
     assert!(f16_error <= 1e-2, "f16 {f16_error:e}");

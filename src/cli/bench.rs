@@ -49,7 +49,7 @@ pub enum BenchCommand {
         /// auto, gpu or cpu.
         #[arg(long, default_value_t = cue_model::device::DeviceChoice::Cpu)]
         device: cue_model::device::DeviceChoice,
-        /// The towers' number type: f32, f16 or bf16 (LayerNorms stay f32).
+        /// The towers' number type: f32, f16, bf16 or i16 (LayerNorms stay f32; i16: CUE's integer product, CPU with AVX2).
         #[arg(long, default_value_t = cue_model::clip::Precision::F32)]
         precision: cue_model::clip::Precision,
         /// Print one JSON object.

@@ -35,7 +35,8 @@ pub struct EmbedArgs {
     /// cuda:N (builds with the `cuda` feature) or remote:HOST:PORT.
     #[arg(long, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
-    /// The towers' number type: f32, f16 or bf16 (LayerNorms stay f32; outputs are f32).
+    /// The towers' number type: f32, f16, bf16 or i16 (LayerNorms stay f32; outputs are f32;
+    /// i16: CUE's integer product for the blocks' linear layers, on a CPU with AVX2).
     #[arg(long, default_value_t = cue_model::clip::Precision::F32)]
     pub precision: cue_model::clip::Precision,
     /// Print one JSON object.
@@ -65,7 +66,9 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     let (mut clip, chosen) = (loaded.clip, loaded.device);
     clip.model = clip.model.with_precision(args.precision);
     let mut out = serde_json::Map::new();
-    out.insert("precision".into(), args.precision.to_string().into());
+    // The precision the towers run in, which falls back to f32 where the requested one has no
+    // path (i16 without AVX2 or on a GPU).
+    out.insert("precision".into(), clip.model.precision().to_string().into());
     out.insert("model".into(), clip.id.name.clone().into());
     out.insert("device".into(), chosen.description.clone().into());
     if let Some(path) = &args.image {
@@ -158,6 +161,9 @@ struct ClipBenchReport {
     /// The same product in CUE's bf16 CPU kernel (inputs rounded to bf16 included), where this
     /// CPU has AVX-512 BF16.
     bf16_matmul_gflops: Option<f64>,
+    /// The same product in CUE's integer CPU kernel (inputs quantized included), where this
+    /// CPU has AVX2.
+    i16_matmul_gflops: Option<f64>,
     /// (batch, median seconds) of the vision tower to image embeddings.
     vision_median_s: Vec<(usize, f64)>,
     /// Median seconds of the text tower for two prompts that fill the 77-token context.
@@ -222,18 +228,27 @@ pub fn bench(
         }
         2.0 * (m * k * n) as f64 / super::bench::median(&mut times[1..].to_vec()) / 1e9
     };
-    let bf16_matmul_gflops = cue_model::clip::bf16_gemm::available().then(|| {
-        let (m, k, n) = (8 * 257, clip.config.vision.hidden_size, clip.config.vision.intermediate_size);
-        let x: Vec<f32> = (0..m * k).map(|i| ((i % 89) as f32 / 89.0) - 0.5).collect();
-        let w: Vec<f32> = (0..k * n).map(|i| ((i % 83) as f32 / 83.0) - 0.5).collect();
-        let packed = cue_model::clip::bf16_gemm::Bf16Weights::pack(&w, k, n, None);
+    // CUE's own CPU products on the same shape, the rounding or quantizing of the inputs
+    // included.
+    let (m, k, n) = (8 * 257, clip.config.vision.hidden_size, clip.config.vision.intermediate_size);
+    let x: Vec<f32> = (0..m * k).map(|i| ((i % 89) as f32 / 89.0) - 0.5).collect();
+    let w: Vec<f32> = (0..k * n).map(|i| ((i % 83) as f32 / 83.0) - 0.5).collect();
+    let product_gflops = |product: &dyn Fn()| {
         let mut times = Vec::new();
         for _ in 0..=repeat {
             let start = Instant::now();
-            std::hint::black_box(packed.matmul(&x, m));
+            product();
             times.push(start.elapsed().as_secs_f64());
         }
         2.0 * (m * k * n) as f64 / super::bench::median(&mut times[1..].to_vec()) / 1e9
+    };
+    let bf16_matmul_gflops = cue_model::clip::bf16_gemm::available().then(|| {
+        let packed = cue_model::clip::bf16_gemm::Bf16Weights::pack(&w, k, n, None);
+        product_gflops(&|| drop(std::hint::black_box(packed.matmul(&x, m))))
+    });
+    let i16_matmul_gflops = cue_model::clip::i16_gemm::available().then(|| {
+        let packed = cue_model::clip::i16_gemm::I16Weights::pack(&w, k, n, None);
+        product_gflops(&|| drop(std::hint::black_box(packed.matmul(&x, m))))
     });
     let mut vision = Vec::new();
     for &batch in batches {
@@ -285,6 +300,7 @@ pub fn bench(
         load_to_first_embedding_s: first,
         matmul_gflops,
         bf16_matmul_gflops,
+        i16_matmul_gflops,
         vision_median_s: vision,
         text_median_s,
         text_short_median_s,
@@ -301,6 +317,9 @@ pub fn bench(
         println!("matmul       {:.1} GFLOP/s", report.matmul_gflops);
         if let Some(gflops) = report.bf16_matmul_gflops {
             println!("bf16 matmul  {gflops:.1} GFLOP/s (CUE's AVX-512 BF16 kernel)");
+        }
+        if let Some(gflops) = report.i16_matmul_gflops {
+            println!("i16 matmul   {gflops:.1} GFLOP/s (CUE's AVX2 integer kernel)");
         }
         for (batch, s) in &report.vision_median_s {
             println!("vision b={batch:<3} {:.3} s (median of {repeat})", s);

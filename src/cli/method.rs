@@ -219,7 +219,7 @@ pub struct EvalArgs {
     json: bool,
     #[arg(long, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
-    /// The number type of the frozen towers: f32, f16 or bf16 (LayerNorms stay f32).
+    /// The number type of the frozen towers: f32, f16, bf16 or i16 (LayerNorms stay f32; i16: CUE's integer product, CPU with AVX2).
     #[arg(long, default_value_t = cue_model::clip::Precision::F32)]
     precision: cue_model::clip::Precision,
 }

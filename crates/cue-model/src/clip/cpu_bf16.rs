@@ -35,14 +35,14 @@ pub struct BlockBf16 {
 
 /// A LayerNorm's parameters on the host.
 #[derive(Debug)]
-struct HostNorm {
+pub(super) struct HostNorm {
     gamma: Vec<f32>,
     beta: Vec<f32>,
     epsilon: f32,
 }
 
 impl HostNorm {
-    fn read(norm: &LayerNorm, epsilon: f64) -> Result<Self, crate::HostReadError> {
+    pub(super) fn read(norm: &LayerNorm, epsilon: f64) -> Result<Self, crate::HostReadError> {
         let gamma = crate::to_host(norm.gamma.val())?;
         let beta = norm.beta.as_ref().map(|b| crate::to_host(b.val())).transpose()?.unwrap_or_else(|| vec![0.0; gamma.len()]);
         Ok(Self { gamma, beta, epsilon: epsilon as f32 })
@@ -50,10 +50,10 @@ impl HostNorm {
 }
 
 /// A linear layer's weight (`[inputs, outputs]`, row-major), its shape and its bias.
-type HostLinear = (Vec<f32>, usize, usize, Option<Vec<f32>>);
+pub(super) type HostLinear = (Vec<f32>, usize, usize, Option<Vec<f32>>);
 
 /// A linear layer read to the host.
-fn host_linear(linear: &Linear) -> Result<HostLinear, crate::HostReadError> {
+pub(super) fn host_linear(linear: &Linear) -> Result<HostLinear, crate::HostReadError> {
     let [inputs, outputs] = linear.weight.val().dims();
     let weight = crate::to_host(linear.weight.val())?;
     let bias = linear.bias.as_ref().map(|b| crate::to_host(b.val())).transpose()?;
@@ -69,25 +69,9 @@ impl BlockBf16 {
     /// Packs `layer`'s linear layers and reads its LayerNorms.
     pub fn pack(layer: &ClipEncoderLayer) -> Result<Arc<Self>, crate::HostReadError> {
         let attention = &layer.self_attn;
-        let parts = [&attention.q_proj, &attention.k_proj, &attention.v_proj].map(host_linear);
-        let mut weights = Vec::new();
-        let mut biases = Vec::new();
-        for part in parts {
-            let (weight, inputs, outputs, bias) = part?;
-            weights.push((weight, inputs, outputs));
-            biases.push(bias.unwrap_or_else(|| vec![0.0; outputs]));
-        }
-        let (inputs, width) = (weights[0].1, weights[0].2);
-        // Row k of the fused weight: row k of q, then of k, then of v.
-        let mut fused = Vec::with_capacity(inputs * 3 * width);
-        for k in 0..inputs {
-            for (weight, _, outputs) in &weights {
-                fused.extend_from_slice(&weight[k * outputs..(k + 1) * outputs]);
-            }
-        }
-        let bias: Vec<f32> = biases.concat();
+        let (fused, inputs, outputs, bias) = fused_qkv(layer)?;
         Ok(Arc::new(Self {
-            qkv: Bf16Weights::pack(&fused, inputs, 3 * width, Some(&bias)),
+            qkv: Bf16Weights::pack(&fused, inputs, outputs, bias.as_deref()),
             out: pack(&attention.out_proj)?,
             fc1: pack(&layer.mlp.fc1)?,
             fc2: pack(&layer.mlp.fc2)?,
@@ -133,9 +117,32 @@ impl BlockBf16 {
     }
 }
 
+/// Query, key and value's weights side by side (`width -> 3 x width`) and their biases, so
+/// that one product makes all three.
+pub(super) fn fused_qkv(layer: &ClipEncoderLayer) -> Result<HostLinear, crate::HostReadError> {
+    let attention = &layer.self_attn;
+    let parts = [&attention.q_proj, &attention.k_proj, &attention.v_proj].map(host_linear);
+    let mut weights = Vec::new();
+    let mut biases = Vec::new();
+    for part in parts {
+        let (weight, inputs, outputs, bias) = part?;
+        weights.push((weight, inputs, outputs));
+        biases.push(bias.unwrap_or_else(|| vec![0.0; outputs]));
+    }
+    let (inputs, width) = (weights[0].1, weights[0].2);
+    // Row k of the fused weight: row k of q, then of k, then of v.
+    let mut fused = Vec::with_capacity(inputs * 3 * width);
+    for k in 0..inputs {
+        for (weight, _, outputs) in &weights {
+            fused.extend_from_slice(&weight[k * outputs..(k + 1) * outputs]);
+        }
+    }
+    Ok((fused, inputs, 3 * width, Some(biases.concat())))
+}
+
 /// `t`'s values (f32) on the host; NaN where they cannot be read (a CPU tensor always can),
 /// a failure the maps show rather than a panic.
-fn host(t: Tensor<3>) -> Vec<f32> {
+pub(super) fn host(t: Tensor<3>) -> Vec<f32> {
     let expected: usize = t.dims().iter().product();
     crate::to_host(t).unwrap_or_else(|_| vec![f32::NAN; expected])
 }
@@ -165,7 +172,7 @@ fn layer_norm_rounded(x: &[f32], width: usize, norm: &HostNorm) -> Bf16Rows {
 }
 
 /// `row` normalised (mean and variance in two passes, f32) and scaled into `out`.
-fn normalise(row: &[f32], norm: &HostNorm, out: &mut [f32]) {
+pub(super) fn normalise(row: &[f32], norm: &HostNorm, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if super::isa::avx512() {
         // SAFETY: the CPU has AVX-512 F, all the function's body is compiled for.

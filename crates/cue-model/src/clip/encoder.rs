@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::config::Activation;
 use super::cpu_bf16::BlockBf16;
+use super::cpu_i16::BlockI16;
 use super::precision::{Precision, to_compute, to_f32};
 use burn::tensor::Device;
 
@@ -62,6 +63,15 @@ impl ClipMlp {
     }
 }
 
+/// A block's linear layers packed for one of CUE's CPU products.
+#[derive(Clone, Debug)]
+pub enum PackedBlock {
+    /// For the AVX-512 BF16 product ([`super::cpu_bf16`]).
+    Bf16(Arc<BlockBf16>),
+    /// For the AVX2 integer product ([`super::cpu_i16`]).
+    I16(Arc<BlockI16>),
+}
+
 /// One pre-LN block: `x + attn(ln1(x))`, then `x + mlp(ln2(x))`.
 #[derive(Module, Debug)]
 pub struct ClipEncoderLayer {
@@ -73,10 +83,10 @@ pub struct ClipEncoderLayer {
     pub mlp: ClipMlp,
     /// Norm before the MLP.
     pub layer_norm2: LayerNorm,
-    /// The linear layers packed for CUE's bf16 CPU product, under `--precision bf16` on a CPU
-    /// that has it (the f32 weights above then go unused).
+    /// The linear layers packed for one of CUE's CPU products, under `--precision bf16` or
+    /// `i16` on a CPU that has it (the f32 weights above then go unused).
     #[module(skip)]
-    pub cpu_bf16: Option<Arc<BlockBf16>>,
+    pub cpu_packed: Option<PackedBlock>,
     /// The LayerNorms' epsilon (burn's `LayerNorm` keeps its own private), for the bf16 CPU
     /// block's LayerNorm.
     #[module(skip)]
@@ -88,10 +98,13 @@ impl ClipEncoderLayer {
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
         // The bf16 product runs outside burn's graph: a pass that records gradients (the
         // prompt's, through the text tower) takes burn's path.
-        if let Some(packed) = &self.cpu_bf16
+        if let Some(packed) = &self.cpu_packed
             && !x.is_tracked()
         {
-            return packed.forward(self, x, causal);
+            return match packed {
+                PackedBlock::Bf16(block) => block.forward(self, x, causal),
+                PackedBlock::I16(block) => block.forward(self, x, causal),
+            };
         }
         self.forward_unpacked(x, causal)
     }
@@ -165,7 +178,7 @@ impl ClipEncoder {
                     activation: sizes.activation,
                 },
                 layer_norm2: layer_norm(sizes.width, sizes.layer_norm_eps, device),
-                cpu_bf16: None,
+                cpu_packed: None,
                 layer_norm_eps: sizes.layer_norm_eps,
             })
             .collect();

@@ -1,4 +1,4 @@
-//! Reduced precision for the frozen towers (`--precision f32|f16|bf16`).
+//! Reduced precision for the frozen towers (`--precision f32|f16|bf16|i16`).
 //!
 //! As under PyTorch's autocast: the weights of the linear layers, convolutions and embeddings
 //! are cast to the chosen type and attention and MLP compute in it, while the residual stream
@@ -6,11 +6,16 @@
 //! activations can leave f16's range, and rounding the stream in every block adds up), and
 //! every output leaves the tower as float32, so the head, the prompts and training see float32
 //! whatever the tower ran in. The error this
-//! costs is measured against float32 by `tests/precision.rs` (on the CPU and on wgpu).
+//! costs is measured against float32 by `tests/clip_reference.rs` (on the CPU and on wgpu).
+//!
+//! `i16` is CUE's own, for CPUs without AVX-512 BF16: the blocks' linear layers in scaled
+//! integers through [`super::cpu_i16`], everything else float32. It needs AVX2; elsewhere
+//! (another CPU, a GPU) the towers run float32 and say so.
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{DType, FloatDType, Tensor};
 
+use super::encoder::PackedBlock;
 use super::model::ClipModel;
 
 /// The number type the frozen towers compute in.
@@ -24,13 +29,16 @@ pub enum Precision {
     F16,
     /// bfloat16: float32's range, 8-bit mantissa.
     Bf16,
+    /// The blocks' linear layers in scaled integers (12-bit weights per output, 14-bit
+    /// activations per row) through CUE's AVX2 CPU product; the rest float32.
+    I16,
 }
 
 impl Precision {
     /// Burn's float type.
     pub fn dtype(self) -> FloatDType {
         match self {
-            Precision::F32 => FloatDType::F32,
+            Precision::F32 | Precision::I16 => FloatDType::F32,
             Precision::F16 => FloatDType::F16,
             Precision::Bf16 => FloatDType::BF16,
         }
@@ -52,7 +60,8 @@ impl std::str::FromStr for Precision {
             "f32" | "float32" | "fp32" => Ok(Precision::F32),
             "f16" | "float16" | "fp16" | "half" => Ok(Precision::F16),
             "bf16" | "bfloat16" => Ok(Precision::Bf16),
-            other => Err(format!("unknown precision '{other}' (expected f32, f16 or bf16)")),
+            "i16" | "int16" => Ok(Precision::I16),
+            other => Err(format!("unknown precision '{other}' (expected f32, f16, bf16 or i16)")),
         }
     }
 }
@@ -63,6 +72,7 @@ impl std::fmt::Display for Precision {
             Precision::F32 => "f32",
             Precision::F16 => "f16",
             Precision::Bf16 => "bf16",
+            Precision::I16 => "i16",
         })
     }
 }
@@ -101,9 +111,34 @@ impl ClipModel {
     /// CUE's own bf16 product runs and is faster than f32 ([`super::cpu_bf16::pays_off`])
     /// instead packs every block's linear layers for it (burn's CPU backend would compute bf16
     /// as f32), leaving the rest in f32.
+    ///
+    /// `i16` packs the blocks for CUE's integer product on a CPU with AVX2; elsewhere the
+    /// towers stay float32 (logged, and [`Self::precision`] says f32).
     pub fn with_precision(self, precision: Precision) -> Self {
+        if precision == Precision::I16 {
+            return self.with_i16_cpu_product();
+        }
         let kernel = precision == Precision::Bf16 && self.on_cpu() && super::cpu_bf16::pays_off();
         self.with_precision_choosing(precision, kernel)
+    }
+
+    fn with_i16_cpu_product(mut self) -> Self {
+        self = self.with_precision_choosing(Precision::F32, false);
+        if !(self.on_cpu() && super::i16_gemm::available()) {
+            tracing::warn!("--precision i16 needs a CPU with AVX2 (and the CPU device): the towers run in f32");
+            return self;
+        }
+        let layers = || self.vision_model.encoder.layers.iter().chain(self.text_model.encoder.layers.iter());
+        match layers().map(super::cpu_i16::BlockI16::pack).collect::<Result<Vec<_>, _>>() {
+            Ok(packed) => {
+                let layers = self.vision_model.encoder.layers.iter_mut().chain(self.text_model.encoder.layers.iter_mut());
+                for (layer, packed) in layers.zip(packed) {
+                    layer.cpu_packed = Some(PackedBlock::I16(packed));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot pack the weights for the integer CPU product; the towers run in f32"),
+        }
+        self
     }
 
     /// bf16 through CUE's bf16 CPU product wherever the CPU can run it, fast or not (for checks
@@ -115,7 +150,7 @@ impl ClipModel {
 
     fn with_precision_choosing(mut self, precision: Precision, bf16_kernel: bool) -> Self {
         for layer in self.vision_model.encoder.layers.iter_mut().chain(self.text_model.encoder.layers.iter_mut()) {
-            layer.cpu_bf16 = None;
+            layer.cpu_packed = None;
         }
         if bf16_kernel {
             match self.pack_cpu_bf16() {
@@ -135,23 +170,24 @@ impl ClipModel {
         let layers = || self.vision_model.encoder.layers.iter().chain(self.text_model.encoder.layers.iter());
         let packed = layers().map(super::cpu_bf16::BlockBf16::pack).collect::<Result<Vec<_>, _>>()?;
         for (layer, packed) in self.vision_model.encoder.layers.iter_mut().chain(self.text_model.encoder.layers.iter_mut()).zip(packed) {
-            layer.cpu_bf16 = Some(packed);
+            layer.cpu_packed = Some(PackedBlock::Bf16(packed));
         }
         Ok(())
     }
 
-    /// The precision the towers compute in (bf16 when the blocks are packed for the bf16 CPU
-    /// product, else the type of the patch projection's weights).
+    /// The precision the towers compute in (bf16 or i16 when the blocks are packed for one of
+    /// CUE's CPU products, else the type of the patch projection's weights).
     pub fn precision(&self) -> Precision {
-        if self.uses_bf16_cpu_product() {
-            return Precision::Bf16;
+        match self.vision_model.encoder.layers.first().and_then(|l| l.cpu_packed.as_ref()) {
+            Some(PackedBlock::Bf16(_)) => Precision::Bf16,
+            Some(PackedBlock::I16(_)) => Precision::I16,
+            None => self.weights_precision(),
         }
-        self.weights_precision()
     }
 
     /// Whether the blocks run through CUE's bf16 CPU product ([`super::cpu_bf16`]).
     pub fn uses_bf16_cpu_product(&self) -> bool {
-        self.vision_model.encoder.layers.first().is_some_and(|l| l.cpu_bf16.is_some())
+        self.precision() == Precision::Bf16 && self.weights_precision() == Precision::F32
     }
 
     /// The type of the weights burn holds (the embeddings' and projections' inputs are cast to
@@ -177,10 +213,11 @@ mod tests {
 
     #[test]
     fn precisions_parse_and_print() {
-        for p in [Precision::F32, Precision::F16, Precision::Bf16] {
+        for p in [Precision::F32, Precision::F16, Precision::Bf16, Precision::I16] {
             assert_eq!(p.to_string().parse::<Precision>(), Ok(p));
         }
         assert_eq!("half".parse::<Precision>(), Ok(Precision::F16));
-        assert!("f8".parse::<Precision>().unwrap_err().contains("f32, f16 or bf16"));
+        assert_eq!("int16".parse::<Precision>(), Ok(Precision::I16));
+        assert!("f8".parse::<Precision>().unwrap_err().contains("f32, f16, bf16 or i16"));
     }
 }
