@@ -39,4 +39,4 @@ export CUE_CPU_ISA=avx2 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENA
 # PyTorch's bf16 autocast is left out: capped so, its bf16 matmul falls to a path that runs at
 # under 1 GFLOP/s here (about 36 minutes for one ViT-L/14 batch of 8), where the issue measured
 # it 5 x slower than f32 on a real AVX2-only EPYC; on either, PyTorch's best on this class is f32.
-CUE="$CUE" PEERS="${PEERS:-torch_f32}" OUT="${OUT:-$repo/cpu-bench-avx2}" bash "$repo/scripts/cpu-bench.sh"
+CUE="$CUE" PEERS="${PEERS:-torch_f32 torch_int8}" OUT="${OUT:-$repo/cpu-bench-avx2}" bash "$repo/scripts/cpu-bench.sh"

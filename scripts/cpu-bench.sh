@@ -9,7 +9,9 @@
 #     CUE=target/release/cue PYTHON=path/to/venv/bin/python bash scripts/cpu-bench.sh
 #
 # PYTHON needs torch and transformers. THREADS (default: every core) and REPEAT (default 3)
-# set what both sides get; PEERS (default "torch_f32 torch_bf16") which PyTorch runs.
+# set what both sides get; PEERS (default "torch_f32 torch_bf16 torch_int8") which PyTorch runs
+# (torch_int8: its dynamic quantization, 8-bit, the speed peer of CUE's i16; see
+# scripts/compare_integer_precision.py for the two's errors).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,9 +40,9 @@ CUE_BF16_KERNEL=1 run_cue cue_bf16_kernel --batch 1,8 --device cpu --precision b
 CUE_BF16_KERNEL=0 run_cue cue_bf16_cast --batch 1,8 --device cpu --precision bf16
 run_cue cue_f16 --batch 1,8 --device cpu --precision f16
 run_cue cue_i16 --batch 1,8 --device cpu --precision i16
-# PEERS names the PyTorch configurations to run (default both).
-for peer in "torch_f32:" "torch_bf16:--autocast-bf16"; do
-    case " ${PEERS:-torch_f32 torch_bf16} " in *" ${peer%%:*} "*) ;; *) continue ;; esac
+# PEERS names the PyTorch configurations to run (default all three).
+for peer in "torch_f32:" "torch_bf16:--autocast-bf16" "torch_int8:--dynamic-int8"; do
+    case " ${PEERS:-torch_f32 torch_bf16 torch_int8} " in *" ${peer%%:*} "*) ;; *) continue ;; esac
     log "PyTorch ${peer%%:*}"
     "$python" scripts/bench_clip_torch.py --threads "$threads" --batch 1,8 --repeat "$repeat" ${peer#*:} > "$out/${peer%%:*}.json" || echo "PyTorch ${peer%%:*} failed" >&2
 done
@@ -97,6 +99,16 @@ print(f"| GEMM `[2056,1024] x [1024,4096]` | f32 {r['matmul_gflops']:.0f} GFLOP/
       + (f", CUE's bf16 product {k['bf16_matmul_gflops']:.0f}" if k and k.get("bf16_matmul_gflops") else "")
       + (f", CUE's integer product {r['i16_matmul_gflops']:.0f}" if r.get("i16_matmul_gflops") else "")
       + f" | {t32['matmul_gflops']:.0f} GFLOP/s | {(format(tbf['matmul_gflops'], '.0f') + ' GFLOP/s') if tbf else 'not measured'} | | |" if r and t32 else "| GEMM | not measured | | | | |")
+t8, c16 = load("torch_int8"), load("cue_i16")
+if t8:
+    print()
+    print("PyTorch dynamic int8 (8-bit weights and activations; far larger errors than CUE's i16, see")
+    print("scripts/compare_integer_precision.py): vision b=1 / b=8 / text "
+          + " / ".join(fmt(g(t8)) for g in (lambda x: vision(x, 1), lambda x: vision(x, 8), lambda x: x["text_median_s"]))
+          + "; CUE i16 / it: "
+          + " / ".join(ratio(g(c16), g(t8)) for g in (lambda x: vision(x, 1) if x else None, lambda x: vision(x, 8) if x else None,
+                                                       lambda x: x["text_median_s"] if x else None)))
+    print()
 cpu, gpu = vision(load("cue_b16_cpu"), 1), vision(load("cue_b16_gpu"), 1)
 g = load("cue_b16_gpu")
 print(f"| wgpu ({g['device'] if g else 'no adapter'}), ViT-B/16 vision b=1 | {fmt(gpu)} (CPU: {fmt(cpu)}) | | | {ratio(gpu, cpu)} x the CPU | |")
