@@ -164,6 +164,8 @@ struct ClipBenchReport {
     /// The same product in CUE's integer CPU kernel (inputs quantized included), where this
     /// CPU has AVX2.
     i16_matmul_gflops: Option<f64>,
+    /// Which integer kernel `--precision i16` runs here (`avx2`, `avx512-vnni`).
+    i16_kernel: Option<&'static str>,
     /// (batch, median seconds) of the vision tower to image embeddings.
     vision_median_s: Vec<(usize, f64)>,
     /// Median seconds of the text tower for two prompts that fill the 77-token context.
@@ -301,6 +303,7 @@ pub fn bench(
         matmul_gflops,
         bf16_matmul_gflops,
         i16_matmul_gflops,
+        i16_kernel: cue_model::clip::i16_gemm::available().then(|| cue_model::clip::i16_gemm::Kernel::best().name()),
         vision_median_s: vision,
         text_median_s,
         text_short_median_s,
@@ -318,8 +321,8 @@ pub fn bench(
         if let Some(gflops) = report.bf16_matmul_gflops {
             println!("bf16 matmul  {gflops:.1} GFLOP/s (CUE's AVX-512 BF16 kernel)");
         }
-        if let Some(gflops) = report.i16_matmul_gflops {
-            println!("i16 matmul   {gflops:.1} GFLOP/s (CUE's AVX2 integer kernel)");
+        if let (Some(gflops), Some(kernel)) = (report.i16_matmul_gflops, report.i16_kernel) {
+            println!("i16 matmul   {gflops:.1} GFLOP/s (CUE's {kernel} integer kernel)");
         }
         for (batch, s) in &report.vision_median_s {
             println!("vision b={batch:<3} {:.3} s (median of {repeat})", s);

@@ -71,6 +71,18 @@ pub(crate) fn avx512_bf16() -> bool {
     }
 }
 
+/// Whether the integer product's AVX-512 kernel (AVX-512 F and VNNI's `vpdpwssd`) can run.
+pub(crate) fn avx512_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx512() && std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 fn parse(value: &str) -> Option<Isa> {
     match value.trim().to_ascii_lowercase().as_str() {
         "avx512" | "avx-512" | "x86-64-v4" => Some(Isa::Avx512),

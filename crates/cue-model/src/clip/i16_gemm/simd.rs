@@ -1,22 +1,23 @@
-//! The AVX2 side of the integer product: quantizing rows, the [`MR`] x [`NR`] kernel, and the
-//! blocked, parallel product with what it does with each finished tile ([`Store`]).
+//! The SIMD side of the integer product: quantizing rows (AVX2), the AVX2 and AVX-512 VNNI
+//! kernels, and the blocked, parallel product with what it does with each finished tile
+//! ([`Store`]).
 
 use std::arch::x86_64::*;
 
-use super::{CHUNK_PAIRS, I16Rows, I16Weights, MR, NR};
+use super::{CHUNK_PAIRS, I16Rows, I16Weights, Kernel};
 
-/// The most row blocks a task takes: 43 x 6 rows is one image's 257 tokens, and 43 x 6 rows x
-/// 64 pairs x 4 bytes = 66 KiB of activations, in L2.
-const GROUP_BLOCKS: usize = 43;
+/// The most rows a task takes: one image's 257 tokens in one group (43 blocks of 6 rows, 33
+/// of 8), its activations' chunk (264 rows x 64 pairs x 4 bytes = 66 KiB) in L2.
+const GROUP_ROWS: usize = 264;
 
-/// Row blocks per task for `blocks` in all: as even as the fewest groups of at most
-/// [`GROUP_BLOCKS`] allow (a small last group would stream every weight panel for few rows).
-fn group_blocks(blocks: usize) -> usize {
-    blocks.div_ceil(blocks.div_ceil(GROUP_BLOCKS).max(1)).max(1)
+/// Row blocks per task for `blocks` in all, of at most `cap`: as even as the fewest groups
+/// allow (a small last group would stream every weight panel for few rows).
+fn group_blocks(blocks: usize, cap: usize) -> usize {
+    blocks.div_ceil(blocks.div_ceil(cap.max(1)).max(1)).max(1)
 }
 
-/// Weight panels per task (128 outputs).
-const GROUP_PANELS: usize = 8;
+/// Outputs per task: 8 AVX2 panels or 4 AVX-512 ones.
+const GROUP_COLUMNS: usize = 128;
 
 /// The largest magnitude in `row`, NaN if it holds a NaN or an infinity (as
 /// [`super::rows::largest_portable`]).
@@ -92,15 +93,17 @@ unsafe impl Send for Store {}
 unsafe impl Sync for Store {}
 
 /// # Safety
-/// AVX2 and FMA are available; `store`'s buffer has room for `a.rows()` rows of `w.outputs`
-/// values.
+/// The CPU runs `w`'s kernel (AVX2 and FMA, or AVX-512 F and VNNI), which is not the portable
+/// one; `store`'s buffer has room for `a.rows()` rows of `w.outputs` values.
 pub(super) unsafe fn matmul(a: &I16Rows, w: &I16Weights, store: Store) {
     use rayon::prelude::*;
     let rows = a.rows();
-    let panel_count = w.outputs.div_ceil(NR);
-    let blocks = rows.div_ceil(MR);
-    let group = group_blocks(blocks);
-    let (row_groups, panel_groups) = (blocks.div_ceil(group), panel_count.div_ceil(GROUP_PANELS));
+    let (mr, nr) = (w.kernel.rows(), w.kernel.columns());
+    let panel_count = w.outputs.div_ceil(nr);
+    let blocks = rows.div_ceil(mr);
+    let group = group_blocks(blocks, GROUP_ROWS / mr);
+    let group_panels = GROUP_COLUMNS / nr;
+    let (row_groups, panel_groups) = (blocks.div_ceil(group), panel_count.div_ceil(group_panels));
     let (out, onto) = match store {
         Store::F32 { out, .. } => (out, false),
         Store::Onto { out } => (out, true),
@@ -112,47 +115,49 @@ pub(super) unsafe fn matmul(a: &I16Rows, w: &I16Weights, store: Store) {
         let out = out.get();
         let (row_group, panel_group) = (task / panel_groups, task % panel_groups);
         let block_range = row_group * group..blocks.min((row_group + 1) * group);
-        let panel_range = panel_group * GROUP_PANELS..panel_count.min((panel_group + 1) * GROUP_PANELS);
+        let panel_range = panel_group * group_panels..panel_count.min((panel_group + 1) * group_panels);
         for start in (0..w.pairs).step_by(CHUNK_PAIRS) {
             let count = CHUNK_PAIRS.min(w.pairs - start);
             for panel in panel_range.clone() {
-                let weights = &w.panels()[(panel * w.pairs + start) * NR..(panel * w.pairs + start + count) * NR];
+                let weights = &w.panels()[(panel * w.pairs + start) * nr..(panel * w.pairs + start + count) * nr];
                 let begin = match (start, onto) {
                     (0, true) => Start::BiasOnto,
                     (0, false) => Start::Bias,
                     _ => Start::Accumulate,
                 };
                 for block in block_range.clone() {
-                    let first_row = block * MR;
-                    let valid_rows = (rows - first_row).min(MR);
+                    let first_row = block * mr;
+                    let valid_rows = (rows - first_row).min(mr);
                     let block_a = &a.pairs()[first_row * a.stride() + start..][..(valid_rows - 1) * a.stride() + count];
-                    // SAFETY: the slices hold `count` pairs per row; the tile's rows and
-                    // columns are inside the output and this task's own.
+                    let operands = Operands {
+                        a: block_a.as_ptr(),
+                        lda: a.stride(),
+                        a_scales: a.scales()[first_row..].as_ptr(),
+                        b: weights.as_ptr(),
+                        b_scales: w.scales[panel * nr..].as_ptr(),
+                        bias: w.bias[panel * nr..].as_ptr(),
+                        count,
+                        // SAFETY: the tile's first row and column lie inside the output.
+                        c: unsafe { out.add(first_row * w.outputs + panel * nr) },
+                        ldc: w.outputs,
+                        columns: (w.outputs - panel * nr).min(nr),
+                    };
+                    // SAFETY: the CPU runs the kernel (the caller's word); the slices hold
+                    // `count` pairs per row; the tile's rows and columns are inside the output
+                    // and this task's own.
                     unsafe {
-                        kernel(
-                            Operands {
-                                a: block_a.as_ptr(),
-                                lda: a.stride(),
-                                a_scales: a.scales()[first_row..].as_ptr(),
-                                b: weights.as_ptr(),
-                                b_scales: w.scales[panel * NR..].as_ptr(),
-                                bias: w.bias[panel * NR..].as_ptr(),
-                                count,
-                                c: out.add(first_row * w.outputs + panel * NR),
-                                ldc: w.outputs,
-                                columns: (w.outputs - panel * NR).min(NR),
-                            },
-                            valid_rows,
-                            begin,
-                        )
+                        match w.kernel {
+                            Kernel::Avx512Vnni => kernel_vnni(operands, valid_rows, begin),
+                            _ => kernel_avx2(operands, valid_rows, begin),
+                        }
                     };
                 }
             }
         }
         if let Store::F32 { then: Some(then), .. } = store {
-            let first_column = panel_range.start * NR;
-            let columns = (panel_range.end * NR).min(w.outputs) - first_column;
-            for r in block_range.start * MR..(block_range.end * MR).min(rows) {
+            let first_column = panel_range.start * nr;
+            let columns = (panel_range.end * nr).min(w.outputs) - first_column;
+            for r in block_range.start * mr..(block_range.end * mr).min(rows) {
                 // SAFETY: row r's columns of this task, written by this task alone.
                 then(unsafe { std::slice::from_raw_parts_mut(out.add(r * w.outputs + first_column), columns) });
             }
@@ -185,10 +190,10 @@ enum Start {
     Accumulate,
 }
 
-/// What one kernel call reads and writes: up to [`MR`] rows of `count` (at most
-/// [`CHUNK_PAIRS`]) pairs from `a`, `lda` apart, with their scales, times `count` x [`NR`]
-/// pairs from `b`, with its columns' scales and bias, into `columns` (at most [`NR`]) values
-/// of each row of `c`, `ldc` apart.
+/// What one kernel call reads and writes: up to [`Kernel::rows`] rows of `count` (at most
+/// [`CHUNK_PAIRS`]) pairs from `a`, `lda` apart, with their scales, times `count` x
+/// [`Kernel::columns`] pairs from `b`, with its columns' scales and bias, into `columns` (at
+/// most a panel's) values of each row of `c`, `ldc` apart.
 #[derive(Clone, Copy)]
 struct Operands {
     a: *const u32,
@@ -203,32 +208,33 @@ struct Operands {
     columns: usize,
 }
 
-/// One tile of `operands`' first `rows` rows (at most [`MR`]), started as `start` says.
+/// One AVX2 tile of `operands`' first `rows` rows (at most 6), started as `start` says.
 ///
 /// # Safety
 /// AVX2 and FMA are available; the pointers hold what [`Operands`] says; scales and bias hold
-/// [`NR`] values; `c` addresses `rows` rows of `columns` values.
+/// 16 values; `c` addresses `rows` rows of `columns` values.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel(operands: Operands, rows: usize, start: Start) {
-    // SAFETY: the caller's bounds, for `rows` <= MR rows.
+unsafe fn kernel_avx2(operands: Operands, rows: usize, start: Start) {
+    // SAFETY: the caller's bounds, for `rows` <= 6 rows.
     unsafe {
         match rows {
-            1 => tile::<1>(operands, start),
-            2 => tile::<2>(operands, start),
-            3 => tile::<3>(operands, start),
-            4 => tile::<4>(operands, start),
-            5 => tile::<5>(operands, start),
-            _ => tile::<MR>(operands, start),
+            1 => tile_avx2::<1>(operands, start),
+            2 => tile_avx2::<2>(operands, start),
+            3 => tile_avx2::<3>(operands, start),
+            4 => tile_avx2::<4>(operands, start),
+            5 => tile_avx2::<5>(operands, start),
+            _ => tile_avx2::<6>(operands, start),
         }
     }
 }
 
-/// [`kernel`] for its first `R` rows.
+/// [`kernel_avx2`] for its first `R` rows.
 ///
 /// # Safety
-/// As [`kernel`], with `rows` = `R`.
+/// As [`kernel_avx2`], with `rows` = `R`.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile<const R: usize>(operands: Operands, start: Start) {
+unsafe fn tile_avx2<const R: usize>(operands: Operands, start: Start) {
+    const NR: usize = 16;
     let Operands { a, lda, a_scales, b, b_scales, bias, count, c, ldc, columns } = operands;
     debug_assert!(count <= CHUNK_PAIRS);
     let mut acc = [[_mm256_setzero_si256(); 2]; R];
@@ -283,18 +289,91 @@ unsafe fn tile<const R: usize>(operands: Operands, start: Start) {
     }
 }
 
+/// One AVX-512 VNNI tile of `operands`' first `rows` rows (at most 8), started as `start`
+/// says: `vpdpwssd` multiplies and adds in one instruction.
+///
+/// # Safety
+/// AVX-512 F and VNNI are available; the pointers hold what [`Operands`] says; scales and bias
+/// hold 32 values; `c` addresses `rows` rows of `columns` values.
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn kernel_vnni(operands: Operands, rows: usize, start: Start) {
+    // SAFETY: the caller's bounds, for `rows` <= 8 rows.
+    unsafe {
+        match rows {
+            1 => tile_vnni::<1>(operands, start),
+            2 => tile_vnni::<2>(operands, start),
+            3 => tile_vnni::<3>(operands, start),
+            4 => tile_vnni::<4>(operands, start),
+            5 => tile_vnni::<5>(operands, start),
+            6 => tile_vnni::<6>(operands, start),
+            7 => tile_vnni::<7>(operands, start),
+            _ => tile_vnni::<8>(operands, start),
+        }
+    }
+}
+
+/// [`kernel_vnni`] for its first `R` rows: the arithmetic of [`tile_avx2`], 32 columns wide,
+/// the last partial panel through lane masks.
+///
+/// # Safety
+/// As [`kernel_vnni`], with `rows` = `R`.
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn tile_vnni<const R: usize>(operands: Operands, start: Start) {
+    const NR: usize = 32;
+    let Operands { a, lda, a_scales, b, b_scales, bias, count, c, ldc, columns } = operands;
+    debug_assert!(count <= CHUNK_PAIRS);
+    let mut acc = [[_mm512_setzero_si512(); 2]; R];
+    // SAFETY (whole function): the caller's bounds; masked lanes are neither read nor written.
+    unsafe {
+        let a_rows: [*const u32; R] = std::array::from_fn(|r| a.add(r * lda));
+        for p in 0..count {
+            let b0 = _mm512_loadu_si512(b.add(p * NR).cast());
+            let b1 = _mm512_loadu_si512(b.add(p * NR + 16).cast());
+            for (r, row) in acc.iter_mut().enumerate() {
+                let a_pair = _mm512_set1_epi32(*a_rows[r].add(p) as i32);
+                row[0] = _mm512_dpwssd_epi32(row[0], a_pair, b0);
+                row[1] = _mm512_dpwssd_epi32(row[1], a_pair, b1);
+            }
+        }
+        let lanes = |n: usize| if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as __mmask16 };
+        let masks = [lanes(columns), lanes(columns.saturating_sub(16))];
+        let column_scales = [_mm512_loadu_ps(b_scales), _mm512_loadu_ps(b_scales.add(16))];
+        let biases = [_mm512_loadu_ps(bias), _mm512_loadu_ps(bias.add(16))];
+        for (r, row) in acc.iter().enumerate() {
+            let row_scale = _mm512_set1_ps(*a_scales.add(r));
+            for half in 0..2 {
+                let mask = masks[half];
+                if mask == 0 {
+                    continue;
+                }
+                let at = c.add(r * ldc + half * 16);
+                let base = match start {
+                    Start::Bias => biases[half],
+                    Start::BiasOnto => _mm512_add_ps(biases[half], _mm512_maskz_loadu_ps(mask, at)),
+                    Start::Accumulate => _mm512_maskz_loadu_ps(mask, at),
+                };
+                let scale = _mm512_mul_ps(row_scale, column_scales[half]);
+                _mm512_mask_storeu_ps(at, mask, _mm512_fmadd_ps(_mm512_cvtepi32_ps(row[half]), scale, base));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn row_groups_are_even_and_no_larger_than_the_cap() {
-        // One image (257 tokens: 43 blocks) is one group.
-        assert_eq!(group_blocks(43), 43);
-        assert_eq!((group_blocks(0), group_blocks(1), group_blocks(44)), (1, 1, 22));
-        for blocks in 1..500 {
-            let group = group_blocks(blocks);
-            assert!(group <= GROUP_BLOCKS && blocks.div_ceil(group) == blocks.div_ceil(GROUP_BLOCKS), "{blocks} blocks: groups of {group}");
+        // One image (257 tokens: 43 blocks of 6 rows, 33 of 8) is one group.
+        for rows in [6, 8] {
+            let cap = GROUP_ROWS / rows;
+            assert_eq!(group_blocks(257usize.div_ceil(rows), cap), 257usize.div_ceil(rows));
+            assert_eq!((group_blocks(0, cap), group_blocks(1, cap), group_blocks(cap + 1, cap)), (1, 1, cap / 2 + 1));
+            for blocks in 1..500 {
+                let group = group_blocks(blocks, cap);
+                assert!(group <= cap && blocks.div_ceil(group) == blocks.div_ceil(cap), "{blocks} blocks: groups of {group}");
+            }
         }
     }
 }

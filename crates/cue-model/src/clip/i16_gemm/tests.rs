@@ -16,7 +16,8 @@ fn values(count: usize, seed: u32) -> Vec<f32> {
 impl I16Weights {
     /// Weight (k, n) as the product sees it: its integer times its column's scale.
     fn value(&self, k: usize, n: usize) -> f64 {
-        let packed = self.panels()[((n / NR) * self.pairs + k / 2) * NR + n % NR];
+        let nr = self.kernel.columns();
+        let packed = self.panels()[((n / nr) * self.pairs + k / 2) * nr + n % nr];
         f64::from(halves(packed)[k % 2]) * f64::from(self.scales[n])
     }
 }
@@ -46,21 +47,29 @@ fn the_product_matches_the_quantized_values_summed_in_f64() {
     for (rows, inputs, outputs) in [(19, 301, 77), (6, 2, 16), (1, 64, 5), (300, 601, 200), (7, 129, 16)] {
         let x = values(rows * inputs, 1 + rows as u32);
         let bias = values(outputs, 3);
-        let w = I16Weights::pack(&values(inputs * outputs, 7 + outputs as u32), inputs, outputs, Some(&bias));
+        let weight = values(inputs * outputs, 7 + outputs as u32);
         let a = I16Rows::from_f32(&x, rows, inputs);
-        let expected = reference(&a, &w, &bias);
-        let mut portable = vec![0.0; rows * outputs];
-        w.product_portable(&a, |r, n, sum| portable[r * outputs + n] = sum);
-        let fast = w.apply(&a, None);
-        for (name, got) in [("portable", &portable), ("apply", &fast)] {
-            // Only the f32 additions of the chunks' sums differ from the f64 sum.
-            let worst = worst_relative(got, &expected);
-            assert!(worst < 1e-5, "{name} {rows}x{inputs}x{outputs}: {worst:e}");
+        for kernel in [Kernel::Portable, Kernel::Avx2, Kernel::Avx512Vnni] {
+            let w = I16Weights::pack_for(kernel, &weight, inputs, outputs, Some(&bias));
+            let expected = reference(&a, &w, &bias);
+            let mut portable = vec![0.0; rows * outputs];
+            w.product_portable(&a, |r, n, sum| portable[r * outputs + n] = sum);
+            let fast = w.apply(&a, None);
+            for (name, got) in [("portable", &portable), ("apply", &fast)] {
+                // Only the f32 additions of the chunks' sums differ from the f64 sum.
+                let worst = worst_relative(got, &expected);
+                assert!(worst < 1e-5, "{kernel:?} {name} {rows}x{inputs}x{outputs}: {worst:e}");
+            }
+            // The kernel does the portable product's arithmetic, in the same order.
+            assert_eq!(fast, portable, "{kernel:?} {rows}x{inputs}x{outputs}");
+            // Both layouts quantize the weights alike.
+            assert_eq!(
+                w.value(inputs - 1, outputs - 1),
+                I16Weights::pack_for(Kernel::Portable, &weight, inputs, outputs, None).value(inputs - 1, outputs - 1)
+            );
         }
-        // The kernel does the portable product's arithmetic, in the same order.
-        assert_eq!(fast, portable, "{rows}x{inputs}x{outputs}");
     }
-    eprintln!("AVX2 integer kernel checked: {}", available());
+    eprintln!("integer kernels checked: AVX2 {}, AVX-512 VNNI {}", Kernel::Avx2.runs_here(), Kernel::Avx512Vnni.runs_here());
 }
 
 #[test]
