@@ -21,6 +21,9 @@
 //! activations row after row. The kernel is chosen at run time ([`Kernel::best`]), when the
 //! weights are packed: one binary serves every x86-64 CPU.
 
+/// The widest panel of any kernel.
+const MAX_COLUMNS: usize = 32;
+
 /// Which kernel a packing is laid out for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
@@ -168,6 +171,7 @@ impl I16Weights {
     pub fn pack_for(kernel: Kernel, weight: &[f32], inputs: usize, outputs: usize, bias: Option<&[f32]>) -> Self {
         assert_eq!(weight.len(), inputs * outputs, "weight is not inputs x outputs");
         let nr = kernel.columns();
+        debug_assert!(nr <= MAX_COLUMNS);
         let pairs = inputs.div_ceil(2);
         let panel_count = outputs.div_ceil(nr);
         const ALIGN_VALUES: usize = 64 / std::mem::size_of::<u32>();
@@ -176,13 +180,13 @@ impl I16Weights {
         let panels_start = panels.as_ptr().align_offset(64).min(ALIGN_VALUES - 1);
         panels.resize(panels_start + panel_count * pairs * nr, 0);
         let mut scales = vec![0.0f32; panel_count * nr];
-        // Panels in parallel (a ViT-L/14's 400 M weights took 5 s on one thread): each finds
-        // its columns' largest magnitudes, then writes its pairs.
+        // Panels in parallel (on one thread, packing a ViT-L/14's 400 M weights made its load
+        // 4 s longer): each finds its columns' largest magnitudes, then writes its pairs.
         use rayon::prelude::*;
         panels[panels_start..].par_chunks_mut((pairs * nr).max(1)).zip(scales.par_chunks_mut(nr)).enumerate().for_each(
             |(panel, (out, scales))| {
                 let columns = panel * nr..outputs.min((panel + 1) * nr);
-                let mut largest = [0.0f32; 32];
+                let mut largest = [0.0f32; MAX_COLUMNS];
                 for row in weight.chunks_exact(outputs.max(1)) {
                     for (m, &w) in largest.iter_mut().zip(&row[columns.clone()]) {
                         // A NaN or an infinity makes the column's largest NaN (f32::max would
@@ -190,7 +194,7 @@ impl I16Weights {
                         *m = if !w.is_finite() || m.is_nan() { f32::NAN } else { m.max(w.abs()) };
                     }
                 }
-                let mut inverses = [0.0f32; 32];
+                let mut inverses = [0.0f32; MAX_COLUMNS];
                 for j in 0..columns.len() {
                     (scales[j], inverses[j]) = scale_of(largest[j], WEIGHT_LEVELS);
                 }
@@ -314,7 +318,8 @@ mod tests;
 mod level_tests {
     #[test]
     fn levels_round_to_nearest_even_and_stay_within_range() {
-        for (x, expected) in [(0.5f32, 0i16), (1.5, 2), (2.5, 2), (-0.5, 0), (-1.5, -2), (2.4999, 2), (7.0, 7), (1e9, 2047), (-1e9, -2047)] {
+        for (x, expected) in [(0.5f32, 0i16), (1.5, 2), (2.5, 2), (-0.5, 0), (-1.5, -2), (2.4999, 2), (7.0, 7), (1e9, 2047), (-1e9, -2047)]
+        {
             assert_eq!(super::level(x, 1.0, 2047), expected, "{x}");
             assert_eq!(super::level(x, 1.0, 2047), (x.round_ties_even() as i32).clamp(-2047, 2047) as i16, "{x}");
         }

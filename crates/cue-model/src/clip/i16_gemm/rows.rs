@@ -28,17 +28,14 @@ impl I16Rows {
         use rayon::prelude::*;
         assert_eq!(x.len(), rows * inputs, "input is not rows x inputs");
         let mut out = Self::zeroed(rows, inputs);
-        let stride = out.stride;
         if inputs > 0 {
-            out.pairs.par_chunks_mut(stride).zip(out.scales.par_iter_mut()).zip(x.par_chunks(inputs)).for_each(|((pairs, scale), row)| {
-                *scale = quantize_row(row, pairs);
-            });
+            out.rows_mut().zip(x.par_chunks(inputs)).with_min_len(16).for_each(|((pairs, scale), row)| *scale = quantize_row(row, pairs));
         }
         out
     }
 
     /// Rows of `inputs` zeros (scale zero), to be filled row by row with [`quantize_row`]
-    /// through [`Self::row_mut`].
+    /// through [`Self::rows_mut`].
     pub(crate) fn zeroed(rows: usize, inputs: usize) -> Self {
         let stride = row_stride(inputs.div_ceil(2));
         let mut pairs: Vec<u32> = Vec::with_capacity(rows * stride);
