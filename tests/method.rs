@@ -423,8 +423,13 @@ fn half_precision_moves_the_aurocs_within_its_measured_bound() {
     let full = run(Precision::F32);
     assert_eq!(full.cells.len(), 12, "4 sequences x 3 views");
     // (worst pixel-AUROC change, image-AUROC cells changed) of `precision` against f32.
+    assert_eq!(full.precision, "f32");
     let compare = |precision: Precision| {
         let other = run(precision);
+        // The report names what ran: i16 falls back to f32 without AVX2.
+        let ran = if precision == Precision::I16 && !cue::model::clip::i16_gemm::available() { Precision::F32 } else { precision };
+        assert_eq!(other.precision, ran.to_string());
+        assert_eq!(other.to_json()["precision"], ran.to_string());
         let (mut worst_pixel, mut image_changed, mut compared) = (0.0f64, 0, 0);
         for (cell, f) in &full.cells {
             let h = &other.cells[cell];

@@ -275,7 +275,7 @@ pub fn eval_command(args: EvalArgs) -> anyhow::Result<()> {
     if args.json {
         println!("{}", report.to_json());
     } else {
-        println!("backbone {}  prompt {}  cases {}", report.backbone, report.prompt, report.cases);
+        println!("backbone {}  prompt {}  cases {}  precision {}", report.backbone, report.prompt, report.cases, report.precision);
         for metric in METRICS {
             println!("\n{}", report.table(metric));
         }

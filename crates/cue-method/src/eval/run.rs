@@ -148,6 +148,9 @@ pub struct EvalReport {
     pub scorer: Scorer,
     /// Gaussian smoothing sigma at the model input, pixels (0: none).
     pub smooth_sigma_px: f32,
+    /// The number type the frozen towers ran in (f32 where the requested one has no path on
+    /// the device, such as i16 without AVX2); "none" for the z-score baseline.
+    pub precision: String,
 }
 
 /// The metrics the table can show.
@@ -200,6 +203,7 @@ impl EvalReport {
         out.insert("split".into(), self.split.clone().unwrap_or(serde_json::Value::Null));
         out.insert("scorer".into(), serde_json::to_value(self.scorer).unwrap_or_default());
         out.insert("smooth_sigma_px".into(), self.smooth_sigma_px.into());
+        out.insert("precision".into(), self.precision.clone().into());
         out.insert("backbone".into(), self.backbone.clone().into());
         out.insert("prompt".into(), self.prompt.clone().into());
         out.insert("cases".into(), self.cases.into());
@@ -354,6 +358,7 @@ fn evaluate_images(
         split: None,
         scorer: request.scorer,
         smooth_sigma_px: request.smooth_sigma_px,
+        precision: model.clip.model.precision().to_string(),
     })
 }
 
@@ -491,5 +496,6 @@ pub fn evaluate(request: &EvalRequest, mut progress: impl FnMut(EvalProgress), c
         split: None,
         scorer: request.scorer,
         smooth_sigma_px: request.smooth_sigma_px,
+        precision: model.as_ref().map_or_else(|| "none".to_string(), |m| m.clip.model.precision().to_string()),
     })
 }
