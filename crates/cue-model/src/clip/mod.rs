@@ -8,6 +8,7 @@ pub mod attention_cpu;
 pub mod bf16_gemm;
 pub mod config;
 pub mod cpu_bf16;
+pub mod cpu_block;
 pub mod cpu_i16;
 pub mod i16_gemm;
 pub mod encoder;

@@ -128,15 +128,8 @@ impl ClipModel {
             tracing::warn!("--precision i16 needs a CPU with AVX2 (and the CPU device): the towers run in f32");
             return self;
         }
-        let layers = || self.vision_model.encoder.layers.iter().chain(self.text_model.encoder.layers.iter());
-        match layers().map(super::cpu_i16::BlockI16::pack).collect::<Result<Vec<_>, _>>() {
-            Ok(packed) => {
-                let layers = self.vision_model.encoder.layers.iter_mut().chain(self.text_model.encoder.layers.iter_mut());
-                for (layer, packed) in layers.zip(packed) {
-                    layer.cpu_packed = Some(PackedBlock::I16(packed));
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot pack the weights for the integer CPU product; the towers run in f32"),
+        if let Err(e) = self.pack_blocks(|layer| super::cpu_i16::BlockI16::pack(layer).map(PackedBlock::I16)) {
+            tracing::warn!(error = %e, "cannot pack the weights for the integer CPU product; the towers run in f32");
         }
         self
     }
@@ -153,7 +146,7 @@ impl ClipModel {
             layer.cpu_packed = None;
         }
         if bf16_kernel {
-            match self.pack_cpu_bf16() {
+            match self.pack_blocks(|layer| super::cpu_bf16::BlockBf16::pack(layer).map(PackedBlock::Bf16)) {
                 Ok(()) => return self,
                 Err(e) => tracing::warn!(error = %e, "cannot pack the weights for the bf16 CPU product; casting them instead"),
             }
@@ -165,12 +158,17 @@ impl ClipModel {
         matches!(self.vision_model.embeddings.patch_embedding.weight.val().device().as_dispatch(), burn::backend::DispatchDevice::Flex(_))
     }
 
-    /// Packs every block, or none (a block that cannot be read leaves the others unpacked).
-    fn pack_cpu_bf16(&mut self) -> Result<(), crate::HostReadError> {
+    /// Packs every block with `pack`, or none (a block that cannot be read leaves the others
+    /// unpacked).
+    fn pack_blocks(
+        &mut self,
+        pack: impl Fn(&super::encoder::ClipEncoderLayer) -> Result<PackedBlock, crate::HostReadError>,
+    ) -> Result<(), crate::HostReadError> {
         let layers = || self.vision_model.encoder.layers.iter().chain(self.text_model.encoder.layers.iter());
-        let packed = layers().map(super::cpu_bf16::BlockBf16::pack).collect::<Result<Vec<_>, _>>()?;
-        for (layer, packed) in self.vision_model.encoder.layers.iter_mut().chain(self.text_model.encoder.layers.iter_mut()).zip(packed) {
-            layer.cpu_packed = Some(PackedBlock::Bf16(packed));
+        let packed = layers().map(pack).collect::<Result<Vec<_>, _>>()?;
+        let layers = self.vision_model.encoder.layers.iter_mut().chain(self.text_model.encoder.layers.iter_mut());
+        for (layer, packed) in layers.zip(packed) {
+            layer.cpu_packed = Some(packed);
         }
         Ok(())
     }

@@ -241,11 +241,12 @@ pub(super) unsafe fn product_on_this_thread(a: &[u32], lda: usize, rows: usize, 
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::clip) mod tests {
     use super::*;
 
-    /// Deterministic values spread over several magnitudes.
-    fn values(count: usize, seed: u32) -> Vec<f32> {
+    /// Deterministic values spread over several magnitudes (the integer product's tests use
+    /// them too).
+    pub(in crate::clip) fn values(count: usize, seed: u32) -> Vec<f32> {
         let mut state = seed.wrapping_mul(2_654_435_761).max(1);
         (0..count)
             .map(|_| {

@@ -1,17 +1,5 @@
 use super::*;
-
-/// Deterministic values spread over several magnitudes.
-fn values(count: usize, seed: u32) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..count)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state as f32 / u32::MAX as f32 - 0.5) * 4.0
-        })
-        .collect()
-}
+use crate::clip::bf16_gemm::tests::values;
 
 impl I16Weights {
     /// Weight (k, n) as the product sees it: its integer times its column's scale.
