@@ -99,3 +99,49 @@ fn eval_figures_agree_with_scikit_learn_on_the_maps_cue_map_writes() {
     let args: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
     common::run_check(&python, "check_eval.py", &args);
 }
+
+#[test]
+fn reduced_number_types_move_the_written_map_within_their_bounds() {
+    let test = "reduced_number_types_move_the_written_map_within_their_bounds";
+    let Some(shared) = common::shared_data(test) else { return };
+    let Some(python) = common::check_python(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny_clip();
+    let prompt = common::tiny_prompt_file_seeded(dir.path(), Some(7));
+    let source = shared.join("cases/brats-sample/t1n.nii.gz");
+    // Measured with this prompt on the BraTS sample's 155 axial slices (README, "Reduced
+    // precision"), worst voxel over the f32 map's range: i16 6.4e-4, f16 2.3e-3, bf16 1.2e-2
+    // through CUE's product and 2.3e-2 through burn's cast (CPUs without fast AVX-512 BF16).
+    let bounds = [("f32", 0.0), ("i16", 3e-3), ("f16", 5e-3), ("bf16", 4e-2)];
+    let mut written = Vec::new();
+    for (precision, _) in bounds {
+        let out = dir.path().join(format!("{precision}.nii.gz"));
+        let run = Command::new(env!("CARGO_BIN_EXE_cue"))
+            .args([OsStr::new("map"), OsStr::new("--model"), model.as_os_str(), OsStr::new("--prompt"), prompt.as_os_str(), source.as_os_str()])
+            .args(["--view", "axial", "--all-slices", "--device", "cpu", "--precision", precision, "--out"])
+            .arg(&out)
+            .output()
+            .expect("run cue");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "cue map --precision {precision} failed: {stderr}");
+        let ran = stderr.lines().find_map(|l| l.strip_prefix("precision ")).unwrap_or_else(|| panic!("no precision line: {stderr}")).to_string();
+        // The CPU runs f32, bf16 and f16 everywhere; i16 needs AVX2 (CI's machines have it),
+        // unless CUE_CPU_ISA keeps CUE's loops to portable code.
+        let portable = std::env::var("CUE_CPU_ISA").is_ok_and(|isa| isa == "portable");
+        let expected = if precision == "i16" && (portable || !has_avx2()) { "f32" } else { precision };
+        assert_eq!(ran, expected, "--precision {precision}");
+        written.push((out, ran));
+    }
+    let (f32_map, _) = &written[0];
+    for ((out, ran), (_, bound)) in written.iter().zip(bounds).skip(1) {
+        let bound = bound.to_string();
+        common::run_check(&python, "check_map_precision.py", &[source.as_os_str(), f32_map.as_os_str(), out.as_os_str(), OsStr::new(ran), OsStr::new(&bound)]);
+    }
+}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}

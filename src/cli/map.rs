@@ -58,6 +58,10 @@ pub struct MapArgs {
     batch_size: Option<usize>,
     #[arg(long, default_value_t = DeviceChoice::Auto)]
     device: DeviceChoice,
+    /// The towers' number type: f32, f16, bf16 or i16 (as `cue clip-embed`; where the requested
+    /// one has no path here the towers run f32, and the line on stderr says which ran).
+    #[arg(long, default_value_t = cue_model::clip::Precision::F32)]
+    precision: cue_model::clip::Precision,
 }
 
 /// Runs `cue map`.
@@ -91,7 +95,10 @@ pub fn map_command(args: MapArgs) -> anyhow::Result<()> {
         };
         plan.push((view, indices));
     }
-    let clip = cue_model::loader::load_named(&args.model, args.device)?.clip;
+    let mut clip = cue_model::loader::load_named(&args.model, args.device)?.clip;
+    clip.model = clip.model.with_precision(args.precision);
+    let precision = clip.model.precision();
+    eprintln!("precision {precision}");
     let model = AnomalyModel::with_prompt(clip, args.prompt.as_deref())?;
     let batch_size = args.batch_size.unwrap_or_else(|| {
         cue_model::batch::BatchSizer::for_device(&model.clip.device, &model.clip.config.vision, model.layers.len(), None).memory_limit()
@@ -115,6 +122,8 @@ pub fn map_command(args: MapArgs) -> anyhow::Result<()> {
     if nifti {
         let names: Vec<&str> = views.iter().map(|v| v.name()).collect();
         let descrip = if views.len() > 1 { format!("CUE anomaly map, mean of {}", names.join("+")) } else { format!("CUE anomaly map ({})", names[0]) };
+        // Only a reduced number type is named, so f32 maps keep the description they had.
+        let descrip = if precision == cue_model::clip::Precision::F32 { descrip } else { format!("{descrip} {precision}") };
         write_scores(&args.out, &volume, scores, descrip, args.grid == "canonical").with_context(|| format!("source {}", args.volume.display()))?;
     } else if let Some((slice, map)) = last_png {
         write_overlay_png(&args.out, &slice.pixels, &map.scores, slice.width, slice.height)?;
