@@ -42,7 +42,7 @@ fn wait_for(worker: &InferWorker, what: &str, mut accept: impl FnMut(&InferEvent
 
 fn ready_worker(dir: &std::path::Path) -> InferWorker {
     let worker = InferWorker::start(|| {});
-    worker.send(InferRequest::Load(ModelSpec { clip: tiny(), prompt: Some(prompt_file(dir)), prompt_dir: None, device: DeviceChoice::Cpu }));
+    worker.send(InferRequest::Load(ModelSpec { clip: tiny(), prompt: Some(prompt_file(dir)), prompt_dir: None, device: DeviceChoice::Cpu, precision: Default::default() }));
     let events = wait_for(&worker, "ready", |e| matches!(e, InferEvent::Ready { .. } | InferEvent::Error(_)));
     assert!(events.iter().any(|e| matches!(e, InferEvent::Loading { .. })));
     assert!(matches!(events.last(), Some(InferEvent::Ready { .. })), "{events:?}");
@@ -105,7 +105,7 @@ fn problems_arrive_as_error_events() {
     worker.send(InferRequest::MapSlices { view: View::Axial, items: vec![item("T1", 1)] });
     let events = wait_for(&worker, "an error", |e| matches!(e, InferEvent::Error(_)));
     assert!(matches!(&events[0], InferEvent::Error(m) if m.contains("no model loaded")));
-    worker.send(InferRequest::Load(ModelSpec { clip: PathBuf::from("/nonexistent/clip"), prompt: None, prompt_dir: None, device: DeviceChoice::Cpu }));
+    worker.send(InferRequest::Load(ModelSpec { clip: PathBuf::from("/nonexistent/clip"), prompt: None, prompt_dir: None, device: DeviceChoice::Cpu, precision: Default::default() }));
     let events = wait_for(&worker, "a load error", |e| matches!(e, InferEvent::Error(_)));
     let InferEvent::Error(message) = events.last().unwrap() else { unreachable!() };
     assert!(message.contains("/nonexistent/clip"), "{message}");
@@ -116,7 +116,7 @@ fn without_a_named_prompt_the_newest_compatible_one_is_used() {
     let dir = tempfile::tempdir().unwrap();
     let path = prompt_file(dir.path());
     let worker = InferWorker::start(|| {});
-    worker.send(InferRequest::Load(ModelSpec { clip: tiny(), prompt: None, prompt_dir: Some(dir.path().to_path_buf()), device: DeviceChoice::Cpu }));
+    worker.send(InferRequest::Load(ModelSpec { clip: tiny(), prompt: None, prompt_dir: Some(dir.path().to_path_buf()), device: DeviceChoice::Cpu, precision: Default::default() }));
     let events = wait_for(&worker, "ready", |e| matches!(e, InferEvent::Ready { .. } | InferEvent::Error(_)));
     match events.last() {
         Some(InferEvent::Ready { prompt, .. }) => assert_eq!(prompt, &path.display().to_string()),

@@ -221,7 +221,7 @@ fn events_until(worker: &InferWorker, limit: Duration, mut accept: impl FnMut(&I
 }
 
 fn load(worker: &InferWorker, device: DeviceChoice, prompt: &Path) {
-    worker.send(InferRequest::Load(ModelSpec { clip: common::tiny_clip(), prompt: Some(prompt.to_path_buf()), prompt_dir: None, device }));
+    worker.send(InferRequest::Load(ModelSpec { clip: common::tiny_clip(), prompt: Some(prompt.to_path_buf()), prompt_dir: None, device, precision: Default::default() }));
     let events = events_until(worker, Duration::from_secs(60), |e| matches!(e, InferEvent::Ready { .. } | InferEvent::Error(_)));
     assert!(matches!(events.last(), Some(InferEvent::Ready { .. })), "{events:?}");
 }
@@ -262,7 +262,7 @@ fn a_server_killed_during_a_view_leaves_an_error_and_the_mapped_slices() {
     // A restarted server at the same address: burn-remote 0.22.1 keeps the broken session for
     // the life of the process, so the load says so instead of reporting a model that is ready.
     let restarted = Server::start_on(&server.address, &good);
-    worker.send(InferRequest::Load(ModelSpec { clip: common::tiny_clip(), prompt: Some(prompt.to_path_buf()), prompt_dir: None, device: restarted.device(&good) }));
+    worker.send(InferRequest::Load(ModelSpec { clip: common::tiny_clip(), prompt: Some(prompt.to_path_buf()), prompt_dir: None, device: restarted.device(&good), precision: Default::default() }));
     let events = events_until(&worker, Duration::from_secs(60), |e| matches!(e, InferEvent::Ready { .. } | InferEvent::Error(_)));
     match events.last() {
         Some(InferEvent::Error(message)) => assert!(message.contains("restart CUE") && message.contains(&server.address), "{message}"),

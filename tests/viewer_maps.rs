@@ -168,6 +168,8 @@ fn the_training_tab_trains_and_the_evaluation_tab_fills_its_table() {
     assert_eq!(report.cells.len(), 4);
     assert!(report.cells.values().all(|c| c.pixel_roc.first() == Some(&[0.0, 0.0]) && c.pixel_roc.last() == Some(&[1.0, 1.0])), "ROC curves missing");
     assert!(harness.get_all_by_label("FLAIR").count() >= 1);
+    assert_eq!(report.precision, "f32");
+    harness.get_by_label("Evaluated in f32");
 }
 
 #[test]
@@ -200,4 +202,77 @@ fn the_model_runs_on_the_device_the_window_draws_with() {
     harness.render().expect("render");
     assert!(harness.state().overlays_on_gpu().is_some_and(|n| n >= 1), "no overlay on the GPU");
     assert!(harness.get_all_by_label_contains("anomaly score").count() >= 1, "no score shown");
+}
+
+/// The number type is chosen in the model panel; maps of one type never show under another:
+/// after switching, the view waits for maps of the new type (which differ from f32's within
+/// the bound `cue map` is held to), and switching back shows the stored f32 maps at once.
+#[test]
+fn maps_of_each_number_type_are_kept_apart() {
+    use cue::model::clip::Precision;
+    let Some(data) = shared_data("maps per number type") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let prompt = common::tiny_prompt_file_seeded(dir.path(), Some(7));
+    let case = data.join("cases/brats-sample");
+    let mut harness = Harness::builder().with_size([1100.0, 900.0]).wgpu().build_eframe(move |cc| CueApp::new(cc, vec![case.clone()]));
+    step_until(&mut harness, "loading", |app| !app.is_loading() && app.study.is_some());
+    harness.state_mut().apply(Command::SetModelDevice(cue::model::device::DeviceChoice::Cpu), &egui::Context::default());
+    harness.state_mut().load_model(tiny(), Some(prompt), false);
+    let ready = |precision: Precision| move |app: &CueApp| matches!(&app.maps.status, ModelStatus::Ready { precision: p, .. } if *p == precision);
+    step_until(&mut harness, "model ready in f32", ready(Precision::F32));
+    harness.get_by_label("Towers in f32");
+
+    harness.remove_cursor();
+    harness.run_steps(2);
+    harness.key_press(egui::Key::M);
+    step_until(&mut harness, "f32 maps", |app| !app.maps.native_keys().is_empty());
+    harness.run_steps(3);
+    let shown = harness.get_all_by_label_contains("anomaly score").count();
+    assert!(shown >= 1, "no f32 score shown");
+    let f32_keys = harness.state().maps.native_keys();
+
+    // i16 through the panel's combo; on a CPU without AVX2 it runs f32 and the panel says so.
+    harness.get_by_label("Number type").click();
+    harness.run_steps(2);
+    harness.get_by_label("i16 (CPU)").click();
+    harness.run_steps(2);
+    assert_eq!(harness.state().settings.model_precision, Precision::I16);
+    #[cfg(target_arch = "x86_64")]
+    let runs = if std::is_x86_feature_detected!("avx2") { Precision::I16 } else { Precision::F32 };
+    #[cfg(not(target_arch = "x86_64"))]
+    let runs = Precision::F32;
+    step_until(&mut harness, "model ready in i16", ready(runs));
+    harness.run_steps(3);
+    harness.get_by_label(&format!("Towers in {runs}"));
+    assert_eq!(runs == Precision::F32, harness.query_all_by_label_contains("has no path on this device").count() == 1);
+    if runs == Precision::F32 {
+        return;
+    }
+    assert_eq!(harness.query_all_by_label_contains("anomaly score").count(), 0, "an f32 map is shown under i16");
+
+    harness.key_press(egui::Key::M);
+    step_until(&mut harness, "i16 maps", |app| app.maps.native_keys().len() >= 2 * f32_keys.len());
+    harness.run_steps(3);
+    assert_eq!(harness.get_all_by_label_contains("anomaly score").count(), shown);
+    let app = harness.state();
+    let i16_keys: Vec<_> = app.maps.native_keys().into_iter().filter(|k| !f32_keys.contains(k)).collect();
+    assert_eq!(i16_keys.len(), f32_keys.len());
+    let stored = |key: &cue::workspace::map_store::MapKey| app.maps.stored(key).expect("a stored map");
+    for key in &i16_keys {
+        assert!(key.prompt_id.ends_with("/i16"), "{}", key.prompt_id);
+        let twin = f32_keys.iter().find(|k| cue::workspace::map_store::MapKey { prompt_id: key.prompt_id.clone(), ..(*k).clone() } == *key).expect("its f32 twin");
+        let (a, b) = (stored(twin), stored(key));
+        let range = a.scores.iter().fold(f32::MIN, |m, v| m.max(*v)) - a.scores.iter().fold(f32::MAX, |m, v| m.min(*v));
+        let worst = a.scores.iter().zip(&b.scores).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+        assert!(worst > 0.0 && worst <= 3e-3 * range, "{}: i16 differs from f32 by {worst} of a range of {range}", key.sequence);
+    }
+
+    // Back to f32: its maps are shown from the store, nothing is computed again.
+    harness.get_by_label("Number type").click();
+    harness.run_steps(2);
+    harness.get_by_label("f32 (exact)").click();
+    step_until(&mut harness, "model ready in f32 again", ready(Precision::F32));
+    harness.run_steps(3);
+    assert_eq!(harness.get_all_by_label_contains("anomaly score").count(), shown, "the stored f32 maps are not shown");
+    assert_eq!(harness.state().maps.native_keys().len(), 2 * f32_keys.len());
 }

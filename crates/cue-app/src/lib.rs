@@ -393,9 +393,10 @@ impl eframe::App for CueApp {
             }
             tabs::Tab::Evaluation => {
                 let (model, prompt) = (self.workspace.settings.model_path.clone(), self.workspace.settings.prompt_path.clone());
-                let runs = &self.workspace.runs;
-                egui::ScrollArea::vertical()
-                    .show(ui, |ui| commands.extend(tabs::evaluation_ui(ui, &mut self.evaluation, runs, model.as_ref(), prompt.as_ref())));
+                let (runs, precision) = (&self.workspace.runs, self.workspace.settings.model_precision);
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    commands.extend(tabs::evaluation_ui(ui, &mut self.evaluation, runs, model.as_ref(), prompt.as_ref(), precision))
+                });
             }
         });
         commands.extend(self.keyboard_commands(&ctx));

@@ -12,6 +12,7 @@ use egui_plot::{Legend, Line, Plot, Points};
 use crate::ui::Command;
 use cue_method::eval::run::{EvalRequest, METRICS};
 use cue_method::train::trainer::{TrainConfig, TrainRequest};
+use cue_model::clip::Precision;
 use cue_model::device::DeviceChoice;
 use cue_volume::{SequenceKind, View};
 use cue_workspace::jobs::PickPurpose;
@@ -206,8 +207,10 @@ impl Default for EvaluationTab {
 }
 
 impl EvaluationTab {
-    /// The evaluation the form describes, of `model` with `prompt` (None: zero-shot).
-    pub fn request(&self, model: PathBuf, prompt: Option<PathBuf>) -> Result<EvalRequest, String> {
+    /// The evaluation the form describes, of `model` with `prompt` (None: zero-shot), its
+    /// towers in `precision` (the model panel's number type, so the table measures the maps
+    /// the viewer shows).
+    pub fn request(&self, model: PathBuf, prompt: Option<PathBuf>, precision: Precision) -> Result<EvalRequest, String> {
         Ok(EvalRequest {
             model,
             prompt,
@@ -222,13 +225,20 @@ impl EvaluationTab {
             thresholds: Default::default(),
             smooth_sigma_px: 0.0,
             scorer: Default::default(),
-            precision: Default::default(),
+            precision,
         })
     }
 }
 
 /// The Evaluation tab.
-pub fn evaluation_ui(ui: &mut egui::Ui, tab: &mut EvaluationTab, runs: &Runs, model: Option<&PathBuf>, prompt: Option<&PathBuf>) -> Vec<Command> {
+pub fn evaluation_ui(
+    ui: &mut egui::Ui,
+    tab: &mut EvaluationTab,
+    runs: &Runs,
+    model: Option<&PathBuf>,
+    prompt: Option<&PathBuf>,
+    precision: Precision,
+) -> Vec<Command> {
     let mut commands = Vec::new();
     ui.heading("Evaluation");
     ui.label("Maps every kept slice of every case in a folder and measures the maps per sequence and view.");
@@ -241,6 +251,9 @@ pub fn evaluation_ui(ui: &mut egui::Ui, tab: &mut EvaluationTab, runs: &Runs, mo
             ui.end_row();
             ui.label("Prompt");
             ui.label(prompt.map_or("zero-shot".into(), |p| p.display().to_string()));
+            ui.end_row();
+            ui.label("Number type");
+            ui.label(precision.to_string()).on_hover_text("The model panel's: the table measures the maps the viewer shows");
             ui.end_row();
             dataset_row(ui, &mut tab.data, PickPurpose::EvaluationData, runs, &mut commands);
             ui.label("Sequences");
@@ -263,7 +276,7 @@ pub fn evaluation_ui(ui: &mut egui::Ui, tab: &mut EvaluationTab, runs: &Runs, mo
         } else if ui.add_enabled(model.is_some() && !tab.data.trim().is_empty(), egui::Button::new("Run evaluation")).clicked()
             && let Some(m) = model
         {
-            match tab.request(m.clone(), prompt.cloned()) {
+            match tab.request(m.clone(), prompt.cloned(), precision) {
                 Ok(request) => {
                     tab.problem = None;
                     commands.push(Command::StartEvaluation(Box::new(request)));
@@ -275,6 +288,8 @@ pub fn evaluation_ui(ui: &mut egui::Ui, tab: &mut EvaluationTab, runs: &Runs, mo
     });
     let Some(report) = &run.report else { return commands };
     ui.separator();
+    // The type that ran, which is f32 where the chosen one has no path on the device.
+    ui.label(format!("Evaluated in {}", report.precision));
     egui::ComboBox::from_label("Metric").selected_text(tab.metric.as_str()).show_ui(ui, |ui| {
         for m in METRICS {
             ui.selectable_value(&mut tab.metric, m.to_string(), m);

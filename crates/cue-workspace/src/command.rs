@@ -176,6 +176,9 @@ pub enum Command {
     /// Run the model on this device from now on, reloading the chosen backbone and prompt
     /// there (maps already made are kept: they are keyed by prompt, not device).
     SetModelDevice(cue_model::device::DeviceChoice),
+    /// Run the frozen towers in this number type from now on, reloading the chosen backbone
+    /// and prompt (maps of another number type stay stored under their own key).
+    SetModelPrecision(cue_model::clip::Precision),
     /// Download the default backbone into the Hugging Face cache, then load it.
     DownloadWeights,
     /// Ask for a CLIP model folder with the system's dialog.

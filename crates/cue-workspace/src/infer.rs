@@ -19,6 +19,7 @@ use sha2::Digest;
 use std::sync::{Arc, Mutex};
 
 use cue_model::batch::BatchSizer;
+use cue_model::clip::Precision;
 use cue_model::device::DeviceChoice;
 use cue_model::mapper::{AnomalyModel, SliceImage, SliceMap};
 use cue_volume::View;
@@ -36,6 +37,8 @@ pub struct ModelSpec {
     pub prompt_dir: Option<PathBuf>,
     /// Device request.
     pub device: DeviceChoice,
+    /// The frozen towers' number type asked for (f32 where it has no path on the device).
+    pub precision: Precision,
 }
 
 pub use crate::map_store::MapKey;
@@ -105,6 +108,8 @@ pub enum InferEvent {
         prompt: String,
         /// Device description.
         device: String,
+        /// The number type the towers run in (the one asked for, or f32 where it has no path).
+        precision: Precision,
         /// Id that map keys carry.
         prompt_id: String,
         /// The backbone weights' SHA-256.
@@ -309,7 +314,11 @@ impl Worker {
         let result = (|| -> Result<(AnomalyModel, String, Option<PathBuf>), String> {
             self.emit(InferEvent::Loading { stage: format!("loading {}", spec.clip.display()) });
             let loaded = cue_model::loader::load_named(&spec.clip, spec.device.clone()).map_err(|e| e.to_string())?;
-            let (clip, chosen) = (loaded.clip, loaded.device);
+            let (mut clip, chosen) = (loaded.clip, loaded.device);
+            if spec.precision != Precision::F32 {
+                self.emit(InferEvent::Loading { stage: format!("preparing the towers in {}", spec.precision) });
+                clip.model = clip.model.with_precision(spec.precision);
+            }
             let prompt = match (&spec.prompt, &spec.prompt_dir) {
                 (Some(p), _) => Some(p.clone()),
                 (None, Some(dir)) => cue_model::trained::newest_compatible(dir, &clip),
@@ -326,12 +335,17 @@ impl Worker {
                 let prompt_sha256 = prompt.as_deref().map(file_sha256).unwrap_or_default();
                 let prompt_sum: String = prompt_sha256.chars().take(12).collect();
                 let prompt = prompt.map_or("zero-shot".to_string(), |p| p.display().to_string());
-                // Content, not only the path: a prompt retrained in place is another prompt.
-                self.prompt_id = format!("{prompt}#{prompt_sum}@{}", &model.clip.id.sha256[..12.min(model.clip.id.sha256.len())]);
+                // Content, not only the path: a prompt retrained in place is another prompt. The
+                // number type the towers ran in makes other maps too, so a reduced one is part of
+                // the id (f32's id is the one maps had before there was a choice).
+                let precision = model.clip.model.precision();
+                let reduced = if precision == Precision::F32 { String::new() } else { format!("/{precision}") };
+                self.prompt_id = format!("{prompt}#{prompt_sum}@{}{reduced}", &model.clip.id.sha256[..12.min(model.clip.id.sha256.len())]);
                 self.emit(InferEvent::Ready {
                     backbone: model.clip.id.name.clone(),
                     prompt,
                     device,
+                    precision,
                     prompt_id: self.prompt_id.clone(),
                     backbone_sha256: model.clip.id.sha256.clone(),
                     prompt_sha256,

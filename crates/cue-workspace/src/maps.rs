@@ -31,6 +31,8 @@ pub enum ModelStatus {
         prompt: String,
         /// Device description.
         device: String,
+        /// The number type the towers run in.
+        precision: cue_model::clip::Precision,
         /// The id map keys carry.
         prompt_id: String,
         /// The backbone weights' SHA-256.
@@ -119,8 +121,8 @@ impl MapState {
         for event in events {
             match event {
                 InferEvent::Loading { stage } => self.status = ModelStatus::Loading(stage),
-                InferEvent::Ready { backbone, prompt, device, prompt_id, backbone_sha256, prompt_sha256, validation_threshold } => {
-                    self.status = ModelStatus::Ready { backbone, prompt, device, prompt_id, backbone_sha256, prompt_sha256, validation_threshold };
+                InferEvent::Ready { backbone, prompt, device, precision, prompt_id, backbone_sha256, prompt_sha256, validation_threshold } => {
+                    self.status = ModelStatus::Ready { backbone, prompt, device, precision, prompt_id, backbone_sha256, prompt_sha256, validation_threshold };
                     self.error = None;
                     if let Some(id) = self.loading.take() {
                         jobs.finish(id);
@@ -172,6 +174,11 @@ impl MapState {
     /// The keys of the maps the model computed (not those cut from another orientation).
     pub fn native_keys(&self) -> Vec<MapKey> {
         lock(&self.store).keys_where(|k| k.source == MapSource::Native)
+    }
+
+    /// The stored map of `key`, if there is one.
+    pub fn stored(&self, key: &MapKey) -> Option<Arc<SliceMap>> {
+        lock(&self.store).get(key)
     }
 
     /// How many maps the store holds.

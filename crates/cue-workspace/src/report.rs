@@ -113,9 +113,9 @@ impl Workspace {
 /// The model identity the outputs carry: backbone, prompt, their checksums.
 fn identity(status: &ModelStatus) -> serde_json::Value {
     match status {
-        ModelStatus::Ready { backbone, prompt, prompt_id, backbone_sha256, prompt_sha256, validation_threshold, .. } => serde_json::json!({
+        ModelStatus::Ready { backbone, prompt, precision, prompt_id, backbone_sha256, prompt_sha256, validation_threshold, .. } => serde_json::json!({
             "backbone": backbone, "backbone_sha256": backbone_sha256, "prompt": prompt, "prompt_sha256": prompt_sha256,
-            "prompt_id": prompt_id, "validation_threshold": validation_threshold,
+            "prompt_id": prompt_id, "validation_threshold": validation_threshold, "precision": precision,
         }),
         _ => serde_json::Value::Null,
     }

@@ -84,6 +84,8 @@ pub struct Settings {
     pub map_budget_mib: usize,
     /// Where the model runs: auto, gpu, cpu, or a `cue serve` server with its token file.
     pub model_device: cue_model::device::DeviceChoice,
+    /// The frozen towers' number type (f32 unless the user chose a faster one).
+    pub model_precision: cue_model::clip::Precision,
 }
 
 impl Default for Settings {
@@ -106,6 +108,7 @@ impl Default for Settings {
             map_cross_orientation: true,
             map_budget_mib: crate::map_store::DEFAULT_BUDGET_BYTES >> 20,
             model_device: cue_model::device::DeviceChoice::Auto,
+            model_precision: cue_model::clip::Precision::F32,
         }
     }
 }

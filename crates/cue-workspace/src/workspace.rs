@@ -155,9 +155,11 @@ impl Workspace {
             Command::LoadModel { clip, prompt, search_weights } => self.load_model(clip, prompt, search_weights),
             Command::SetModelDevice(device) => {
                 self.settings.model_device = device;
-                if let Some(clip) = self.settings.model_path.clone() {
-                    self.load_model(clip, self.settings.prompt_path.clone(), self.model_search_weights);
-                }
+                self.reload_model();
+            }
+            Command::SetModelPrecision(precision) => {
+                self.settings.model_precision = precision;
+                self.reload_model();
             }
             Command::CancelMapping => self.maps.cancel(&mut self.jobs),
             Command::MapAllViews => {
@@ -341,8 +343,22 @@ impl Workspace {
         self.settings.model_path = Some(clip.clone());
         self.settings.prompt_path = prompt.clone();
         self.model_search_weights = search_weights;
-        let spec = ModelSpec { clip, prompt, prompt_dir: search_weights.then(default_prompt_dir), device: self.settings.model_device.clone() };
+        let spec = ModelSpec {
+            clip,
+            prompt,
+            prompt_dir: search_weights.then(default_prompt_dir),
+            device: self.settings.model_device.clone(),
+            precision: self.settings.model_precision,
+        };
         self.maps.load(spec, &mut self.jobs);
+    }
+
+    /// Loads the chosen backbone and prompt again (on another device or in another number
+    /// type), if one was chosen.
+    fn reload_model(&mut self) {
+        if let Some(clip) = self.settings.model_path.clone() {
+            self.load_model(clip, self.settings.prompt_path.clone(), self.model_search_weights);
+        }
     }
 
     /// Makes `loaded` the open study (the window frees the old one's textures).

@@ -4,6 +4,7 @@
 pub mod device;
 pub mod findings;
 pub mod panels;
+pub mod precision;
 pub mod series;
 pub mod view;
 

@@ -199,10 +199,11 @@ pub fn model_panel_ui(ui: &mut egui::Ui, settings: &Settings, maps: &MapState, h
                 ui.label(stage);
             });
         }
-        ModelStatus::Ready { backbone, prompt, device, .. } => {
+        ModelStatus::Ready { backbone, prompt, device, precision, .. } => {
             ui.label(format!("Backbone: {backbone}"));
             ui.label(format!("Prompt: {prompt}"));
             ui.label(format!("Device: {device}"));
+            ui.label(format!("Towers in {precision}"));
             if prompt == "zero-shot" {
                 ui.label(RichText::new(ZERO_SHOT_NOTE).small());
             }
@@ -214,6 +215,7 @@ pub fn model_panel_ui(ui: &mut egui::Ui, settings: &Settings, maps: &MapState, h
         model_choice_ui(ui, settings, &mut commands);
     }
     super::device::device_choice_ui(ui, settings, &mut commands);
+    super::precision::precision_choice_ui(ui, settings, maps, &mut commands);
     let mut display = settings.map_display();
     ui.checkbox(&mut display.map_on_click, "Map the slice I click (M)");
     ui.checkbox(&mut display.map_cross_orientation, "Show maps from other orientations")
