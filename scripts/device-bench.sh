@@ -65,9 +65,12 @@ if [ -n "$cue" ]; then
             log "cue bench clip on $device, $dtype"
             "$cue" bench clip --preset ViT-L/14 --batch 1,32 --repeat "$repeat" --device "$device" --precision "$dtype" --json > "$out/cue_clip_${device}_${dtype}.json" || echo "cue bench clip $device $dtype failed"
         done
-        log "click-to-map latency (one slice) and a 155-slice view on $device (cue bench method)"
-        "$cue" bench method --preset ViT-L/14 --batch 1 --repeat "$repeat" --device "$device" --json > "$out/cue_click_${device}.json" || echo "cue bench method $device (1 slice) failed"
-        "$cue" bench method --preset ViT-L/14 --batch 155 --repeat 2 --device "$device" --json > "$out/cue_view_${device}.json" || echo "cue bench method $device (155 slices) failed"
+        for dtype in f32 f16; do
+            # The maps only: a 155-slice training step would need far more memory than its maps.
+            log "click-to-map latency (one slice) and a 155-slice view on $device, $dtype (cue bench method)"
+            "$cue" bench method --preset ViT-L/14 --batch 1 --repeat "$repeat" --device "$device" --precision "$dtype" --maps-only --json > "$out/cue_click_${device}_${dtype}.json" || echo "cue bench method $device $dtype (1 slice) failed"
+            "$cue" bench method --preset ViT-L/14 --batch 155 --repeat 2 --device "$device" --precision "$dtype" --maps-only --json > "$out/cue_view_${device}_${dtype}.json" || echo "cue bench method $device $dtype (155 slices) failed"
+        done
     done
 fi
 
@@ -113,14 +116,15 @@ print("|---|---|---|---|---|")
 print("\n".join(rows))
 print()
 for device, backend in backends.items():
-    click = load(f"cue_click_{device}")
-    if click:
-        print(f"{backend}: click-to-map, one slice on the inference device: {click['map_batch_s'] * 1e3:.1f} ms (goal <= 30 ms)")
-    else:
-        print(f"{backend}: click-to-map not measured")
-    view = load(f"cue_view_{device}")
-    if view:
-        print(f"{backend}: 155-slice view in one batch: {view['map_batch_s']:.2f} s (goal <= 0.5 s)")
-    else:
-        print(f"{backend}: 155-slice view not measured")
+    for dtype in ("f32", "f16"):
+        click = load(f"cue_click_{device}_{dtype}")
+        if click:
+            print(f"{backend} {click['precision']}: click-to-map, one slice on the inference device: {click['click_map_s'] * 1e3:.1f} ms (goal <= 30 ms)")
+        else:
+            print(f"{backend} {dtype}: click-to-map not measured")
+        view = load(f"cue_view_{device}_{dtype}")
+        if view:
+            print(f"{backend} {view['precision']}: 155-slice view in one batch: {view['map_batch_s']:.2f} s (goal <= 0.5 s)")
+        else:
+            print(f"{backend} {dtype}: 155-slice view not measured")
 EOF

@@ -176,3 +176,15 @@ fn output_closed_early_ends_the_tool_quietly() {
     // Ended by SIGPIPE (13 on Linux), as `cat` would be, not by a panic's exit code 101.
     assert_eq!(output.status.signal(), Some(13), "{:?}: {stderr}", output.status);
 }
+
+/// `cue bench method --precision`: a click's map and a batch in the chosen number type (the
+/// one that ran is reported), the training steps left out with `--maps-only`.
+#[test]
+fn bench_method_times_maps_in_the_chosen_number_type() {
+    let report = json_of(&cue(&["bench", "method", "--preset", "ViT-B/32", "--batch", "2", "--repeat", "1", "--precision", "bf16", "--maps-only", "--json"]));
+    assert_eq!(report["precision"], "bf16", "{report}");
+    for key in ["slice_map_s", "click_map_s", "map_batch_s"] {
+        assert!(report[key].as_f64().is_some_and(|s| s > 0.0), "{key}: {report}");
+    }
+    assert!(report["train_step_uncached_s"].is_null() && report["train_step_cached_s"].is_null(), "{report}");
+}

@@ -74,6 +74,14 @@ pub enum BenchCommand {
         /// auto, gpu or cpu.
         #[arg(long, default_value_t = cue_model::device::DeviceChoice::Cpu)]
         device: cue_model::device::DeviceChoice,
+        /// The towers' number type for the inference maps (a click's slice and the batch), as
+        /// the viewer's Number type; training steps stay f32.
+        #[arg(long, default_value_t = cue_model::clip::Precision::F32)]
+        precision: cue_model::clip::Precision,
+        /// Time the maps only, not the training steps (a whole view's batch, whose training
+        /// step would need far more memory than its maps).
+        #[arg(long)]
+        maps_only: bool,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -135,8 +143,9 @@ pub enum BenchCommand {
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Load { files, repeat, sequential, json } => load(files, repeat.max(1), sequential, json),
-        BenchCommand::Method { preset, batch, repeat, context_tokens, device, json } => {
-            super::bench_method::bench_method(&preset, batch.max(1), repeat.max(1), context_tokens, device, json)
+        BenchCommand::Method { preset, batch, repeat, context_tokens, device, precision, maps_only, json } => {
+            let options = super::bench_method::MethodBench { batch: batch.max(1), repeat: repeat.max(1), context_tokens, device, precision, maps_only, json };
+            super::bench_method::bench_method(&preset, options)
         }
         BenchCommand::Volume3d { file, size, frames, json } => super::bench_volume::bench_volume(file, size.clamp(16, 4096), frames, json),
         BenchCommand::Clip { model, preset, batch, repeat, device, precision, json } => {
