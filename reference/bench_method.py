@@ -4,7 +4,9 @@ nothing downloaded): N = 32 context rows, layers 6 / 12 / 18 / 24, a batch of B 
 
 Times, as the median of --repeat runs after one warm-up:
 - map_batch_s: pixel_values -> fused maps at 224 for B slices (vision tower, both prompts
-  through the text tower, head), under torch.inference_mode;
+  through the text tower, head), under torch.inference_mode (and bf16 autocast with
+  --autocast-bf16, PyTorch's reduced-precision CPU path);
+- click_map_s: the same for one slice (what a click in the viewer maps per sequence);
 - train_step_cached_s: one training step from cached frozen features (adaptor, text tower for
   both prompts, losses, backward, Adam step);
 - train_step_full_s: the same step plus the frozen image features (under no_grad).
@@ -80,6 +82,8 @@ def main():
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--tiny", action="store_true", help="the tiny test config instead")
+    parser.add_argument("--autocast-bf16", action="store_true", help="maps under CPU bf16 autocast")
+    parser.add_argument("--maps-only", action="store_true", help="time the maps, not the training steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     transformers.utils.logging.disable_progress_bar()
@@ -91,10 +95,16 @@ def main():
     optimizer = make_optimizer(model)
     image, patches = model.frozen_features(pixels)
 
+    def maps_of(images):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast_bf16):
+            maps, _, _ = model.input_maps(images)
+        assert maps.shape == (images.shape[0], size, size) and torch.isfinite(maps).all()
+
     def map_batch():
-        with torch.inference_mode():
-            maps, _, _ = model.input_maps(pixels)
-        assert maps.shape == (args.batch, size, size) and torch.isfinite(maps).all()
+        maps_of(pixels)
+
+    def click_map():
+        maps_of(pixels[:1])
 
     def train_cached():
         terms = training_step(model, optimizer, image, patches, masks, labels)
@@ -106,8 +116,10 @@ def main():
 
     result = {
         "map_batch_s": median_time(map_batch, args.repeat),
-        "train_step_cached_s": median_time(train_cached, args.repeat),
-        "train_step_full_s": median_time(train_full, args.repeat),
+        "click_map_s": median_time(click_map, args.repeat),
+        "maps_in": "bf16 autocast" if args.autocast_bf16 else "f32",
+        "train_step_cached_s": None if args.maps_only else median_time(train_cached, args.repeat),
+        "train_step_full_s": None if args.maps_only else median_time(train_full, args.repeat),
         "batch": args.batch,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
