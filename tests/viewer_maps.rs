@@ -267,6 +267,9 @@ fn maps_of_each_number_type_are_kept_apart() {
         assert!(worst > 0.0 && worst <= 3e-3 * range, "{}: i16 differs from f32 by {worst} of a range of {range}", key.sequence);
     }
 
+    let i16_export = dir.path().join("i16.nii.gz");
+    harness.state_mut().apply(Command::ExportMapVolume { path: Some(i16_export.clone()) }, &egui::Context::default());
+
     // Back to f32: its maps are shown from the store, nothing is computed again.
     harness.get_by_label("Number type").click();
     harness.run_steps(2);
@@ -275,4 +278,22 @@ fn maps_of_each_number_type_are_kept_apart() {
     harness.run_steps(3);
     assert_eq!(harness.get_all_by_label_contains("anomaly score").count(), shown, "the stored f32 maps are not shown");
     assert_eq!(harness.state().maps.native_keys().len(), 2 * f32_keys.len());
+
+    // "Export map volume" writes the maps of the type loaded, where they were computed, as
+    // nibabel reads them.
+    let f32_export = dir.path().join("f32.nii.gz");
+    harness.state_mut().apply(Command::ExportMapVolume { path: Some(f32_export.clone()) }, &egui::Context::default());
+    step_until(&mut harness, "both exports", |_| i16_export.exists() && f32_export.exists());
+    let Some(python) = common::check_python("maps per number type") else { return };
+    let app = harness.state();
+    let study = app.study.as_ref().unwrap();
+    let view = app.settings.active_view;
+    let sequence = study.selected;
+    let mapped = app.maps.native_keys().iter().filter(|k| k.view == view && k.sequence == study.study.sequences[sequence].kind.label() && !k.prompt_id.ends_with("/i16")).count();
+    let source = study.study.sequences[sequence].volume.source.path.clone();
+    common::run_check(
+        &python,
+        "check_exported_map.py",
+        &[source.as_os_str(), f32_export.as_os_str(), i16_export.as_os_str(), "i16".as_ref(), "3e-3".as_ref(), view.name().as_ref(), mapped.to_string().as_ref()],
+    );
 }

@@ -160,8 +160,12 @@ pub enum Command {
     /// Map every slice of all three orientations natively, one whole-view job after another.
     MapAllViews,
     /// Save the maps computed for the shown sequence and the active view as a NIfTI volume on
-    /// the study's grid (raw scores, aligned to the source's world coordinates).
-    ExportMapVolume,
+    /// the source file's grid (raw scores, aligned to the source's world coordinates), to
+    /// `path` or (`None`) where the user picks in a save dialog.
+    ExportMapVolume {
+        /// Where.
+        path: Option<PathBuf>,
+    },
     /// Stop the whole-view mapping.
     CancelMapping,
     /// Load a CLIP backbone and prompt.

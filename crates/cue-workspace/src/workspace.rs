@@ -173,7 +173,7 @@ impl Workspace {
                 self.take_map_error();
             }
             Command::DownloadWeights => self.download_weights(),
-            Command::ExportMapVolume => self.export_map_volume(),
+            Command::ExportMapVolume { path } => self.export_map_volume(path),
             Command::MapSlice(view) | Command::MapWholeView(view) => {
                 let whole = matches!(command, Command::MapWholeView(_));
                 let sequences = self.sequences_in(view);
@@ -478,7 +478,7 @@ impl Workspace {
         self.maps.download = Some((id, Default::default()));
     }
 
-    fn export_map_volume(&mut self) {
+    fn export_map_volume(&mut self, path: Option<PathBuf>) {
         let Some(study) = &self.study else { return };
         let view = self.settings.active_view;
         let sequence = self.sequences_in(view).first().copied().unwrap_or(study.selected);
@@ -489,7 +489,13 @@ impl Workspace {
             return;
         }
         let volume = &study.study.sequences[sequence].volume;
-        let descrip = format!("CUE anomaly map ({})", view.name());
+        // As `cue map` names them: a reduced number type after the view.
+        let descrip = match &self.maps.status {
+            crate::maps::ModelStatus::Ready { precision, .. } if *precision != cue_model::clip::Precision::F32 => {
+                format!("CUE anomaly map ({}) {precision}", view.name())
+            }
+            _ => format!("CUE anomaly map ({})", view.name()),
+        };
         // On the sequence's own file grid (its voxel order, affine, qform and sform), so the map
         // overlays the source in any viewer; a sequence resampled into the study grid has no
         // such grid of its own and is written on the study's (closest-canonical) grid.
@@ -505,9 +511,13 @@ impl Workspace {
         };
         let name = format!("{}-{label}-{}-map.nii.gz", study.study.name, view.name());
         self.jobs.spawn(JobKind::Export, format!("Exporting the {} map volume", view.name()), move |_| {
-            let picked = pollster::block_on(rfd::AsyncFileDialog::new().set_file_name(name).save_file());
-            let Some(file) = picked else { return Ok(JobOutput::Nothing) };
-            let path = file.path().to_path_buf();
+            let path = match path {
+                Some(path) => path,
+                None => match pollster::block_on(rfd::AsyncFileDialog::new().set_file_name(name).save_file()) {
+                    Some(file) => file.path().to_path_buf(),
+                    None => return Ok(JobOutput::Nothing),
+                },
+            };
             cue_volume::write_nifti1(&path, &shape, &cue_volume::VoxelData::F32(data), &affine, &options).map_err(|e| e.to_string())?;
             Ok(JobOutput::Message(format!("Saved {slices} mapped slices on {grid}: {}", path.display())))
         });

@@ -260,7 +260,7 @@ pub fn model_panel_ui(ui: &mut egui::Ui, settings: &Settings, maps: &MapState, h
         .on_hover_text("The maps of the shown sequence and active view as raw scores on the study's grid; Shift+F12 saves the view with its overlay and colour bar as PNG")
         .clicked()
     {
-        commands.push(Command::ExportMapVolume);
+        commands.push(Command::ExportMapVolume { path: None });
     }
     if let Some(ms) = maps.last_latency_ms {
         ui.label(RichText::new(format!("Last map: {ms:.0} ms")).small());
