@@ -5,6 +5,7 @@
 //! does not depend on it.
 
 pub mod command;
+mod file_jobs;
 pub mod findings;
 pub mod infer;
 pub mod jobs;
