@@ -288,7 +288,8 @@ fn maps_of_each_number_type_are_kept_apart() {
     let app = harness.state();
     let study = app.study.as_ref().unwrap();
     let view = app.settings.active_view;
-    let sequence = study.selected;
+    // The sequence the export writes: the first the active view shows.
+    let sequence = app.sequences_in(view)[0];
     let mapped = app.maps.native_keys().iter().filter(|k| k.view == view && k.sequence == study.study.sequences[sequence].kind.label() && !k.prompt_id.ends_with("/i16")).count();
     let source = study.study.sequences[sequence].volume.source.path.clone();
     common::run_check(

@@ -121,9 +121,7 @@ pub fn map_command(args: MapArgs) -> anyhow::Result<()> {
     };
     if nifti {
         let names: Vec<&str> = views.iter().map(|v| v.name()).collect();
-        let descrip = if views.len() > 1 { format!("CUE anomaly map, mean of {}", names.join("+")) } else { format!("CUE anomaly map ({})", names[0]) };
-        // Only a reduced number type is named, so f32 maps keep the description they had.
-        let descrip = if precision == cue_model::clip::Precision::F32 { descrip } else { format!("{descrip} {precision}") };
+        let descrip = cue_model::mapper::map_description(&names, precision);
         write_scores(&args.out, &volume, scores, descrip, args.grid == "canonical").with_context(|| format!("source {}", args.volume.display()))?;
     } else if let Some((slice, map)) = last_png {
         write_overlay_png(&args.out, &slice.pixels, &map.scores, slice.width, slice.height)?;

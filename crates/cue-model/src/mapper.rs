@@ -15,6 +15,20 @@ use super::preprocess::{Placement, bilinear_at, preprocess_planes};
 use super::prompt::{PromptFeatures, l2_normalise};
 use super::trained::{PromptFileError, PromptManifest, PromptModel, load_prompt};
 
+/// The NIfTI description of an anomaly map of `views` (their names; the mean of several)
+/// computed in `precision`: `CUE anomaly map (axial)`, `CUE anomaly map, mean of
+/// axial+coronal`, with a reduced type after it (`CUE anomaly map (axial) i16`).
+pub fn map_description(views: &[&str], precision: super::clip::Precision) -> String {
+    let base = match views {
+        [one] => format!("CUE anomaly map ({one})"),
+        many => format!("CUE anomaly map, mean of {}", many.join("+")),
+    };
+    match precision.reduced() {
+        Some(reduced) => format!("{base} {reduced}"),
+        None => base,
+    }
+}
+
 /// Hand-written prompts for zero-shot mode; each class's text embeddings are averaged
 /// (normalised, CLIP's prompt ensembling).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -322,4 +336,18 @@ pub fn onto_slice(input: &[f32], size: usize, placement: &Placement, width: usiz
 /// Host values as a `[rows, width]` tensor.
 pub fn tensor2(values: Vec<f32>, rows: usize, width: usize, device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(values, [rows, width]), device)
+}
+
+#[cfg(test)]
+mod description_tests {
+    use super::map_description;
+    use crate::clip::Precision;
+
+    #[test]
+    fn a_map_description_names_its_views_and_only_a_reduced_number_type() {
+        assert_eq!(map_description(&["axial"], Precision::F32), "CUE anomaly map (axial)");
+        assert_eq!(map_description(&["axial"], Precision::I16), "CUE anomaly map (axial) i16");
+        assert_eq!(map_description(&["axial", "coronal"], Precision::F32), "CUE anomaly map, mean of axial+coronal");
+        assert_eq!(map_description(&["axial", "sagittal"], Precision::Bf16), "CUE anomaly map, mean of axial+sagittal bf16");
+    }
 }

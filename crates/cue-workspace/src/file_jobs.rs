@@ -93,12 +93,11 @@ impl Workspace {
         }
         let volume = &study.study.sequences[sequence].volume;
         // As `cue map` names them: a reduced number type after the view.
-        let descrip = match &self.maps.status {
-            crate::maps::ModelStatus::Ready { precision, .. } if *precision != cue_model::clip::Precision::F32 => {
-                format!("CUE anomaly map ({}) {precision}", view.name())
-            }
-            _ => format!("CUE anomaly map ({})", view.name()),
+        let precision = match &self.maps.status {
+            crate::maps::ModelStatus::Ready { precision, .. } => *precision,
+            _ => cue_model::clip::Precision::F32,
         };
+        let descrip = cue_model::mapper::map_description(&[view.name()], precision);
         // On the sequence's own file grid (its voxel order, affine, qform and sform), so the map
         // overlays the source in any viewer; a sequence resampled into the study grid has no
         // such grid of its own and is written on the study's (closest-canonical) grid.

@@ -339,7 +339,7 @@ impl Worker {
                 // number type the towers ran in makes other maps too, so a reduced one is part of
                 // the id (f32's id is the one maps had before there was a choice).
                 let precision = model.clip.model.precision();
-                let reduced = if precision == Precision::F32 { String::new() } else { format!("/{precision}") };
+                let reduced = precision.reduced().map(|p| format!("/{p}")).unwrap_or_default();
                 self.prompt_id = format!("{prompt}#{prompt_sum}@{}{reduced}", &model.clip.id.sha256[..12.min(model.clip.id.sha256.len())]);
                 self.emit(InferEvent::Ready {
                     backbone: model.clip.id.name.clone(),

@@ -35,6 +35,13 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// The type, when it is a reduced one: what is named beside an output it made (a map's
+    /// description, the model and prompt's id), so f32 outputs keep the names they had before
+    /// there was a choice.
+    pub fn reduced(self) -> Option<Self> {
+        (self != Precision::F32).then_some(self)
+    }
+
     /// Burn's float type.
     pub fn dtype(self) -> FloatDType {
         match self {
