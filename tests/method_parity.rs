@@ -11,6 +11,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use cue::method::train::trainer::{TrainConfig, batch_loss};
+use cue::model::clip::Precision;
 use cue::model::device::{DeviceChoice, choose};
 use cue::model::loader::{ModelSource, load_onto};
 use cue::model::mapper::{AnomalyModel, SliceImage};
@@ -172,4 +173,40 @@ fn a_prompt_file_maps_slices_as_the_pytorch_reference_does() {
     }
     // The grey and the RGB slice give different maps: colour reaches the model.
     assert!(max_abs_difference(fixture.values("map.slice_scores"), fixture.values("rgb.slice_scores")) > 1e-3);
+}
+
+/// The mapper takes a trained prompt's prefix (start, `P_class`, `P_independent`) through the
+/// text tower once and runs only the later tokens per image; the test above checks its maps
+/// against PyTorch, which runs the whole prompts. Here the features themselves, both ways, on
+/// the fixture's trained prompt: equal in f32, and within each packed CPU product's rounding.
+#[test]
+fn a_prompts_features_after_its_cached_prefix_equal_the_whole_prompts() {
+    let fixture = Fixture::load();
+    let device = choose(DeviceChoice::Cpu).unwrap().device;
+    let mut clip = load_onto(&ModelSource::Path(MODEL.into()), &device).unwrap();
+    let model = set_parameters(PromptModel::new(&clip, &prompt_config(&fixture), &device), &fixture, "final", &device);
+    let width = clip.config.text.hidden_size;
+    let bias = Tensor::<2>::random([3, width], burn::tensor::Distribution::Normal(0.0, 0.5), &device);
+    let features = |f: cue::model::prompt::PromptFeatures| [host(f.normal), host(f.anomalous)].concat();
+    let whole = features(model.prompt.features(&clip, bias.clone()));
+    let after = features(model.prompt.features_after_prefix(&clip, bias.clone(), &model.prompt.prefix_keys(&clip)));
+    let d = max_abs_difference(&whole, &after);
+    eprintln!("f32: features after the cached prefix differ by {d:e}");
+    assert!(d < 1e-5, "f32: {d}");
+    // Each image's own features: a bias mixed up between rows would show.
+    let projection = whole.len() / 6;
+    assert!(max_abs_difference(&after[..projection], &after[projection..2 * projection]) > 1e-3);
+    for (name, bound) in [("bf16", 2e-2), ("i16", 2e-3)] {
+        let f32_model = clip.model.clone();
+        clip.model = if name == "bf16" { f32_model.clone().with_bf16_cpu_product() } else { f32_model.clone().with_precision(Precision::I16) };
+        let whole_reduced = features(model.prompt.features(&clip, bias.clone()));
+        let after = features(model.prompt.features_after_prefix(&clip, bias.clone(), &model.prompt.prefix_keys(&clip)));
+        let (d_whole, d_after) = (max_abs_difference(&whole_reduced, &whole), max_abs_difference(&after, &whole));
+        eprintln!("{name} ({}): whole prompts {d_whole:e}, after the cached prefix {d_after:e} from f32", clip.model.precision());
+        assert!(d_after <= bound, "{name}: {d_after}");
+        if clip.model.precision().to_string() == name {
+            assert!(d_after > 0.0, "{name}: the packed blocks did not run");
+        }
+        clip.model = f32_model;
+    }
 }

@@ -9,6 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::anomaly::{gaussian_smooth, resize_bilinear, top_k_mean};
 use super::clip::tokenizer::ClipTokenizer;
+use super::clip::prefix::PrefixKeys;
 use super::clip::{Clip, ClipInputError};
 use super::head::{cosine_maps, fuse, image_probability};
 use super::preprocess::{Placement, bilinear_at, preprocess_planes};
@@ -152,6 +153,10 @@ pub struct AnomalyModel {
     /// Gaussian smoothing of each map at the model input, sigma in input pixels (0: none;
     /// the ablation of the CLIP anomaly papers' sigma 4 at 224).
     pub smooth_sigma_px: f32,
+    /// A trained prompt's prefix through the text tower, made at the first map: the prompt
+    /// and backbone are frozen from construction on (a backbone set to another number type
+    /// afterwards is seen and gets the whole prompts).
+    prefix_keys: std::sync::OnceLock<PrefixKeys>,
 }
 
 /// The default layers: the ends of each quarter of the vision tower (6, 12, 18, 24 for
@@ -177,7 +182,7 @@ impl AnomalyModel {
             Ok(l2_normalise(embeds.mean_dim(0)))
         };
         let (normal, anomalous) = (class(&texts.normal)?, class(&texts.anomalous)?);
-        Ok(Self { clip, prompts: Prompts::ZeroShot { normal, anomalous, texts }, layers, temperature: DEFAULT_TEMPERATURE, smooth_sigma_px: 0.0 })
+        Ok(Self { clip, prompts: Prompts::ZeroShot { normal, anomalous, texts }, layers, temperature: DEFAULT_TEMPERATURE, smooth_sigma_px: 0.0, prefix_keys: Default::default() })
     }
 
     /// A trained prompt file (its layers and temperature come from its manifest).
@@ -185,13 +190,14 @@ impl AnomalyModel {
         let device = clip.device.clone();
         let (model, manifest) = load_prompt(path, &clip, &device)?;
         check_layers(&clip, &manifest.layers)?;
-        Ok(Self {
+        Ok(Self::with_prefix_keys(Self {
             layers: manifest.layers.clone(),
             temperature: manifest.temperature,
             smooth_sigma_px: 0.0,
+            prefix_keys: Default::default(),
             prompts: Prompts::Trained { model: Box::new(model), manifest: Box::new(manifest) },
             clip,
-        })
+        }))
     }
 
     /// The prompt file at `prompt`, or without one the zero-shot text prompts on the default
@@ -213,13 +219,25 @@ impl AnomalyModel {
         check_layers(&clip, &layers)?;
         let manifest = PromptManifest::untrained(&clip, config, layers.clone());
         let model = PromptModel::new(&clip, config, &clip.device);
-        Ok(Self {
+        Ok(Self::with_prefix_keys(Self {
             temperature: manifest.temperature,
             smooth_sigma_px: 0.0,
+            prefix_keys: Default::default(),
             prompts: Prompts::Trained { model: Box::new(model), manifest: Box::new(manifest) },
             layers,
             clip,
-        })
+        }))
+    }
+
+    /// `model` with its trained prompt's prefix through the text tower, so that the first map
+    /// does not wait for it. Untracked only: a prompt on an autodiff device keeps whole prompts.
+    fn with_prefix_keys(model: Self) -> Self {
+        if let Prompts::Trained { model: prompt, .. } = &model.prompts
+            && !prompt.prompt.independent.val().is_tracked()
+        {
+            model.prefix_keys.get_or_init(|| prompt.prompt.prefix_keys(&model.clip));
+        }
+        model
     }
 
     /// Prompt features for a batch of (unnormalised) image embeddings.
@@ -228,7 +246,14 @@ impl AnomalyModel {
         match &self.prompts {
             Prompts::Trained { model, .. } => {
                 let bias = model.adaptor.forward(l2_normalise(image_embeds));
-                model.prompt.features(&self.clip, bias)
+                if bias.is_tracked() {
+                    return model.prompt.features(&self.clip, bias);
+                }
+                let prefix = self.prefix_keys.get_or_init(|| model.prompt.prefix_keys(&self.clip));
+                if prefix.precision != self.clip.model.precision() {
+                    return model.prompt.features(&self.clip, bias);
+                }
+                model.prompt.features_after_prefix(&self.clip, bias, prefix)
             }
             Prompts::ZeroShot { normal, anomalous, .. } => {
                 let [_, width] = normal.dims();

@@ -12,6 +12,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::clip::Clip;
+use crate::clip::prefix::PrefixKeys;
 use crate::clip::tokenizer::{ClipTokenizer, END_OF_TEXT, START_OF_TEXT};
 
 /// Tokens of `P_class`.
@@ -130,23 +131,38 @@ impl PromptLearner {
     /// `[2 x batch, tokens, width]`, the normal prompts first.
     pub fn embeddings(&self, bias: Tensor<2>) -> Tensor<3> {
         let [batch, width] = bias.dims();
+        let prefixes = self.prefix_embeddings();
+        let [_, tokens, _] = prefixes.dims();
+        let prefixes = prefixes.unsqueeze_dim::<4>(1).expand([2, batch, tokens, width]).reshape([2 * batch, tokens, width]);
+        Tensor::cat(vec![prefixes, self.embeddings_after_prefix(bias)], 1)
+    }
+
+    /// The part of both prompts no image changes, `[start, P_class, P_independent]`:
+    /// `[2, tokens, width]`, the normal prompt first.
+    pub fn prefix_embeddings(&self) -> Tensor<3> {
+        let width = self.start.dims()[0];
+        let build = |class: Tensor<2>, independent: Tensor<2>| {
+            Tensor::cat(vec![self.start.clone().reshape([1, width]), class, independent], 0).unsqueeze::<3>()
+        };
+        let normal = build(self.class_normal.val(), self.independent.val());
+        let anomalous = build(self.class_anomalous.val(), self.independent_anomalous.as_ref().unwrap_or(&self.independent).val());
+        Tensor::cat(vec![normal, anomalous], 0)
+    }
+
+    /// The part of both prompts after [`Self::prefix_embeddings`], `[P_dependent + pi', end]`,
+    /// for a batch of adaptor outputs `bias` (`[batch, width]`): `[2 x batch, tokens, width]`,
+    /// the normal prompts first.
+    pub fn embeddings_after_prefix(&self, bias: Tensor<2>) -> Tensor<3> {
+        let [batch, width] = bias.dims();
         let expand = |t: Tensor<2>| {
             let [tokens, _] = t.dims();
             t.unsqueeze::<3>().expand([batch, tokens, width])
         };
-        let start = expand(self.start.clone().reshape([1, width]));
         let end = expand(self.end.clone().reshape([1, width]));
         let bias = bias.reshape([batch, 1, width]);
-        let build = |class: Tensor<2>, independent: Tensor<2>, dependent: Tensor<2>| {
-            let dependent = expand(dependent) + bias.clone();
-            Tensor::cat(vec![start.clone(), expand(class), expand(independent), dependent, end.clone()], 1)
-        };
-        let normal = build(self.class_normal.val(), self.independent.val(), self.dependent.val());
-        let anomalous = build(
-            self.class_anomalous.val(),
-            self.independent_anomalous.as_ref().unwrap_or(&self.independent).val(),
-            self.dependent_anomalous.as_ref().unwrap_or(&self.dependent).val(),
-        );
+        let build = |dependent: Tensor<2>| Tensor::cat(vec![expand(dependent) + bias.clone(), end.clone()], 1);
+        let normal = build(self.dependent.val());
+        let anomalous = build(self.dependent_anomalous.as_ref().unwrap_or(&self.dependent).val());
         Tensor::cat(vec![normal, anomalous], 0)
     }
 
@@ -155,13 +171,30 @@ impl PromptLearner {
         let [batch, _] = bias.dims();
         let embeddings = self.embeddings(bias);
         let [rows, tokens, _] = embeddings.dims();
-        let text = clip.model.encode_text_embeddings(embeddings, &vec![tokens - 1; rows]);
+        PromptFeatures::split(clip.model.encode_text_embeddings(embeddings, &vec![tokens - 1; rows]), batch)
+    }
+
+    /// Every text block's keys and values for [`Self::prefix_embeddings`], for
+    /// [`Self::features_after_prefix`]: computed once, they serve every image.
+    pub fn prefix_keys(&self, clip: &Clip) -> PrefixKeys {
+        clip.model.text_prefix_keys(self.prefix_embeddings())
+    }
+
+    /// [`Self::features`], with the prompts' prefixes already through the tower (`prefix`,
+    /// from [`Self::prefix_keys`] on the same backbone): the same features for about half the
+    /// text tower's work. Not for training: the prefix's gradients do not reach the prompt.
+    pub fn features_after_prefix(&self, clip: &Clip, bias: Tensor<2>, prefix: &PrefixKeys) -> PromptFeatures {
+        let [batch, _] = bias.dims();
+        PromptFeatures::split(clip.model.encode_text_after_prefix(self.embeddings_after_prefix(bias), prefix), batch)
+    }
+}
+
+impl PromptFeatures {
+    /// Normalised rows of the text tower's output for `[normal prompts; anomalous prompts]`.
+    fn split(text: Tensor<2>, batch: usize) -> Self {
         let text = l2_normalise(text);
         let [_, projection] = text.dims();
-        PromptFeatures {
-            normal: text.clone().slice([0..batch, 0..projection]),
-            anomalous: text.slice([batch..2 * batch, 0..projection]),
-        }
+        Self { normal: text.clone().slice([0..batch, 0..projection]), anomalous: text.slice([batch..2 * batch, 0..projection]) }
     }
 }
 

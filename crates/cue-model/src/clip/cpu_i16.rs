@@ -10,11 +10,12 @@
 
 use std::sync::Arc;
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::Activation;
 use super::cpu_block::{HostBlock, HostNorm, host, normalise, on_host_stream};
 use super::encoder::ClipEncoderLayer;
+use super::prefix::HostKeys;
 use super::i16_gemm::{I16Rows, I16Weights, quantize_row};
 
 /// One block's linear layers, packed for the integer product, and its LayerNorms.
@@ -28,23 +29,38 @@ impl HostBlock<I16Weights> {
 
     /// The block's forward, as [`ClipEncoderLayer::forward`] computes it.
     pub fn forward(&self, layer: &ClipEncoderLayer, x: Tensor<3>, causal: bool) -> Tensor<3> {
-        on_host_stream(layer, x, causal, |values, [batch, tokens, width], device| {
-            let rows = batch * tokens;
+        on_host_stream(layer, x, causal, |values, dims @ [batch, tokens, width], device| {
             let qkv = self.qkv.apply(&layer_norm_quantized(values, width, &self.norm1), None);
             let qkv = Tensor::from_data(TensorData::new(qkv, [batch, tokens, 3 * width]), device);
             let context = super::attention_cpu::attention_fused(qkv, layer.self_attn.num_heads, causal);
-            self.out.apply_onto(&I16Rows::from_f32(&host(context), rows, width), values);
-            let normed = layer_norm_quantized(values, width, &self.norm2);
-            let hidden = match layer.mlp.activation {
-                // Applied to each finished tile of the product while it is in cache.
-                Activation::QuickGelu => self.fc1.apply(&normed, Some(super::activation::quick_gelu_chunk)),
-                other => {
-                    let h = Tensor::from_data(TensorData::new(self.fc1.apply(&normed, None), [batch, tokens, self.fc1.outputs]), device);
-                    host(super::activation::activate(h, other))
-                }
-            };
-            self.fc2.apply_onto(&I16Rows::from_f32(&hidden, rows, self.fc1.outputs), values);
+            self.out.apply_onto(&I16Rows::from_f32(&host(context), batch * tokens, width), values);
+            self.mlp_onto(layer, values, dims, device);
         })
+    }
+
+    /// As [`Self::forward`], for tokens that follow a prefix whose keys and values in this
+    /// block are `past` ([`super::prefix`]).
+    pub(super) fn forward_after_prefix(&self, layer: &ClipEncoderLayer, x: Tensor<3>, past: &HostKeys) -> Tensor<3> {
+        on_host_stream(layer, x, true, |values, dims @ [batch, tokens, width], device| {
+            let qkv = self.qkv.apply(&layer_norm_quantized(values, width, &self.norm1), None);
+            let context = past.attention(&qkv, dims, layer.self_attn.num_heads, device);
+            self.out.apply_onto(&I16Rows::from_f32(&context, batch * tokens, width), values);
+            self.mlp_onto(layer, values, dims, device);
+        })
+    }
+
+    /// `values + mlp(ln2(values))`, in place.
+    fn mlp_onto(&self, layer: &ClipEncoderLayer, values: &mut [f32], [batch, tokens, width]: [usize; 3], device: &Device) {
+        let normed = layer_norm_quantized(values, width, &self.norm2);
+        let hidden = match layer.mlp.activation {
+            // Applied to each finished tile of the product while it is in cache.
+            Activation::QuickGelu => self.fc1.apply(&normed, Some(super::activation::quick_gelu_chunk)),
+            other => {
+                let h = Tensor::from_data(TensorData::new(self.fc1.apply(&normed, None), [batch, tokens, self.fc1.outputs]), device);
+                host(super::activation::activate(h, other))
+            }
+        };
+        self.fc2.apply_onto(&I16Rows::from_f32(&hidden, batch * tokens, self.fc1.outputs), values);
     }
 }
 

@@ -113,9 +113,13 @@ impl ClipEncoderLayer {
     pub(super) fn forward_unpacked(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
         // The residual stream and the norms stay float32; attention and MLP run in the
         // weights' type (a no-op cast at float32), as under PyTorch's autocast.
-        let precision = Precision::of(self.mlp.fc1.weight.val().dtype());
+        let precision = self.compute_precision();
         let attention = self.self_attn.forward(to_compute(self.layer_norm1.forward(x.clone()), precision), causal);
-        let x = x + to_f32(attention);
+        self.mlp_onto(x + to_f32(attention), precision)
+    }
+
+    /// `x + mlp(ln2(x))`, the MLP in `precision`.
+    pub(super) fn mlp_onto(&self, x: Tensor<3>, precision: Precision) -> Tensor<3> {
         let mlp = self.mlp.forward(to_compute(self.layer_norm2.forward(x.clone()), precision));
         x + to_f32(mlp)
     }

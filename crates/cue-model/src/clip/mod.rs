@@ -17,6 +17,7 @@ pub mod load;
 pub mod model;
 pub mod openai;
 pub mod precision;
+pub mod prefix;
 pub mod text;
 pub mod tokenizer;
 pub mod vision;

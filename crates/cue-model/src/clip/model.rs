@@ -6,6 +6,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::config::ClipConfig;
 use super::precision::{to_compute, to_f32};
+use super::prefix::PrefixKeys;
 use super::text::ClipTextTransformer;
 use super::vision::ClipVisionTransformer;
 
@@ -90,6 +91,21 @@ impl ClipModel {
         let flat: Vec<i64> = ids.iter().flat_map(|row| row.iter().map(|&id| i64::from(id))).collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(flat, [ids.len(), tokens]), device);
         to_f32(self.text_model.token_embeddings(ids))
+    }
+
+    /// Every text block's keys and values for prompt prefixes `[prefixes, tokens, width]`
+    /// (token embeddings from position 0): computed once, they serve every image
+    /// ([`super::prefix`]).
+    pub fn text_prefix_keys(&self, embeddings: Tensor<3>) -> PrefixKeys {
+        self.text_model.prefix_keys(embeddings, self.precision())
+    }
+
+    /// As [`Self::encode_text_embeddings`] for the tokens after `prefix` (`[rows, tokens,
+    /// width]`, `rows / prefix.prefixes` rows per prefix, rows of prefix 0 first), pooled at
+    /// their last token.
+    pub fn encode_text_after_prefix(&self, embeddings: Tensor<3>, prefix: &PrefixKeys) -> Tensor<2> {
+        let pooled = to_compute(self.text_model.pooled_after_prefix(embeddings, prefix), self.weights_precision());
+        to_f32(self.text_projection.forward(pooled))
     }
 
     /// `text_projection` of the pooled text state for token embeddings `[batch, tokens, width]`
