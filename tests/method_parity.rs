@@ -198,7 +198,8 @@ fn a_prompts_features_after_its_cached_prefix_equal_the_whole_prompts() {
     assert!(max_abs_difference(&after[..projection], &after[projection..2 * projection]) > 1e-3);
     for (name, bound) in [("bf16", 2e-2), ("i16", 2e-3)] {
         let f32_model = clip.model.clone();
-        clip.model = if name == "bf16" { f32_model.clone().with_bf16_cpu_product() } else { f32_model.clone().with_precision(Precision::I16) };
+        clip.model =
+            if name == "bf16" { f32_model.clone().with_bf16_cpu_product() } else { f32_model.clone().with_precision(Precision::I16) };
         let whole_reduced = features(model.prompt.features(&clip, bias.clone()));
         let after = features(model.prompt.features_after_prefix(&clip, bias.clone(), &model.prompt.prefix_keys(&clip)));
         let (d_whole, d_after) = (max_abs_difference(&whole_reduced, &whole), max_abs_difference(&after, &whole));

@@ -153,9 +153,9 @@ pub struct AnomalyModel {
     /// Gaussian smoothing of each map at the model input, sigma in input pixels (0: none;
     /// the ablation of the CLIP anomaly papers' sigma 4 at 224).
     pub smooth_sigma_px: f32,
-    /// A trained prompt's prefix through the text tower, made at the first map: the prompt
-    /// and backbone are frozen from construction on (a backbone set to another number type
-    /// afterwards is seen and gets the whole prompts).
+    /// A trained prompt's prefix through the text tower, made with the model (or at its first
+    /// map): the prompt and backbone are taken as frozen from construction on (a backbone set
+    /// to another number type afterwards is seen, and gets the whole prompts).
     prefix_keys: std::sync::OnceLock<PrefixKeys>,
 }
 
@@ -182,7 +182,14 @@ impl AnomalyModel {
             Ok(l2_normalise(embeds.mean_dim(0)))
         };
         let (normal, anomalous) = (class(&texts.normal)?, class(&texts.anomalous)?);
-        Ok(Self { clip, prompts: Prompts::ZeroShot { normal, anomalous, texts }, layers, temperature: DEFAULT_TEMPERATURE, smooth_sigma_px: 0.0, prefix_keys: Default::default() })
+        Ok(Self {
+            clip,
+            prompts: Prompts::ZeroShot { normal, anomalous, texts },
+            layers,
+            temperature: DEFAULT_TEMPERATURE,
+            smooth_sigma_px: 0.0,
+            prefix_keys: Default::default(),
+        })
     }
 
     /// A trained prompt file (its layers and temperature come from its manifest).

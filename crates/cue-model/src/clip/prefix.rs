@@ -251,7 +251,8 @@ mod tests {
         let mut text = tower(width, 2, &device);
         let inputs = inputs(width, &device);
         let (reference, _) = whole_and_after_prefix(&text, inputs.clone());
-        let packings: [(&str, fn(&ClipEncoderLayer) -> PackedBlock, f32); 2] = [
+        type Pack = fn(&ClipEncoderLayer) -> PackedBlock;
+        let packings: [(&str, Pack, f32); 2] = [
             ("bf16", |l| PackedBlock::Bf16(super::super::cpu_bf16::BlockBf16::pack(l).unwrap()), 0.01),
             ("i16", |l| PackedBlock::I16(super::super::cpu_i16::BlockI16::pack(l).unwrap()), 0.002),
         ];
