@@ -12,7 +12,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::clip::Clip;
-use crate::clip::prefix::PrefixKeys;
+use crate::clip::prefix::{PrefixKeys, repeat_rows};
 use crate::clip::tokenizer::{ClipTokenizer, END_OF_TEXT, START_OF_TEXT};
 
 /// Tokens of `P_class`.
@@ -130,11 +130,8 @@ impl PromptLearner {
     /// Token embeddings of both prompts for a batch of adaptor outputs `bias` (`[batch, width]`):
     /// `[2 x batch, tokens, width]`, the normal prompts first.
     pub fn embeddings(&self, bias: Tensor<2>) -> Tensor<3> {
-        let [batch, width] = bias.dims();
-        let prefixes = self.prefix_embeddings();
-        let [_, tokens, _] = prefixes.dims();
-        let prefixes = prefixes.unsqueeze_dim::<4>(1).expand([2, batch, tokens, width]).reshape([2 * batch, tokens, width]);
-        Tensor::cat(vec![prefixes, self.embeddings_after_prefix(bias)], 1)
+        let [batch, _] = bias.dims();
+        Tensor::cat(vec![repeat_rows(self.prefix_embeddings(), batch), self.embeddings_after_prefix(bias)], 1)
     }
 
     /// The part of both prompts no image changes, `[start, P_class, P_independent]`:

@@ -13,14 +13,12 @@
 
 use std::sync::Arc;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 
 use super::attention_bf16::Shape;
 use super::bf16_gemm::{Bf16Rows, Bf16Weights, Pairs, round_to};
-use super::config::Activation;
-use super::cpu_block::{HostBlock, HostNorm, host, normalise, on_host_stream};
+use super::cpu_block::{HostBlock, HostNorm, HostProduct, host, normalise, on_host_stream};
 use super::encoder::ClipEncoderLayer;
-use super::prefix::HostKeys;
 
 /// One block's linear layers, packed for the bf16 product, and its LayerNorms.
 pub type BlockBf16 = HostBlock<Bf16Weights>;
@@ -50,30 +48,34 @@ impl HostBlock<Bf16Weights> {
             self.mlp_onto(layer, values, [batch, tokens, width], device);
         })
     }
+}
 
-    /// As [`Self::forward`], for tokens that follow a prefix whose keys and values in this
-    /// block are `past` ([`super::prefix`]). Attention runs in f32: its few rows cost little.
-    pub(super) fn forward_after_prefix(&self, layer: &ClipEncoderLayer, x: Tensor<3>, past: &HostKeys) -> Tensor<3> {
-        on_host_stream(layer, x, true, |values, dims @ [batch, tokens, width], device| {
-            let qkv = self.qkv.apply(&layer_norm_rounded(values, width, &self.norm1), None);
-            let context = past.attention(&qkv, dims, layer.self_attn.num_heads, device);
-            self.out.apply_onto(&Bf16Rows::from_f32(&context, batch * tokens, width), values);
-            self.mlp_onto(layer, values, dims, device);
-        })
+impl HostProduct for Bf16Weights {
+    type Rows = Bf16Rows;
+
+    fn normed_rows(x: &[f32], width: usize, norm: &HostNorm) -> Bf16Rows {
+        layer_norm_rounded(x, width, norm)
     }
 
-    /// `values + mlp(ln2(values))`, in place.
-    fn mlp_onto(&self, layer: &ClipEncoderLayer, values: &mut [f32], [batch, tokens, width]: [usize; 3], device: &Device) {
-        let normed = layer_norm_rounded(values, width, &self.norm2);
-        let hidden = match layer.mlp.activation {
-            // Applied to each finished tile of the product while it is in cache.
-            Activation::QuickGelu => self.fc1.apply_rounded(&normed, Some(super::activation::quick_gelu_chunk)),
-            other => {
-                let h = Tensor::from_data(TensorData::new(self.fc1.apply(&normed, None), [batch, tokens, self.fc1.outputs]), device);
-                Bf16Rows::from_f32(&host(super::activation::activate(h, other)), batch * tokens, self.fc1.outputs)
-            }
-        };
-        self.fc2.apply_onto(&hidden, values);
+    fn rows_from_f32(x: &[f32], rows: usize, inputs: usize) -> Bf16Rows {
+        Bf16Rows::from_f32(x, rows, inputs)
+    }
+
+    fn product(&self, a: &Bf16Rows, then: Option<fn(&mut [f32])>) -> Vec<f32> {
+        self.apply(a, then)
+    }
+
+    fn product_rows(&self, a: &Bf16Rows, then: Option<fn(&mut [f32])>) -> Bf16Rows {
+        // Rounded in cache, tile by tile.
+        self.apply_rounded(a, then)
+    }
+
+    fn product_onto(&self, a: &Bf16Rows, residual: &mut [f32]) {
+        self.apply_onto(a, residual);
+    }
+
+    fn outputs(&self) -> usize {
+        self.outputs
     }
 }
 

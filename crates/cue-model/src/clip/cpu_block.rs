@@ -4,7 +4,10 @@
 //! borrowed from burn's tensor and handed back ([`on_host_stream`]).
 
 use burn::nn::{LayerNorm, Linear};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::config::Activation;
+use super::prefix::HostKeys;
 
 use super::encoder::ClipEncoderLayer;
 
@@ -62,9 +65,58 @@ pub(super) fn on_host_stream(
     Tensor::from_data(stream, &device)
 }
 
+/// What a block's shared halves ask of one of CUE's CPU products ([`super::bf16_gemm`],
+/// [`super::i16_gemm`]): the rows it reads, made from a LayerNorm or from f32 values, and its
+/// products on them.
+pub trait HostProduct {
+    /// Rows as the product reads them.
+    type Rows;
+    /// Each row of `x` (`width` values) through `norm`, as the product reads it.
+    fn normed_rows(x: &[f32], width: usize, norm: &HostNorm) -> Self::Rows;
+    /// `rows x inputs` f32 values as the product reads them.
+    fn rows_from_f32(x: &[f32], rows: usize, inputs: usize) -> Self::Rows;
+    /// `a` times the weights plus the bias, f32, `then` applied to each finished tile.
+    fn product(&self, a: &Self::Rows, then: Option<fn(&mut [f32])>) -> Vec<f32>;
+    /// As [`Self::product`], its result as the next product reads it.
+    fn product_rows(&self, a: &Self::Rows, then: Option<fn(&mut [f32])>) -> Self::Rows;
+    /// `a` times the weights plus the bias, added onto `residual`.
+    fn product_onto(&self, a: &Self::Rows, residual: &mut [f32]);
+    /// Outputs per row.
+    fn outputs(&self) -> usize;
+}
+
+impl<W: HostProduct> HostBlock<W> {
+    /// As the product's whole forward, for tokens that follow a prefix whose keys and values
+    /// in this block are `past` ([`super::prefix`]). Attention runs in f32: its few rows cost
+    /// little.
+    pub(super) fn forward_after_prefix(&self, layer: &ClipEncoderLayer, x: Tensor<3>, past: &HostKeys) -> Tensor<3> {
+        on_host_stream(layer, x, true, |values, dims @ [batch, tokens, width], device| {
+            let qkv = self.qkv.product(&W::normed_rows(values, width, &self.norm1), None);
+            let context = past.attention(&qkv, dims, layer.self_attn.num_heads, device);
+            self.out.product_onto(&W::rows_from_f32(&context, batch * tokens, width), values);
+            self.mlp_onto(layer, values, dims, device);
+        })
+    }
+
+    /// `values + mlp(ln2(values))`, in place.
+    pub(super) fn mlp_onto(&self, layer: &ClipEncoderLayer, values: &mut [f32], [batch, tokens, width]: [usize; 3], device: &Device) {
+        let normed = W::normed_rows(values, width, &self.norm2);
+        let hidden_width = self.fc1.outputs();
+        let hidden = match layer.mlp.activation {
+            // Applied to each finished tile of the product while it is in cache.
+            Activation::QuickGelu => self.fc1.product_rows(&normed, Some(super::activation::quick_gelu_chunk)),
+            other => {
+                let h = Tensor::from_data(TensorData::new(self.fc1.product(&normed, None), [batch, tokens, hidden_width]), device);
+                W::rows_from_f32(&host(super::activation::activate(h, other)), batch * tokens, hidden_width)
+            }
+        };
+        self.fc2.product_onto(&hidden, values);
+    }
+}
+
 /// A LayerNorm's parameters on the host.
 #[derive(Debug)]
-pub(super) struct HostNorm {
+pub struct HostNorm {
     gamma: Vec<f32>,
     beta: Vec<f32>,
     epsilon: f32,

@@ -10,12 +10,10 @@
 
 use std::sync::Arc;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 
-use super::config::Activation;
-use super::cpu_block::{HostBlock, HostNorm, host, normalise, on_host_stream};
+use super::cpu_block::{HostBlock, HostNorm, HostProduct, host, normalise, on_host_stream};
 use super::encoder::ClipEncoderLayer;
-use super::prefix::HostKeys;
 use super::i16_gemm::{I16Rows, I16Weights, quantize_row};
 
 /// One block's linear layers, packed for the integer product, and its LayerNorms.
@@ -37,30 +35,34 @@ impl HostBlock<I16Weights> {
             self.mlp_onto(layer, values, dims, device);
         })
     }
+}
 
-    /// As [`Self::forward`], for tokens that follow a prefix whose keys and values in this
-    /// block are `past` ([`super::prefix`]).
-    pub(super) fn forward_after_prefix(&self, layer: &ClipEncoderLayer, x: Tensor<3>, past: &HostKeys) -> Tensor<3> {
-        on_host_stream(layer, x, true, |values, dims @ [batch, tokens, width], device| {
-            let qkv = self.qkv.apply(&layer_norm_quantized(values, width, &self.norm1), None);
-            let context = past.attention(&qkv, dims, layer.self_attn.num_heads, device);
-            self.out.apply_onto(&I16Rows::from_f32(&context, batch * tokens, width), values);
-            self.mlp_onto(layer, values, dims, device);
-        })
+impl HostProduct for I16Weights {
+    type Rows = I16Rows;
+
+    fn normed_rows(x: &[f32], width: usize, norm: &HostNorm) -> I16Rows {
+        layer_norm_quantized(x, width, norm)
     }
 
-    /// `values + mlp(ln2(values))`, in place.
-    fn mlp_onto(&self, layer: &ClipEncoderLayer, values: &mut [f32], [batch, tokens, width]: [usize; 3], device: &Device) {
-        let normed = layer_norm_quantized(values, width, &self.norm2);
-        let hidden = match layer.mlp.activation {
-            // Applied to each finished tile of the product while it is in cache.
-            Activation::QuickGelu => self.fc1.apply(&normed, Some(super::activation::quick_gelu_chunk)),
-            other => {
-                let h = Tensor::from_data(TensorData::new(self.fc1.apply(&normed, None), [batch, tokens, self.fc1.outputs]), device);
-                host(super::activation::activate(h, other))
-            }
-        };
-        self.fc2.apply_onto(&I16Rows::from_f32(&hidden, batch * tokens, self.fc1.outputs), values);
+    fn rows_from_f32(x: &[f32], rows: usize, inputs: usize) -> I16Rows {
+        I16Rows::from_f32(x, rows, inputs)
+    }
+
+    fn product(&self, a: &I16Rows, then: Option<fn(&mut [f32])>) -> Vec<f32> {
+        self.apply(a, then)
+    }
+
+    fn product_rows(&self, a: &I16Rows, then: Option<fn(&mut [f32])>) -> I16Rows {
+        // A row's scale needs the whole row: quantized once the product is done.
+        I16Rows::from_f32(&self.apply(a, then), a.rows(), self.outputs)
+    }
+
+    fn product_onto(&self, a: &I16Rows, residual: &mut [f32]) {
+        self.apply_onto(a, residual);
+    }
+
+    fn outputs(&self) -> usize {
+        self.outputs
     }
 }
 

@@ -118,6 +118,11 @@ impl ClipEncoderLayer {
         self.mlp_onto(x + to_f32(attention), precision)
     }
 
+    /// The type the block's attention and MLP compute in through burn's operations.
+    pub(super) fn compute_precision(&self) -> Precision {
+        Precision::of(self.mlp.fc1.weight.val().dtype())
+    }
+
     /// `x + mlp(ln2(x))`, the MLP in `precision`.
     pub(super) fn mlp_onto(&self, x: Tensor<3>, precision: Precision) -> Tensor<3> {
         let mlp = self.mlp.forward(to_compute(self.layer_norm2.forward(x.clone()), precision));

@@ -45,16 +45,16 @@ impl PrefixKeys {
     /// Block `layer`'s keys and values for `rows_per_prefix` rows after each prefix (rows of
     /// prefix 0 first), `[prefixes x rows_per_prefix, tokens, width]`.
     fn for_rows(&self, layer: usize, rows_per_prefix: usize) -> (Tensor<3>, Tensor<3>) {
-        let repeat = |t: &Tensor<3>| {
-            let [prefixes, tokens, width] = t.dims();
-            t.clone().unsqueeze_dim::<4>(1).expand([prefixes, rows_per_prefix, tokens, width]).reshape([
-                prefixes * rows_per_prefix,
-                tokens,
-                width,
-            ])
-        };
-        (repeat(&self.layers[layer].keys), repeat(&self.layers[layer].values))
+        let LayerKeys { keys, values } = &self.layers[layer];
+        (repeat_rows(keys.clone(), rows_per_prefix), repeat_rows(values.clone(), rows_per_prefix))
     }
+}
+
+/// Each row of `t` (`[rows, tokens, width]`) `times` times over, in order: `[rows x times,
+/// tokens, width]` (each prompt's prefix for its batch of images).
+pub(crate) fn repeat_rows(t: Tensor<3>, times: usize) -> Tensor<3> {
+    let [rows, tokens, width] = t.dims();
+    t.unsqueeze_dim::<4>(1).expand([rows, times, tokens, width]).reshape([rows * times, tokens, width])
 }
 
 impl ClipTextTransformer {
@@ -99,11 +99,6 @@ impl ClipTextTransformer {
 }
 
 impl ClipEncoderLayer {
-    /// The type the block's attention and MLP compute in through burn's operations.
-    pub(super) fn compute_precision(&self) -> Precision {
-        Precision::of(self.mlp.fc1.weight.val().dtype())
-    }
-
     /// One block for tokens `[rows, tokens, width]` that follow a prefix whose keys and values
     /// in this block are `keys` and `values` (`[rows, prefix tokens, width]`, f32).
     pub fn forward_after_prefix(&self, x: Tensor<3>, keys: Tensor<3>, values: Tensor<3>) -> Tensor<3> {
@@ -211,14 +206,10 @@ mod tests {
     /// The pooled state of each whole prompt of `inputs`, computed whole, and after the
     /// prefix's keys.
     fn whole_and_after_prefix(text: &ClipTextTransformer, (prefixes, rest): (Tensor<3>, Tensor<3>)) -> (Vec<f32>, Vec<f32>) {
-        let [_, prefix_tokens, width] = prefixes.dims();
+        let [_, prefix_tokens, _] = prefixes.dims();
         let [rows, tokens, _] = rest.dims();
         let per_prefix = rows / 2;
-        let repeated = prefixes.clone().unsqueeze_dim::<4>(1).expand([2, per_prefix, prefix_tokens, width]).reshape([
-            2 * per_prefix,
-            prefix_tokens,
-            width,
-        ]);
+        let repeated = repeat_rows(prefixes.clone(), per_prefix);
         let whole = Tensor::cat(vec![repeated, rest.clone()], 1);
         let expected = text.pooled_from_embeddings(whole, &vec![prefix_tokens + tokens - 1; 2 * per_prefix]);
         let keys = text.prefix_keys(prefixes, Precision::F32);
