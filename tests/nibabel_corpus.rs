@@ -1,4 +1,5 @@
-//! Every file of ../shared/data agrees with what nibabel reports in its expected.json.
+//! Every file of ../shared/data agrees with what nibabel reports in its expected.json, and
+//! `cue canonical` agrees with nibabel on variants nibabel writes (`tests/python/check_nifti_variants.py`).
 
 mod common;
 
@@ -219,4 +220,15 @@ fn fuzz_artifacts_never_panic_or_hang() {
             assert!(!message.is_empty());
         }
     }
+}
+
+/// Datatypes x byte orders x file kinds (both pairs side by side under one stem), scalings,
+/// qform/sform codes, 4-D/5-D, NIfTI-2, extensions and truncations, written by nibabel and
+/// checked by nibabel after `cue canonical`.
+#[test]
+fn canonical_agrees_with_nibabel_on_the_variants_nibabel_writes() {
+    let Some(python) = common::check_python("nifti variants") else { return };
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let binary = Path::new(env!("CARGO_BIN_EXE_cue"));
+    common::run_check(&python, "check_nifti_variants.py", &[binary.as_os_str(), dir.path().as_os_str()]);
 }

@@ -86,6 +86,14 @@ pub enum VolumeError {
         /// The header file.
         path: PathBuf,
     },
+    /// A NIfTI pair's image file without its header (an `.img` without `.hdr`).
+    #[error("header of this NIfTI pair not found ({looked_for} does not exist): {}", path.display())]
+    MissingHeaderFile {
+        /// The file that was looked for.
+        looked_for: String,
+        /// The image file.
+        path: PathBuf,
+    },
     /// A study-level problem: duplicate sequences, an empty folder, ...
     #[error("{reason}: {}", path.display())]
     Study {

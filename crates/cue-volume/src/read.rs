@@ -25,14 +25,17 @@ pub struct OpenImage {
 impl OpenImage {
     /// Opens a `.nii`, `.nii.gz`, `.hdr`/`.img` (either member, either gzipped) file.
     pub fn open(path: &Path) -> Result<Self> {
-        let header_path = header_path_for(path);
+        let (header_path, image_given) = header_path_for(path)?;
         let mut source = ByteSource::open(&header_path)?;
         let header = read_header(&mut source).map_err(|p| VolumeError::invalid(p, &header_path))?;
         let (data_path, data) = if header.single_file {
             let skipped_to_offset = header.data_offset() - header.format.header_bytes() as u64;
             (header_path.clone(), position_data(source, &header, skipped_to_offset, &header_path)?)
         } else {
-            let image_path = image_path_for(&header_path)?;
+            let image_path = match image_given {
+                Some(image) => image,
+                None => image_path_for(&header_path)?,
+            };
             let image = ByteSource::open(&image_path)?;
             (image_path.clone(), position_data(image, &header, header.data_offset(), &image_path)?)
         };

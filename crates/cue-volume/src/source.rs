@@ -104,17 +104,21 @@ fn stem_and_ext(path: &Path) -> Option<(String, &'static str, bool)> {
     None
 }
 
-/// For a path ending in `.img`, the header that goes with it; otherwise the path itself.
-pub fn header_path_for(path: &Path) -> PathBuf {
-    if let Some((stem, "img", _)) = stem_and_ext(path) {
-        for candidate in [format!("{stem}.hdr"), format!("{stem}.hdr.gz"), format!("{stem}.HDR"), format!("{stem}.HDR.gz")] {
-            let p = path.with_file_name(candidate);
-            if p.exists() {
-                return p;
-            }
-        }
+/// The header and, when `path` is the image member of a NIfTI pair, the image itself.
+///
+/// A header is looked for with the image's own compression only (`.img.gz` pairs with
+/// `.hdr.gz`, as nibabel pairs them): a folder holding both `x.img` and `x.img.gz` holds two
+/// images, and opening one must never read the other's header or voxels.
+pub fn header_path_for(path: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
+    let Some((stem, "img", gz)) = stem_and_ext(path) else {
+        return Ok((path.to_path_buf(), None));
+    };
+    let suffix = if gz { ".gz" } else { "" };
+    let candidates = [format!("{stem}.hdr{suffix}"), format!("{stem}.HDR{suffix}")];
+    match candidates.iter().map(|c| path.with_file_name(c)).find(|p| p.is_file()) {
+        Some(header) => Ok((header, Some(path.to_path_buf()))),
+        None => Err(VolumeError::MissingHeaderFile { looked_for: candidates[0].clone(), path: path.to_path_buf() }),
     }
-    path.to_path_buf()
 }
 
 /// The image file of a NIfTI pair whose header is `header_path`: `.hdr` pairs with `.img`,
