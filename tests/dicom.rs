@@ -19,12 +19,11 @@ fn cue_ok(args: &[&OsStr]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn canonical(input: &Path, output: &Path, series: Option<i64>) -> Output {
+fn canonical(input: &Path, output: &Path, series: Option<&str>) -> Output {
     std::fs::create_dir_all(output.parent().unwrap()).unwrap();
-    let number = series.map(|n| n.to_string());
     let mut args = vec![OsStr::new("canonical"), input.as_os_str(), output.as_os_str()];
-    if let Some(n) = &number {
-        args.extend([OsStr::new("--series"), OsStr::new(n.as_str())]);
+    if let Some(choice) = series {
+        args.extend([OsStr::new("--series"), OsStr::new(choice)]);
     }
     cue(&args)
 }
@@ -70,7 +69,7 @@ fn every_series_agrees_with_dcm2niix_through_cue_canonical() {
             for s in series {
                 let number: i64 = s["series"].as_str().unwrap().split('_').next().unwrap().parse().unwrap();
                 let output = out.path().join(path).join(format!("{number}.nii.gz"));
-                let result = canonical(&input, &output, Some(number));
+                let result = canonical(&input, &output, Some(&number.to_string()));
                 assert!(result.status.success(), "{path} series {number}: {}", String::from_utf8_lossy(&result.stderr));
             }
         } else {
@@ -116,7 +115,7 @@ fn a_study_folder_lists_its_series_with_their_sequences() {
     let out = tempfile::tempdir().unwrap();
     let output = out.path().join("x.nii.gz");
     assert_refused(&canonical(&shared.join("dicom/brats-study"), &output, None), &output, "brats-study", &["--series", "5 T2 FLAIR AX"]);
-    assert_refused(&canonical(&shared.join("dicom/brats-study"), &output, Some(9)), &output, "brats-study", &["no series number 9"]);
+    assert_refused(&canonical(&shared.join("dicom/brats-study"), &output, Some("9")), &output, "brats-study", &["no series 9 here"]);
     // The sagittal acquisition is listed as such.
     let sagittal = info(&shared.join("dicom/mni-sagittal"));
     assert_eq!(sagittal["series"][0]["orientation"], "sagittal");
@@ -182,7 +181,7 @@ fn synthetic_series_agree_with_dcm2niix_run_here() {
             let sequence = case.get("sequence").or_else(|| case["sequences"].get(number.to_string())).unwrap();
             assert_eq!(&s["sequence"], sequence, "{name} series {number}");
             let output = dir.path().join("cue").join(name).join(format!("{number}.nii.gz"));
-            let written = canonical(&input, &output, Some(number));
+            let written = canonical(&input, &output, Some(&number.to_string()));
             assert!(written.status.success(), "{name}: {}", String::from_utf8_lossy(&written.stderr));
             let theirs = reference.join(format!("{number}.nii"));
             let tolerance = case["tolerance"].as_f64().map(|t| t.to_string());
@@ -199,6 +198,61 @@ fn synthetic_series_agree_with_dcm2niix_run_here() {
     let output = dir.path().join("slice.nii.gz");
     assert!(canonical(&slice, &output, None).status.success());
     common::run_check(&python, "check_dicom.py", &[OsStr::new("pixels"), slice.as_os_str(), output.as_os_str()]);
+}
+
+/// A two-echo series and a prior study's series, all numbered 7, in one folder: `cue info`
+/// gives each its own choice, `--series 7` is refused listing them, and each choice writes
+/// the volume dcm2niix makes of that volume's files alone.
+#[test]
+fn volumes_sharing_a_series_number_are_picked_by_their_choice() {
+    let test = "volumes_sharing_a_series_number_are_picked_by_their_choice";
+    let Some(python) = common::check_python(test) else { return };
+    let Some(dcm2niix) = common::dcm2niix(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/make_dicom_series.py");
+    let made = Command::new(&python).arg(&script).arg(&input).arg("echoes-and-prior").output().expect("run make_dicom_series.py");
+    assert!(made.status.success(), "make_dicom_series.py: {}", String::from_utf8_lossy(&made.stderr));
+    let listing = info(&input);
+    let series = listing["series"].as_array().unwrap();
+    let choices: Vec<&str> = series.iter().map(|s| s["choice"].as_str().unwrap()).collect();
+    assert_eq!(choices, ["7:1", "7:2", "7:3"]);
+    let output = dir.path().join("refused.nii.gz");
+    let refused = canonical(&input, &output, Some("7"));
+    let root = input.display().to_string();
+    assert_refused(&refused, &output, &root, &["3 volumes are numbered 7", "7:1 T2 DUAL ECHO", "7:3", "20251104"]);
+    assert_refused(&canonical(&input, &output, Some("7:4")), &output, &root, &["no series 7:4 here"]);
+    let mut seen = std::collections::BTreeSet::new();
+    for s in series {
+        // Which sub-folder holds this volume's files: the echo it is, or the prior study.
+        let folder = match s["part"].as_str() {
+            Some("echo 1") => "echo1",
+            Some("echo 2") => "echo2",
+            None => "prior",
+            other => panic!("unexpected part {other:?}"),
+        };
+        assert_eq!(s["folder"].as_str().map(|f| f.ends_with(folder)), Some(true), "{s}");
+        seen.insert(folder);
+        let choice = s["choice"].as_str().unwrap();
+        let ours = dir.path().join("cue").join(format!("{folder}.nii.gz"));
+        let written = canonical(&input, &ours, Some(choice));
+        assert!(written.status.success(), "{choice}: {}", String::from_utf8_lossy(&written.stderr));
+        let reference = dir.path().join("dcm2niix").join(folder);
+        std::fs::create_dir_all(&reference).unwrap();
+        let converted = Command::new(&dcm2niix)
+            .args(["-z", "n", "-b", "n", "-f", "ref"])
+            .arg("-o")
+            .arg(&reference)
+            .arg(input.join(folder))
+            .output()
+            .expect("run dcm2niix");
+        assert!(converted.status.success(), "dcm2niix {folder}: {}", String::from_utf8_lossy(&converted.stdout));
+        // dcm2niix adds the echo to the name it is given (ref_e2.nii): take the one file it wrote.
+        let theirs: Vec<PathBuf> = std::fs::read_dir(&reference).unwrap().flatten().map(|e| e.path()).collect();
+        assert_eq!(theirs.len(), 1, "dcm2niix wrote one volume for {folder}: {theirs:?}");
+        common::run_check(&python, "check_dicom.py", &[OsStr::new("dcm2niix"), theirs[0].as_os_str(), ours.as_os_str()]);
+    }
+    assert_eq!(seen.len(), 3, "each volume picked once: {seen:?}");
 }
 
 #[test]

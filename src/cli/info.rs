@@ -86,6 +86,8 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<()> {
 /// One assembled series of `cue info --json` on DICOM.
 #[derive(Debug, serde::Serialize)]
 struct SeriesInfo {
+    /// What `--series` takes to pick this volume (`7`, `7:2` or `#3`).
+    choice: String,
     series_number: Option<i32>,
     description: String,
     protocol: String,
@@ -118,13 +120,17 @@ struct DicomInfo {
 
 fn dicom(path: &Path, json: bool) -> anyhow::Result<()> {
     let folder = cue_volume::dicom::scan(path)?;
+    let choices = cue_volume::dicom::choices(&folder.series);
+    let labels = cue_volume::dicom::listing(&folder);
     let series: Vec<SeriesInfo> = folder
         .series
         .iter()
-        .map(|s| {
+        .zip(&choices)
+        .map(|(s, choice)| {
             let geometry = s.geometry.as_ref().ok();
             let files: std::collections::BTreeSet<&Path> = s.slices.iter().map(|x| x.path.as_path()).collect();
             SeriesInfo {
+                choice: choice.to_string(),
                 series_number: s.number,
                 description: s.description.clone(),
                 protocol: s.protocol.clone(),
@@ -156,16 +162,16 @@ fn dicom(path: &Path, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("DICOM        {} ({} series)", info.path, info.series.len());
-    for s in &info.series {
-        let label = format!("{} {}", s.series_number.map(|n| n.to_string()).unwrap_or_default(), s.description);
+    let width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0).max(32);
+    for (s, label) in info.series.iter().zip(&labels) {
         let what = s.sequence.clone().unwrap_or_else(|| "?".into());
         match (&s.shape, &s.voxel_size_mm, &s.problem) {
             (Some(shape), Some(size), _) => println!(
-                "  {label:<32} {what:<6} {:>4}x{}x{} {:.2}x{:.2}x{:.2} mm {} {}",
+                "  {label:<width$} {what:<6} {:>4}x{}x{} {:.2}x{:.2}x{:.2} mm {} {}",
                 shape[0], shape[1], shape[2], size[0], size[1], size[2], s.axcodes.clone().unwrap_or_default(), s.orientation
             ),
-            (_, _, Some(problem)) => println!("  {label:<32} {what:<6} refused: {problem}"),
-            _ => println!("  {label:<32} {what:<6}"),
+            (_, _, Some(problem)) => println!("  {label:<width$} {what:<6} refused: {problem}"),
+            _ => println!("  {label:<width$} {what:<6}"),
         }
     }
     for [file, error] in &info.unreadable {

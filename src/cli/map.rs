@@ -24,9 +24,10 @@ pub struct MapArgs {
     prompt: Option<PathBuf>,
     /// The volume: a NIfTI file, a DICOM file, or a folder of DICOM files.
     volume: PathBuf,
-    /// The DICOM series to map (its SeriesNumber), when the folder holds several.
+    /// The DICOM volume to map, when the folder holds several: its SeriesNumber (7), a part of
+    /// a numbered series (7:2, as `cue info` lists them) or a position (#3).
     #[arg(long)]
-    series: Option<i32>,
+    series: Option<cue_volume::dicom::SeriesChoice>,
     /// The view (axial, sagittal, coronal).
     #[arg(long, default_value = "axial", conflicts_with = "views")]
     view: String,
@@ -80,7 +81,7 @@ pub fn map_command(args: MapArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.views.is_none() || args.all_slices, "--views fuses whole views: add --all-slices");
     // Volume::read_canonical reads a DICOM path's only series itself; --series picks one.
     let volume = match args.series {
-        Some(number) => Volume::read_series_canonical(&args.volume, Some(number))?,
+        Some(choice) => Volume::read_series_canonical(&args.volume, Some(choice))?,
         None => Volume::read_canonical(&args.volume, 0)?,
     };
     let mut plan = Vec::new();

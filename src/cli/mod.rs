@@ -78,9 +78,10 @@ enum Command {
         /// Which 3-D volume of a 4-D file (0 is the first).
         #[arg(long, default_value_t = 0)]
         volume: usize,
-        /// The DICOM series to write (its SeriesNumber), when the folder holds several.
+        /// The DICOM volume to write, when the folder holds several: its SeriesNumber (7), a
+        /// part of a numbered series (7:2, as `cue info` lists them) or a position (#3).
         #[arg(long)]
-        series: Option<i32>,
+        series: Option<cue_volume::dicom::SeriesChoice>,
     },
     /// Generate synthetic four-sequence studies with a glioma from the MNI152 2009a template
     /// (BraTS 2023 layout: CASE-t1n, -t1c, -t2w, -t2f, -seg .nii.gz).
@@ -319,7 +320,7 @@ fn phantom(out: &std::path::Path, seed: u64, cases: usize, downsample: usize, te
     Ok(())
 }
 
-fn canonical(input: &std::path::Path, output: &std::path::Path, volume_index: usize, series: Option<i32>) -> anyhow::Result<()> {
+fn canonical(input: &std::path::Path, output: &std::path::Path, volume_index: usize, series: Option<cue_volume::dicom::SeriesChoice>) -> anyhow::Result<()> {
     use cue_volume::{Volume, VoxelData, WriteOptions, write_nifti1};
     let volume = if series.is_some() || cue_volume::dicom::is_dicom_path(input) {
         anyhow::ensure!(volume_index == 0, "--volume applies to 4-D NIfTI files; a DICOM series is picked with --series");

@@ -1,6 +1,7 @@
 """Writes small synthetic DICOM series that exercise what a reader must get right, with pydicom.
 
     python make_dicom_series.py OUT_DIR
+    python make_dicom_series.py OUT_DIR echoes-and-prior   (three volumes numbered 7, see below)
 
 Each sub-folder of OUT_DIR is one case; OUT_DIR/manifest.json says, for each, whether it must
 convert (and then dcm2niix's answer is the reference, or pydicom's slice by slice where
@@ -236,5 +237,35 @@ def main(out):
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
 
+def echoes_and_prior(out):
+    """One folder holding a two-echo series (one SeriesInstanceUID, EchoNumbers 1 and 2) and a
+    prior study's series with the same SeriesNumber: three volumes numbered 7. Each volume's
+    files lie in their own sub-folder (echo1, echo2, prior), so dcm2niix can convert each alone."""
+    out = Path(out)
+    axial = ([1, 0, 0], [0, 1, 0], [0, 0, 1])
+    study, prior_study = generate_uid(), generate_uid()
+    first = rng.integers(0, 1000, size=(5, 8, 9))
+    write_series(out / "echo1", first, axial, (1.0, 1.2, 2.0), (-4.0, -5.0, 0.0), "T2 DUAL ECHO", 7, study_uid=study)
+    write_series(out / "echo2", first[:, ::-1] // 2 + 7, axial, (1.0, 1.2, 2.0), (-4.0, -5.0, 0.0), "T2 DUAL ECHO", 7, study_uid=study)
+    write_series(out / "prior", rng.integers(0, 1000, size=(4, 8, 9)), axial, (1.0, 1.2, 2.5), (-4.0, -5.0, 1.0), "T2 DUAL ECHO", 7,
+                 study_uid=prior_study)
+    series_uid = None
+    for echo, echo_time in ((1, "12"), (2, "96")):
+        for path in sorted((out / f"echo{echo}").iterdir()):
+            ds = pydicom.dcmread(path)
+            series_uid = series_uid or ds.SeriesInstanceUID
+            ds.SeriesInstanceUID = series_uid
+            ds.EchoNumbers = echo
+            ds.EchoTime = echo_time
+            ds.save_as(path, enforce_file_format=True)
+    for path in sorted((out / "prior").iterdir()):
+        ds = pydicom.dcmread(path)
+        ds.StudyDate = "20251104"
+        ds.save_as(path, enforce_file_format=True)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[2:] == ["echoes-and-prior"]:
+        echoes_and_prior(sys.argv[1])
+    else:
+        main(sys.argv[1])

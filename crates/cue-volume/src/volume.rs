@@ -88,10 +88,10 @@ impl Volume {
         }
     }
 
-    /// Reads the DICOM series numbered `series_number` (SeriesNumber) of a folder, or its only
-    /// series with `None`, re-oriented to closest canonical RAS+.
-    pub fn read_series_canonical(path: &Path, series_number: Option<i32>) -> Result<Self> {
-        Ok(crate::dicom::read_series(path, series_number)?.into_canonical())
+    /// Reads the volume of a DICOM folder that `choice` picks, or its only one with `None`,
+    /// re-oriented to closest canonical RAS+.
+    pub fn read_series_canonical(path: &Path, choice: Option<crate::dicom::SeriesChoice>) -> Result<Self> {
+        Ok(crate::dicom::read_series(path, choice)?.into_canonical())
     }
 
     /// Reads volume `volume_index` of a file and re-orients it to closest canonical RAS+.

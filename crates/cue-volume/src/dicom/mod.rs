@@ -5,6 +5,7 @@
 //! [`Series::read_volume`] reads one's pixels. [`read_series`] does both for a path that
 //! names one volume.
 
+pub mod choice;
 pub mod guard;
 pub mod header;
 pub mod pixels;
@@ -14,6 +15,7 @@ pub mod series;
 
 use std::path::Path;
 
+pub use choice::{SeriesChoice, choices, listing, pick_series};
 pub use header::{SliceHeader, StudyTags, has_dicom_marker};
 pub use scan::{DicomFolder, holds_dicom, scan, scan_with_progress};
 pub use series::{Series, SeriesGeometry, SeriesOrigin, assemble};
@@ -31,39 +33,11 @@ pub fn is_dicom_path(path: &Path) -> bool {
     path.is_dir() || named || has_dicom_marker(path)
 }
 
-/// The series of a folder or file that `series_number` picks (by SeriesNumber), or its only
-/// series; an error lists the series when the choice is ambiguous.
-pub fn pick_series(folder: &DicomFolder, series_number: Option<i32>) -> Result<std::sync::Arc<Series>> {
-    let listing = || folder.series.iter().map(|s| s.label()).collect::<Vec<_>>().join("; ");
-    let candidates: Vec<&std::sync::Arc<Series>> = match series_number {
-        Some(n) => folder.series.iter().filter(|s| s.number == Some(n)).collect(),
-        None => folder.series.iter().collect(),
-    };
-    match candidates.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => Err(VolumeError::Study {
-            reason: format!("no series number {} here (the series: {})", series_number.unwrap_or_default(), listing()),
-            path: folder.root.clone(),
-        }),
-        many => Err(VolumeError::Study {
-            reason: match series_number {
-                None => format!("{} series here, pick one with --series NUMBER: {}", many.len(), listing()),
-                Some(n) => format!(
-                    "series number {n} holds {} volumes ({}); picking one part by number is not supported yet",
-                    many.len(),
-                    many.iter().map(|s| s.label()).collect::<Vec<_>>().join("; ")
-                ),
-            },
-            path: folder.root.clone(),
-        }),
-    }
-}
-
-/// Reads the one volume a DICOM path names (a file, or a folder's series `series_number`
-/// picks), in (column, row, slice) order.
-pub fn read_series(path: &Path, series_number: Option<i32>) -> Result<Volume> {
+/// Reads the one volume a DICOM path names (a file, or the folder's volume `choice` picks),
+/// in (column, row, slice) order.
+pub fn read_series(path: &Path, choice: Option<SeriesChoice>) -> Result<Volume> {
     let folder = scan(path)?;
-    pick_series(&folder, series_number)?.read_volume()
+    pick_series(&folder, choice)?.read_volume()
 }
 
 /// Reads one DICOM file held in memory: each frame's header and pixels (rescaled), then the
