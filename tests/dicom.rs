@@ -295,16 +295,24 @@ fn a_file_read_from_memory_equals_the_file_and_fuzz_regressions_are_refused() {
             let _ = cue::volume::dicom::read_bytes(&bytes[..cut]);
         }
     }
-    // The RLE slice cut short panics inside dicom-rs' RLE decoder (0.10.1): through the command
-    // line it is one line naming the file all the same.
+    // The RLE slice cut short, its last fragment's length made to match the cut (a cut alone
+    // is refused by the length check before decoding), panics inside dicom-rs' RLE decoder
+    // (0.10.1): through the command line it is one line naming the file all the same.
     let dir = tempfile::tempdir().unwrap();
     let rle = std::fs::read(shared.join("dicom/pydicom/MR_small_RLE.dcm")).unwrap();
-    let panicking = (rle.len() / 2..rle.len())
+    let last_item = rle.windows(4).rposition(|w| w == [0xFE, 0xFF, 0x00, 0xE0]).expect("a fragment");
+    let cut_with_honest_length = |n: usize| {
+        let mut bytes = rle[..n].to_vec();
+        bytes[last_item + 4..last_item + 8].copy_from_slice(&((n - last_item - 8) as u32).to_le_bytes());
+        bytes
+    };
+    let panicking = (last_item + 8..rle.len())
         .rev()
-        .find(|&n| cue::volume::dicom::read_bytes(&rle[..n]).is_err_and(|e| e.to_string().contains("cannot be decoded")))
+        .map(cut_with_honest_length)
+        .find(|bytes| cue::volume::dicom::read_bytes(bytes).is_err_and(|e| e.to_string().contains("cannot be decoded")))
         .expect("a cut of the RLE slice on which the pinned RLE decoder panics");
     let cut = dir.path().join("rle-cut.dcm");
-    std::fs::write(&cut, &rle[..panicking]).unwrap();
+    std::fs::write(&cut, &panicking).unwrap();
     let output = dir.path().join("out.nii.gz");
     assert_refused(&canonical(&cut, &output, None), &output, "rle-cut.dcm", &["cannot be decoded"]);
     let truncated = std::fs::read(shared.join("dicom/pydicom/MR_truncated.dcm")).unwrap();
@@ -317,6 +325,36 @@ fn a_file_read_from_memory_equals_the_file_and_fuzz_regressions_are_refused() {
         common::within(std::time::Duration::from_secs(30), &name, move || {
             let _ = cue::volume::dicom::read_bytes(&bytes);
         });
+    }
+}
+
+/// A real slice in three encodings with one element's declared length raised to the 4 GB the
+/// DICOM fuzzer found: refused at once (dicom-object 0.10.1 alone allocated and zeroed the
+/// 4 GB first: 25 s and 4.1 GB of memory), one line naming the element and the file.
+#[test]
+fn a_declared_length_past_the_end_of_the_file_is_refused_at_once() {
+    let Some(shared) = common::shared_data("a_declared_length_past_the_end_of_the_file_is_refused_at_once") else { return };
+    let lie: u32 = 4_227_858_432;
+    // (file, the element's header as it lies in the file, where its 4-byte length follows, byte order)
+    let cases: [(&str, &[u8], bool, &str); 3] = [
+        ("MR_small.dcm", &[0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0], false, "(7FE0,0010)"),
+        ("MR_small_bigendian.dcm", &[0x7F, 0xE0, 0x00, 0x10, b'O', b'W', 0, 0], true, "(7FE0,0010)"),
+        ("MR_small_implicit.dcm", &[0x10, 0x00, 0x10, 0x00], false, "(0010,0010)"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (name, header, big_endian, element) in cases {
+        let mut bytes = std::fs::read(shared.join("dicom/pydicom").join(name)).unwrap();
+        let at = bytes.windows(header.len()).position(|w| w == header).expect("the element in the file") + header.len();
+        let length = if big_endian { lie.to_be_bytes() } else { lie.to_le_bytes() };
+        bytes[at..at + 4].copy_from_slice(&length);
+        let file = dir.path().join(format!("lying-{name}"));
+        std::fs::write(&file, &bytes).unwrap();
+        let output = dir.path().join("out.nii.gz");
+        let started = std::time::Instant::now();
+        let refused = canonical(&file, &output, None);
+        let seconds = started.elapsed().as_secs_f64();
+        assert_refused(&refused, &output, &format!("lying-{name}"), &[&format!("element {element} declares {lie} bytes")]);
+        assert!(seconds < 5.0, "{name}: refused after {seconds:.1} s");
     }
 }
 

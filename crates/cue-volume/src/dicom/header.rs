@@ -104,6 +104,7 @@ pub fn read_slice_headers(path: &Path) -> Result<Vec<SliceHeader>> {
         };
         return Err(VolumeError::invalid(Problem::NotDicom(detail), path));
     }
+    super::lengths::check_file(path).map_err(|p| VolumeError::invalid(p, path))?;
     let read = super::guard::fenced(|| {
         let object = OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(path).map_err(|e| Problem::Dicom(one_line(&e)))?;
         headers_of(&object, path)
@@ -121,6 +122,7 @@ pub fn slice_headers_from_bytes(bytes: &[u8]) -> Result<Vec<SliceHeader>> {
     if bytes.len() < PREAMBLE_BYTES + 4 || &bytes[PREAMBLE_BYTES..PREAMBLE_BYTES + 4] != b"DICM" {
         return Err(VolumeError::invalid(Problem::NotDicom("no DICM marker".into()), &here));
     }
+    super::lengths::check_bytes(&bytes[PREAMBLE_BYTES..]).map_err(|p| VolumeError::invalid(p, &here))?;
     let read = super::guard::fenced(|| {
         let object = OpenFileOptions::new()
             .read_until(tags::PIXEL_DATA)

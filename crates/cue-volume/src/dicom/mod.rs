@@ -8,6 +8,7 @@
 pub mod choice;
 pub mod guard;
 pub mod header;
+pub mod lengths;
 pub mod pixels;
 pub mod scan;
 pub mod sequence;

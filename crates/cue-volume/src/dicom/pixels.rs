@@ -18,6 +18,7 @@ use crate::error::{Problem, Result, VolumeError};
 /// `(slope, intercept)`.
 pub fn read_frames(path: &Path, frames: &[(u32, (f64, f64))]) -> Result<Vec<Vec<f32>>> {
     crate::threads::debug_assert_may_block("reading DICOM pixel data");
+    super::lengths::check_file(path).map_err(|p| VolumeError::invalid(p, path))?;
     let read = super::guard::fenced(|| {
         let object = OpenFileOptions::new().open_file(path).map_err(|e| Problem::Dicom(one_line(&e)))?;
         frames_of(&object, frames)
@@ -32,6 +33,7 @@ fn decoder_failed(panic: &str) -> Problem {
 /// [`read_frames`] of a file held in memory, after its 128-byte preamble (the fuzzer's
 /// entry point).
 pub fn frames_from_bytes(bytes: &[u8], frames: &[(u32, (f64, f64))]) -> std::result::Result<Vec<Vec<f32>>, Problem> {
+    super::lengths::check_bytes(bytes)?;
     let read = super::guard::fenced(|| {
         let object = OpenFileOptions::new().from_reader(bytes).map_err(|e| Problem::Dicom(one_line(&e)))?;
         frames_of(&object, frames)
