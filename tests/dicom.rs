@@ -200,9 +200,10 @@ fn synthetic_series_agree_with_dcm2niix_run_here() {
     common::run_check(&python, "check_dicom.py", &[OsStr::new("pixels"), slice.as_os_str(), output.as_os_str()]);
 }
 
-/// A two-echo series and a prior study's series, all numbered 7, in one folder: `cue info`
-/// gives each its own choice, `--series 7` is refused listing them, and each choice writes
-/// the volume dcm2niix makes of that volume's files alone.
+/// A two-echo series and a prior study's series, all numbered 7, and a localizer (one slice
+/// each way) in one folder: `cue info` gives each volume its own choice and names the
+/// localizer's parts by orientation, `--series 7` is refused listing them, and each choice
+/// writes the volume dcm2niix makes of that volume's files alone.
 #[test]
 fn volumes_sharing_a_series_number_are_picked_by_their_choice() {
     let test = "volumes_sharing_a_series_number_are_picked_by_their_choice";
@@ -215,8 +216,9 @@ fn volumes_sharing_a_series_number_are_picked_by_their_choice() {
     assert!(made.status.success(), "make_dicom_series.py: {}", String::from_utf8_lossy(&made.stderr));
     let listing = info(&input);
     let series = listing["series"].as_array().unwrap();
-    let choices: Vec<&str> = series.iter().map(|s| s["choice"].as_str().unwrap()).collect();
-    assert_eq!(choices, ["7:1", "7:2", "7:3"]);
+    let mut choices: Vec<&str> = series.iter().map(|s| s["choice"].as_str().unwrap()).collect();
+    choices.sort();
+    assert_eq!(choices, ["1:1", "1:2", "1:3", "7:1", "7:2", "7:3"]);
     let output = dir.path().join("refused.nii.gz");
     let refused = canonical(&input, &output, Some("7"));
     let root = input.display().to_string();
@@ -226,24 +228,25 @@ fn volumes_sharing_a_series_number_are_picked_by_their_choice() {
     for s in series {
         // Which sub-folder holds this volume's files: the echo it is, or the prior study.
         let folder = match s["part"].as_str() {
-            Some("echo 1") => "echo1",
-            Some("echo 2") => "echo2",
-            None => "prior",
+            Some("echo 1") => "echo1".to_owned(),
+            Some("echo 2") => "echo2".to_owned(),
+            Some(way @ ("sagittal" | "coronal" | "axial")) => format!("localizer/{way}"),
+            None => "prior".to_owned(),
             other => panic!("unexpected part {other:?}"),
         };
-        assert_eq!(s["folder"].as_str().map(|f| f.ends_with(folder)), Some(true), "{s}");
-        seen.insert(folder);
+        assert_eq!(s["folder"].as_str().map(|f| f.ends_with(&folder)), Some(true), "{s}");
+        seen.insert(folder.clone());
         let choice = s["choice"].as_str().unwrap();
-        let ours = dir.path().join("cue").join(format!("{folder}.nii.gz"));
+        let ours = dir.path().join("cue").join(format!("{}.nii.gz", folder.replace('/', "-")));
         let written = canonical(&input, &ours, Some(choice));
         assert!(written.status.success(), "{choice}: {}", String::from_utf8_lossy(&written.stderr));
-        let reference = dir.path().join("dcm2niix").join(folder);
+        let reference = dir.path().join("dcm2niix").join(&folder);
         std::fs::create_dir_all(&reference).unwrap();
         let converted = Command::new(&dcm2niix)
             .args(["-z", "n", "-b", "n", "-f", "ref"])
             .arg("-o")
             .arg(&reference)
-            .arg(input.join(folder))
+            .arg(input.join(&folder))
             .output()
             .expect("run dcm2niix");
         assert!(converted.status.success(), "dcm2niix {folder}: {}", String::from_utf8_lossy(&converted.stdout));
@@ -252,7 +255,7 @@ fn volumes_sharing_a_series_number_are_picked_by_their_choice() {
         assert_eq!(theirs.len(), 1, "dcm2niix wrote one volume for {folder}: {theirs:?}");
         common::run_check(&python, "check_dicom.py", &[OsStr::new("dcm2niix"), theirs[0].as_os_str(), ours.as_os_str()]);
     }
-    assert_eq!(seen.len(), 3, "each volume picked once: {seen:?}");
+    assert_eq!(seen.len(), 6, "each volume picked once: {seen:?}");
 }
 
 #[test]

@@ -239,8 +239,9 @@ def main(out):
 
 def echoes_and_prior(out):
     """One folder holding a two-echo series (one SeriesInstanceUID, EchoNumbers 1 and 2) and a
-    prior study's series with the same SeriesNumber: three volumes numbered 7. Each volume's
-    files lie in their own sub-folder (echo1, echo2, prior), so dcm2niix can convert each alone."""
+    prior study's series with the same SeriesNumber: three volumes numbered 7; and a localizer
+    (series 1, one slice each way). Each volume's files lie in their own sub-folder (echo1,
+    echo2, prior, localizer/sagittal, ...), so dcm2niix can convert each alone."""
     out = Path(out)
     axial = ([1, 0, 0], [0, 1, 0], [0, 0, 1])
     study, prior_study = generate_uid(), generate_uid()
@@ -262,6 +263,17 @@ def echoes_and_prior(out):
         ds = pydicom.dcmread(path)
         ds.StudyDate = "20251104"
         ds.save_as(path, enforce_file_format=True)
+    # A localizer: one series, one slice each way (split by orientation into three volumes).
+    ways = {"sagittal": ([0, 1, 0], [0, 0, -1], [-1, 0, 0]), "coronal": ([1, 0, 0], [0, 0, -1], [0, -1, 0]), "axial": axial}
+    localizer_uid = None
+    for way, directions in ways.items():
+        write_series(out / "localizer" / way, rng.integers(0, 500, size=(1, 8, 8)), directions, (2.0, 2.0, 5.0), (0.0, 0.0, 0.0),
+                     "LOCALIZER", 1, study_uid=study)
+        for path in sorted((out / "localizer" / way).iterdir()):
+            ds = pydicom.dcmread(path)
+            localizer_uid = localizer_uid or ds.SeriesInstanceUID
+            ds.SeriesInstanceUID = localizer_uid
+            ds.save_as(path, enforce_file_format=True)
 
 
 if __name__ == "__main__":

@@ -185,6 +185,7 @@ pub fn assemble(headers: Vec<SliceHeader>) -> Vec<Series> {
     }
     let mut series = Vec::new();
     for parts in groups.into_values() {
+        let first_of_group = series.len();
         let split = parts.len() > 1;
         let echoes = distinct(parts.values(), |h| h.echo_number);
         let times = distinct(parts.values(), |h| h.temporal_position);
@@ -214,9 +215,25 @@ pub fn assemble(headers: Vec<SliceHeader>) -> Vec<Series> {
             let geometry = geometry(&mut slices);
             series.push(Series { study, uid, number, description, protocol, modality, part, sequence, slices, geometry });
         }
+        name_parts_by_orientation(&mut series[first_of_group..]);
     }
     series.sort_by(|a, b| (&a.study.uid, a.number, &a.part, &a.uid).cmp(&(&b.study.uid, b.number, &b.part, &b.uid)));
     series
+}
+
+/// A series split only by orientation (a localizer: one slice each way) names its parts
+/// "sagittal", "coronal", "axial" rather than "part 1, 2, 3"; the number stays where two
+/// parts share an orientation's name.
+fn name_parts_by_orientation(parts: &mut [Series]) {
+    let unnamed = |s: &Series| s.part.as_deref().is_some_and(|p| p.starts_with("part "));
+    if parts.len() < 2 || !parts.iter().all(unnamed) {
+        return;
+    }
+    let names: Vec<String> = parts.iter().map(Series::orientation_name).collect();
+    let unique = names.iter().collect::<std::collections::BTreeSet<_>>().len() == names.len();
+    for (part, name) in parts.iter_mut().zip(names) {
+        part.part = Some(if unique { name } else { format!("{}, {name}", part.part.take().unwrap_or_default()) });
+    }
 }
 
 fn distinct<'a, T: Ord>(parts: impl Iterator<Item = &'a Vec<SliceHeader>>, key: impl Fn(&SliceHeader) -> T) -> usize {
