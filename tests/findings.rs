@@ -151,3 +151,41 @@ fn a_fused_score_volume_is_the_mean_of_its_views_and_gives_findings() {
     std::fs::write(&path, &out.stdout).unwrap();
     common::run_check(&python, "check_findings_labels.py", &[fused.as_os_str(), labels.as_os_str(), OsStr::new(&threshold), OsStr::new("0"), path.as_os_str()]);
 }
+
+/// A 4-D score file: `cue findings` and `cue map` refuse to read it as its first volume
+/// unsaid; `--volume 1` finds the regions of volume 1, as scipy does on nibabel's volume 1.
+#[test]
+fn a_four_d_score_file_needs_its_volume_named() {
+    let Some(python) = common::check_python("a_four_d_score_file_needs_its_volume_named") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/findings/lps.nii.gz");
+    let four_d = dir.path().join("scores-4d.nii.gz");
+    common::run_check(&python, "check_findings_labels.py", &[OsStr::new("make-4d"), source.as_os_str(), four_d.as_os_str()]);
+    let model = common::tiny_clip();
+    let png = dir.path().join("map.png");
+    for (args, output) in [
+        (vec![OsStr::new("findings"), four_d.as_os_str(), OsStr::new("--threshold"), OsStr::new("0.5")], None),
+        (vec![OsStr::new("map"), OsStr::new("--model"), model.as_os_str(), four_d.as_os_str(), OsStr::new("--out"), png.as_os_str()], Some(&png)),
+    ] {
+        let out = cue(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} accepted a 4-D file without --volume");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("holds 3 volumes (4-D): pick one with --volume K (0 to 2)") && stderr.trim().ends_with("scores-4d.nii.gz"), "{stderr}");
+        assert!(output.is_none_or(|p| !p.exists()), "an output was written");
+    }
+    let labels = dir.path().join("labels.nii.gz");
+    let threshold = "0.5";
+    let out = cue(&[
+        OsStr::new("findings"), four_d.as_os_str(), OsStr::new("--volume"), OsStr::new("1"), OsStr::new("--threshold"), OsStr::new(threshold),
+        OsStr::new("--labels-out"), labels.as_os_str(), OsStr::new("--json"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["volume"], 1);
+    let path = dir.path().join("findings.json");
+    std::fs::write(&path, &out.stdout).unwrap();
+    common::run_check(&python, "check_findings_labels.py", &[
+        four_d.as_os_str(), labels.as_os_str(), OsStr::new(threshold), OsStr::new("0"), path.as_os_str(), OsStr::new("1"),
+    ]);
+}

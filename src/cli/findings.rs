@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use cue_volume::Volume;
 use cue_volume::findings::{Findings, find_findings, percentile, to_csv, write_labels};
 
 use super::method::write_atomic;
@@ -34,6 +33,9 @@ pub struct FindingsArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+    /// Which 3-D volume of a 4-D score file (0 is the first); required when it holds several.
+    #[arg(long)]
+    volume: Option<usize>,
 }
 
 /// Runs `cue findings`.
@@ -43,7 +45,7 @@ pub fn findings_command(args: FindingsArgs) -> anyhow::Result<()> {
         anyhow::ensure!((0.0..=100.0).contains(&p), "--percentile must be between 0 and 100, not {p}");
     }
     // The file's own grid: voxel indices and bounding boxes count in the file's order.
-    let volume = Volume::read(&args.scores, 0)?;
+    let volume = super::read_one_volume(&args.scores, args.volume)?;
     let threshold = match (args.threshold, args.percentile) {
         (Some(t), _) => t,
         (None, Some(p)) => {
@@ -67,6 +69,7 @@ pub fn findings_command(args: FindingsArgs) -> anyhow::Result<()> {
             "min_size_mm3": args.min_size_mm3,
             "connectivity": 26,
             "shape": volume.shape,
+            "volume": volume.source.volume_index,
             "findings": found.findings,
         });
         println!("{out}");

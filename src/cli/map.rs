@@ -26,8 +26,11 @@ pub struct MapArgs {
     volume: PathBuf,
     /// The DICOM volume to map, when the folder holds several: its SeriesNumber (7), a part of
     /// a numbered series (7:2, as `cue info` lists them) or a position (#3).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "volume_index")]
     series: Option<cue_volume::dicom::SeriesChoice>,
+    /// Which 3-D volume of a 4-D NIfTI file (0 is the first); required when it holds several.
+    #[arg(long = "volume")]
+    volume_index: Option<usize>,
     /// The view (axial, sagittal, coronal).
     #[arg(long, default_value = "axial", conflicts_with = "views")]
     view: String,
@@ -82,7 +85,7 @@ pub fn map_command(args: MapArgs) -> anyhow::Result<()> {
     // Volume::read_canonical reads a DICOM path's only series itself; --series picks one.
     let volume = match args.series {
         Some(choice) => Volume::read_series_canonical(&args.volume, Some(choice))?,
-        None => Volume::read_canonical(&args.volume, 0)?,
+        None => super::read_one_volume(&args.volume, args.volume_index)?.into_canonical(),
     };
     let mut plan = Vec::new();
     for &view in &views {

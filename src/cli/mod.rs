@@ -320,6 +320,18 @@ fn phantom(out: &std::path::Path, seed: u64, cases: usize, downsample: usize, te
     Ok(())
 }
 
+/// The 3-D volume `requested` of a NIfTI file, or its only one: a 4-D file read without
+/// `--volume` is refused rather than read as its first volume unsaid, since a map or findings
+/// of volume 0 would pass for the file's.
+pub(crate) fn read_one_volume(path: &std::path::Path, requested: Option<usize>) -> anyhow::Result<cue_volume::Volume> {
+    let volume = cue_volume::Volume::read(path, requested.unwrap_or(0))?;
+    let count = volume.source.header.volume_count();
+    if requested.is_none() && volume.source.series.is_none() && count > 1 {
+        anyhow::bail!("the file holds {count} volumes (4-D): pick one with --volume K (0 to {}): {}", count - 1, path.display());
+    }
+    Ok(volume)
+}
+
 fn canonical(input: &std::path::Path, output: &std::path::Path, volume_index: usize, series: Option<cue_volume::dicom::SeriesChoice>) -> anyhow::Result<()> {
     use cue_volume::{Volume, VoxelData, WriteOptions, write_nifti1};
     let volume = if series.is_some() || cue_volume::dicom::is_dicom_path(input) {
