@@ -231,6 +231,18 @@ fn the_user_names_a_sequence_the_file_name_did_not_tell() {
     assert_eq!(kind(&harness), cue::volume::SequenceKind::Flair);
 }
 
+/// A 4-D file opens as its first volume, and the sequence list says so.
+#[test]
+fn a_four_d_file_says_which_volume_is_shown() {
+    let Some(data) = shared_data("a_four_d_file_says_which_volume_is_shown") else { return };
+    let harness = open(vec![data.join("nifti-corpus/nibabel/example4d.nii.gz")]);
+    assert!(harness.state().study.is_some(), "the 4-D file did not open");
+    harness.get_by_label("(volume 1 of 2)");
+    let three_d = open(vec![data.join("nifti-corpus/nibabel/anatomical.nii")]);
+    assert!(three_d.state().study.is_some());
+    assert!(three_d.query_by_label_contains("(volume ").is_none(), "a 3-D file is one volume");
+}
+
 /// The model panel chooses where the model runs: a local device at once, a remote server once
 /// its address and token file are given ("Connect"); the choice lands in the settings.
 #[test]

@@ -124,6 +124,14 @@ pub fn study_panel_ui(ui: &mut egui::Ui, settings: &Settings, study: Option<&Stu
             if study.study.sequences[i].resampled {
                 ui.label("(resampled)");
             }
+            // A 4-D file is shown and mapped as one of its volumes: say which, so that it is
+            // not taken for the whole file.
+            let source = &study.study.sequences[i].volume.source;
+            let volumes = source.header.volume_count();
+            if source.series.is_none() && volumes > 1 {
+                ui.label(format!("(volume {} of {volumes})", source.volume_index + 1))
+                    .on_hover_text("A 4-D file: this one of its volumes is shown and mapped");
+            }
         });
         if let cue_volume::SequenceKind::Other(_) = kind {
             egui::ComboBox::new(("assign", i), "is")
