@@ -171,6 +171,8 @@ fn synthetic_series_agree_with_dcm2niix_run_here() {
             .expect("run dcm2niix");
         assert!(converted.status.success(), "dcm2niix {name}: {}", String::from_utf8_lossy(&converted.stdout));
         let listing = info(&input);
+        let copies = listing["duplicates"].as_array().unwrap().len() as u64;
+        assert_eq!(copies, case["copies"].as_u64().unwrap_or(0), "{name}: files passed over as copies");
         let series = listing["series"].as_array().unwrap();
         let numbers: Vec<i64> = series.iter().map(|s| s["series_number"].as_i64().unwrap()).collect();
         if let Some(expected) = case["series"].as_array() {
@@ -191,7 +193,7 @@ fn synthetic_series_agree_with_dcm2niix_run_here() {
             compared += 1;
         }
     }
-    assert_eq!(compared, 8, "every convertible synthetic series compared");
+    assert_eq!(compared, 9, "every convertible synthetic series compared");
     // One oblique slice on its own: each pixel pydicom decodes lies at its own world position.
     let oblique = dir.path().join("in/oblique");
     let slice = std::fs::read_dir(&oblique).unwrap().next().unwrap().unwrap().path();

@@ -116,6 +116,8 @@ struct DicomInfo {
     series: Vec<SeriesInfo>,
     unreadable: Vec<[String; 2]>,
     other_files: usize,
+    /// Files passed over as copies of instances another file holds.
+    duplicates: Vec<String>,
 }
 
 fn dicom(path: &Path, json: bool) -> anyhow::Result<()> {
@@ -156,6 +158,7 @@ fn dicom(path: &Path, json: bool) -> anyhow::Result<()> {
         series,
         unreadable: folder.unreadable.iter().map(|(p, e)| [p.display().to_string(), e.clone()]).collect(),
         other_files: folder.other_files,
+        duplicates: folder.duplicates.iter().map(|p| p.display().to_string()).collect(),
     };
     if json {
         println!("{}", serde_json::to_string(&info)?);
@@ -176,6 +179,9 @@ fn dicom(path: &Path, json: bool) -> anyhow::Result<()> {
     }
     for [file, error] in &info.unreadable {
         println!("  unreadable: {error} ({file})");
+    }
+    if let Some(first) = info.duplicates.first() {
+        println!("  {} file(s) passed over as copies of images read from another file (the first: {first})", info.duplicates.len());
     }
     Ok(())
 }

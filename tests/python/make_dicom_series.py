@@ -234,6 +234,16 @@ def main(out):
     (out / "not-dicom" / "IM0001").write_text("this is a report, not an image\n")
     manifest["not-dicom"] = {"convert": False, "error": ["no DICOM images"]}
 
+    # The same series exported twice into one folder (a CD's copy beside the export): the same
+    # instances in two files each; read once, as dcm2niix reads them.
+    write_series(out / "exported-twice", rng.integers(0, 900, size=(6, 10, 12)), axial, (1.1, 0.9, 3.0), (5.0, -5.0, -9.0),
+                 "AX T1 SE", 15)
+    (out / "exported-twice" / "copy").mkdir()
+    for path in sorted((out / "exported-twice").iterdir()):
+        if path.is_file():
+            (out / "exported-twice" / "copy" / path.name).write_bytes(path.read_bytes())
+    manifest["exported-twice"] = {"convert": True, "sequence": "T1", "copies": 6}
+
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
 

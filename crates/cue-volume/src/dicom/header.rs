@@ -47,6 +47,8 @@ pub struct SliceHeader {
     pub frame: u32,
     /// The study.
     pub study: StudyTags,
+    /// SOPInstanceUID: the instance, whatever file holds it (a copy shares it).
+    pub instance_uid: String,
     /// SeriesInstanceUID.
     pub series_uid: String,
     /// SeriesNumber.
@@ -165,6 +167,7 @@ fn headers_of(object: &InMemDicomObject, path: &Path) -> std::result::Result<Vec
             date: text(object, tags::STUDY_DATE).unwrap_or_default(),
             patient_id: text(object, tags::PATIENT_ID).unwrap_or_default(),
         },
+        instance_uid: text(object, tags::SOP_INSTANCE_UID).unwrap_or_default(),
         series_uid: text(object, tags::SERIES_INSTANCE_UID).unwrap_or_default(),
         series_number: int(object, tags::SERIES_NUMBER),
         series_description: text(object, tags::SERIES_DESCRIPTION).unwrap_or_default(),

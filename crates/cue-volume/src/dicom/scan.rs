@@ -19,6 +19,9 @@ pub struct DicomFolder {
     pub unreadable: Vec<(PathBuf, String)>,
     /// Files that are not DICOM images (NIfTI, text, a DICOMDIR, ...).
     pub other_files: usize,
+    /// Files passed over because an earlier file (in path order) holds the same instances
+    /// (SOPInstanceUID and frame): the same image exported twice.
+    pub duplicates: Vec<PathBuf>,
 }
 
 impl DicomFolder {
@@ -84,7 +87,7 @@ pub fn scan_with_progress(root: &Path, progress: &(dyn Fn(usize, usize) + Sync))
         let slices = read_slice_headers(root)?;
         progress(1, 1);
         let series = assemble(slices).into_iter().map(Arc::new).collect();
-        return Ok(DicomFolder { root: root.to_path_buf(), series, unreadable: Vec::new(), other_files: 0 });
+        return Ok(DicomFolder { root: root.to_path_buf(), series, unreadable: Vec::new(), other_files: 0, duplicates: Vec::new() });
     }
     let files = files_under(root)?;
     let total = files.len();
@@ -111,8 +114,28 @@ pub fn scan_with_progress(root: &Path, progress: &(dyn Fn(usize, usize) + Sync))
         };
         return Err(VolumeError::Study { reason, path: root.to_path_buf() });
     }
+    let (slices, duplicates) = without_copies(slices);
     let series = assemble(slices).into_iter().map(Arc::new).collect();
-    Ok(DicomFolder { root: root.to_path_buf(), series, unreadable, other_files })
+    Ok(DicomFolder { root: root.to_path_buf(), series, unreadable, other_files, duplicates })
+}
+
+/// `slices` with each instance (SOPInstanceUID, frame and position) kept once, from the first
+/// file in path order, and the files passed over. A CD or a second export often holds the same
+/// images twice; they are one image, not two slices at one position (which refuses a series).
+/// Slices without a SOPInstanceUID are all kept, and so are two that share one but lie at
+/// different positions (a broken exporter's reused UID: the geometry check then judges them).
+fn without_copies(slices: Vec<SliceHeader>) -> (Vec<SliceHeader>, Vec<PathBuf>) {
+    let mut seen = std::collections::HashSet::new();
+    let mut kept = Vec::with_capacity(slices.len());
+    let mut copies: Vec<PathBuf> = Vec::new();
+    for slice in slices {
+        if slice.instance_uid.is_empty() || seen.insert((slice.instance_uid.clone(), slice.frame, format!("{:?}", slice.position))) {
+            kept.push(slice);
+        } else if copies.last() != Some(&slice.path) {
+            copies.push(slice.path);
+        }
+    }
+    (kept, copies)
 }
 
 /// [`scan_with_progress`] without progress.

@@ -254,8 +254,20 @@ fn unit(v: [f64; 3]) -> [f64; 3] {
 }
 
 fn name(slice: &SliceHeader) -> String {
-    let file = slice.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    name_with(slice, 1)
+}
+
+/// The file (and frame) with its last `parts` path components.
+fn name_with(slice: &SliceHeader, parts: usize) -> String {
+    let components: Vec<String> = slice.path.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    let file = components[components.len().saturating_sub(parts)..].join("/");
     if slice.frame > 0 { format!("{file} frame {}", slice.frame + 1) } else { file }
+}
+
+/// Two slices' names, with their folders when the file names alone are the same.
+fn names(a: &SliceHeader, b: &SliceHeader) -> (String, String) {
+    let same = a.path.file_name() == b.path.file_name();
+    if same { (name_with(a, 2), name_with(b, 2)) } else { (name(a), name(b)) }
 }
 
 /// Orders `slices` along their normal and builds the volume's geometry, or says why they do
@@ -293,8 +305,9 @@ fn geometry(slices: &mut [SliceHeader]) -> std::result::Result<SeriesGeometry, S
         let typical = sorted[sorted.len() / 2];
         for (k, gap) in gaps.iter().enumerate() {
             let (a, b) = (&slices[k], &slices[k + 1]);
+            let (name_a, name_b) = names(a, b);
             if gap.abs() < 1e-4 {
-                return Err(format!("two slices at the same position, {:.3} mm along the normal ({} and {})", along[k], name(a), name(b)));
+                return Err(format!("two slices at the same position, {:.3} mm along the normal ({name_a} and {name_b})", along[k]));
             }
             let tolerance = (0.02 * typical).max(0.01);
             if (gap - typical).abs() > tolerance {
@@ -305,11 +318,9 @@ fn geometry(slices: &mut [SliceHeader]) -> std::result::Result<SeriesGeometry, S
                     "irregular slice spacing".to_owned()
                 };
                 return Err(format!(
-                    "{what}: {gap:.3} mm between the slices at {:.3} and {:.3} mm along the normal ({} and {}), the others are {typical:.3} mm apart",
+                    "{what}: {gap:.3} mm between the slices at {:.3} and {:.3} mm along the normal ({name_a} and {name_b}), the others are {typical:.3} mm apart",
                     along[k],
                     along[k + 1],
-                    name(a),
-                    name(b)
                 ));
             }
         }
