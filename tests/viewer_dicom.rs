@@ -114,3 +114,22 @@ fn a_dicom_folder_opens_by_drop_and_maps_a_slice_as_its_nifti_files_do() {
         assert!(map_d.iter().any(|v| *v != map_d[0]), "{}: a constant map", kind_d.label());
     }
 }
+
+/// A folder holding one slice twice (a copy in a sub-folder): listed as one series, and the
+/// copy said to be passed over.
+#[test]
+fn a_copy_of_a_slice_is_listed_as_passed_over() {
+    let Some(data) = common::shared_data("a copy of a slice in the app") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("export");
+    std::fs::create_dir_all(folder.join("copy")).unwrap();
+    for to in [folder.join("IM0001"), folder.join("copy/IM0001")] {
+        std::fs::copy(data.join("dicom/pydicom/MR_small.dcm"), to).unwrap();
+    }
+    let mut harness = Harness::builder().with_size([1100.0, 700.0]).wgpu().build_eframe(|cc| CueApp::new(cc, Vec::new()));
+    harness.input_mut().dropped_files.push(std::sync::Arc::new(Dropped(folder)));
+    step_until(&mut harness, "the series list", |app| app.series_picker.is_some());
+    harness.run_steps(2);
+    assert_eq!(harness.state().series_picker.as_ref().unwrap().choices.len(), 1);
+    harness.get_by_label("1 file(s) passed over as copies of images read from another file");
+}

@@ -30,6 +30,8 @@ pub struct SeriesPicker {
     pub choices: Vec<SeriesChoice>,
     /// DICOM files that could not be read, with the reason.
     pub unreadable: Vec<(PathBuf, String)>,
+    /// Files passed over as copies of images another file holds.
+    pub duplicates: Vec<PathBuf>,
 }
 
 impl SeriesPicker {
@@ -51,7 +53,7 @@ impl SeriesPicker {
                 }
             })
             .collect();
-        Self { root: folder.root, choices, unreadable: folder.unreadable }
+        Self { root: folder.root, choices, unreadable: folder.unreadable, duplicates: folder.duplicates }
     }
 
     /// Ticks or unticks series `index`; a series that makes no volume stays unticked.

@@ -81,6 +81,11 @@ pub fn series_picker_ui(ctx: &egui::Context, picker: &SeriesPicker) -> Vec<Comma
                 ui.label(egui::RichText::new(format!("{} unreadable DICOM file(s)", picker.unreadable.len())).color(ui.visuals().warn_fg_color))
                     .on_hover_text(picker.unreadable.iter().take(10).map(|(p, e)| format!("{}: {e}", p.display())).collect::<Vec<_>>().join("\n"));
             }
+            if !picker.duplicates.is_empty() {
+                ui.separator();
+                ui.label(format!("{} file(s) passed over as copies of images read from another file", picker.duplicates.len()))
+                    .on_hover_text(picker.duplicates.iter().take(10).map(|p| p.display().to_string()).collect::<Vec<_>>().join("\n"));
+            }
             ui.separator();
             ui.horizontal(|ui| {
                 let count = picker.choices.iter().filter(|c| c.picked).count();
