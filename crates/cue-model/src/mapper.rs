@@ -237,10 +237,10 @@ impl AnomalyModel {
     }
 
     /// `model` with its trained prompt's prefix through the text tower, so that the first map
-    /// does not wait for it. Untracked only: a prompt on an autodiff device keeps whole prompts.
+    /// does not wait for it; not for a prompt being trained, which keeps whole prompts.
     fn with_prefix_keys(model: Self) -> Self {
         if let Prompts::Trained { model: prompt, .. } = &model.prompts
-            && !prompt.prompt.independent.val().is_tracked()
+            && !prompt.prompt.prefix_records_gradients()
         {
             model.prefix_keys.get_or_init(|| prompt.prompt.prefix_keys(&model.clip));
         }
@@ -253,7 +253,8 @@ impl AnomalyModel {
         match &self.prompts {
             Prompts::Trained { model, .. } => {
                 let bias = model.adaptor.forward(l2_normalise(image_embeds));
-                if bias.is_tracked() {
+                // The one rule of construction too: gradients must reach the prefix.
+                if model.prompt.prefix_records_gradients() {
                     return model.prompt.features(&self.clip, bias);
                 }
                 let prefix = self.prefix_keys.get_or_init(|| model.prompt.prefix_keys(&self.clip));
@@ -381,5 +382,35 @@ mod description_tests {
         assert_eq!(map_description(&["axial"], Precision::I16), "CUE anomaly map (axial) i16");
         assert_eq!(map_description(&["axial", "coronal"], Precision::F32), "CUE anomaly map, mean of axial+coronal");
         assert_eq!(map_description(&["axial", "sagittal"], Precision::Bf16), "CUE anomaly map, mean of axial+sagittal bf16");
+    }
+}
+
+#[cfg(test)]
+mod prefix_cache_tests {
+    use burn::tensor::{Distribution, Tensor};
+
+    use super::AnomalyModel;
+    use crate::clip::Clip;
+    use crate::prompt::PromptConfig;
+
+    /// On an autodiff device the prompt's prefix is a parameter being trained: no cached keys
+    /// are made (they would hold the values of the step they were made at), and the gradient
+    /// of the prompt features reaches `P_independent` through the whole prompts.
+    #[test]
+    fn a_prompt_being_trained_gets_no_cached_prefix_and_its_gradient() {
+        let device = burn::tensor::Device::flex().autodiff();
+        let tiny = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/clip/tiny");
+        let clip = Clip::load(&tiny, &device).expect("the tiny CLIP");
+        let width = clip.config.projection_dim;
+        let config = PromptConfig { context_tokens: 3, shared_context: true };
+        let model = AnomalyModel::untrained(clip, &config, vec![1, 2]).expect("a model");
+        let super::Prompts::Trained { model: prompt, .. } = &model.prompts else { panic!("a trained prompt") };
+        assert!(prompt.prompt.prefix_records_gradients());
+        let features = model.prompt_features(Tensor::random([2, width], Distribution::Normal(0.0, 1.0), &device));
+        assert!(model.prefix_keys.get().is_none(), "a cached prefix was made for a prompt being trained");
+        let gradients = (features.normal.sum() - features.anomalous.sum()).backward();
+        let gradient = prompt.prompt.independent.val().grad(&gradients).expect("a gradient of P_independent");
+        let largest = gradient.abs().max().into_scalar::<f32>();
+        assert!(largest > 0.0, "the gradient of P_independent is zero");
     }
 }

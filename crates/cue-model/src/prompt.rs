@@ -134,6 +134,15 @@ impl PromptLearner {
         Tensor::cat(vec![repeat_rows(self.prefix_embeddings(), batch), self.embeddings_after_prefix(bias)], 1)
     }
 
+    /// Whether a pass records gradients for the prefix's parameters (`P_class`,
+    /// `P_independent`): training, on an autodiff device. Such a pass runs whole prompts; any
+    /// other may reuse the prefix's keys ([`Self::prefix_keys`]), which no image changes.
+    pub fn prefix_records_gradients(&self) -> bool {
+        let tracked = |p: &Param<Tensor<2>>| p.val().is_tracked();
+        [&self.class_normal, &self.class_anomalous, &self.independent].into_iter().any(tracked)
+            || self.independent_anomalous.as_ref().is_some_and(tracked)
+    }
+
     /// The part of both prompts no image changes, `[start, P_class, P_independent]`:
     /// `[2, tokens, width]`, the normal prompt first.
     pub fn prefix_embeddings(&self) -> Tensor<3> {
