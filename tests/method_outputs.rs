@@ -100,6 +100,32 @@ fn eval_figures_agree_with_scikit_learn_on_the_maps_cue_map_writes() {
     common::run_check(&python, "check_eval.py", &args);
 }
 
+/// `cue eval --baseline zscore` runs without a model, and its figures are those check_eval.py
+/// computes from z-score volumes made independently (`make_zscore_maps.py`).
+#[test]
+fn the_zscore_baseline_needs_no_model_and_agrees_with_scikit_learn() {
+    let test = "the_zscore_baseline_needs_no_model_and_agrees_with_scikit_learn";
+    let Some(shared) = common::shared_data(test) else { return };
+    let Some(python) = common::check_python(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let case = shared.join("cases/brats-sample");
+    let report = dir.path().join("eval.json");
+    let json = cue(&[
+        OsStr::new("eval"), OsStr::new("--baseline"), OsStr::new("zscore"), OsStr::new("--data"), case.as_os_str(),
+        OsStr::new("--sequences"), OsStr::new("t1,flair"), OsStr::new("--views"), OsStr::new("axial,coronal"),
+        OsStr::new("--max-slices"), OsStr::new("12"), OsStr::new("--json"),
+    ]);
+    std::fs::write(&report, &json).unwrap();
+    let pairs = ["t1=t1n.nii.gz", "flair=t2f.nii.gz"];
+    let mut args = vec![case.as_os_str(), dir.path().as_os_str(), OsStr::new("axial,coronal")];
+    args.extend(pairs.iter().map(OsStr::new));
+    common::run_check(&python, "make_zscore_maps.py", &args);
+    let mut args = vec![report.as_os_str(), case.as_os_str(), dir.path().as_os_str()];
+    args.extend(pairs.iter().map(OsStr::new));
+    args.push(OsStr::new("seg=segmentation.nii.gz"));
+    common::run_check(&python, "check_eval.py", &args);
+}
+
 #[test]
 fn reduced_number_types_move_the_written_map_within_their_bounds() {
     let test = "reduced_number_types_move_the_written_map_within_their_bounds";

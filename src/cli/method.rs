@@ -173,8 +173,8 @@ pub fn train_command(args: TrainArgs) -> anyhow::Result<()> {
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// CLIP folder or .bpk (not needed with `--baseline zscore`).
-    #[arg(long, default_value = "")]
-    model: PathBuf,
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// Trained prompt (.bpk); without it, zero-shot text prompts.
     #[arg(long)]
     prompt: Option<PathBuf>,
@@ -241,7 +241,7 @@ pub fn eval_command(args: EvalArgs) -> anyhow::Result<()> {
     let views = args.views.iter().map(|v| v.parse::<View>().map_err(anyhow::Error::msg)).collect::<anyhow::Result<Vec<_>>>()?;
     let split = args.split.as_deref().map(Split::read).transpose()?;
     let scorer = if args.baseline.is_some() { Scorer::IntensityZScore } else { Scorer::Prompts };
-    anyhow::ensure!(scorer == Scorer::IntensityZScore || !args.model.as_os_str().is_empty(), "--model is required (or --baseline zscore)");
+    anyhow::ensure!(scorer == Scorer::IntensityZScore || args.model.is_some(), "--model is required (or --baseline zscore)");
     let mut thresholds = match &args.thresholds_from {
         Some(path) => thresholds_from(path)?,
         None => BTreeMap::new(),
@@ -265,7 +265,7 @@ pub fn eval_command(args: EvalArgs) -> anyhow::Result<()> {
         thresholds,
         smooth_sigma_px: args.smooth_sigma,
         scorer,
-        ..EvalRequest::new(args.model, args.data)
+        ..EvalRequest::new(args.model.unwrap_or_default(), args.data)
     };
     let mut report = evaluate(&request, |p| eprintln!("case {}/{} {}", p.done, p.total, p.case), &AtomicBool::new(false))?;
     report.split = split.as_ref().map(Split::to_json);
