@@ -87,6 +87,18 @@ fn bad_inputs_give_one_line_errors() {
             "not a NIfTI file",
         ),
     ];
+    // A mistyped dataset is named before any model is loaded (the tiny model's zero-shot texts
+    // would fail first otherwise, naming no file).
+    let tiny = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/clip/tiny").display().to_string();
+    let missing = dir.path().join("no-such-dataset").display().to_string();
+    cases.extend([
+        (vec!["eval".into(), "--model".into(), tiny.clone(), "--data".into(), missing.clone(), "--device".into(), "cpu".into()], missing.clone(), "cannot open the dataset"),
+        (
+            vec!["train".into(), "--model".into(), tiny, "--data".into(), not_nifti.display().to_string(), "--out".into(), dir.path().join("p.bpk").display().to_string()],
+            not_nifti.display().to_string(),
+            "must be a folder of cases",
+        ),
+    ]);
     if let Some(data) = shared_data("bad inputs") {
         let complete = std::fs::read(data.join("nifti-corpus/nifti-rs/minimal.nii")).unwrap();
         std::fs::write(&truncated, &complete[..complete.len() / 2]).unwrap();

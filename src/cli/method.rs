@@ -88,6 +88,16 @@ pub struct TrainArgs {
     devices: Option<Vec<DeviceChoice>>,
 }
 
+/// A dataset is a folder: checked before a model is loaded, so that a mistyped path is the
+/// error a user sees, at once.
+fn dataset_folder(path: &std::path::Path) -> anyhow::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => anyhow::bail!("--data must be a folder of cases, not a file: {}", path.display()),
+        Err(e) => anyhow::bail!("cannot open the dataset ({e}): {}", path.display()),
+    }
+}
+
 /// Runs `cue train`.
 pub fn train_command(args: TrainArgs) -> anyhow::Result<()> {
     let mut config = match &args.config {
@@ -128,6 +138,7 @@ pub fn train_command(args: TrainArgs) -> anyhow::Result<()> {
     if args.synthetic {
         config.synthetic = true;
     }
+    dataset_folder(&args.data)?;
     let split = args.split.as_deref().map(Split::read).transpose()?;
     let request = TrainRequest { config, model: args.model, data: args.data, out: args.out, resume: args.resume, split };
     let (tx, rx) = std::sync::mpsc::channel();
@@ -242,6 +253,7 @@ pub fn eval_command(args: EvalArgs) -> anyhow::Result<()> {
     let split = args.split.as_deref().map(Split::read).transpose()?;
     let scorer = if args.baseline.is_some() { Scorer::IntensityZScore } else { Scorer::Prompts };
     anyhow::ensure!(scorer == Scorer::IntensityZScore || args.model.is_some(), "--model is required (or --baseline zscore)");
+    dataset_folder(&args.data)?;
     let mut thresholds = match &args.thresholds_from {
         Some(path) => thresholds_from(path)?,
         None => BTreeMap::new(),
