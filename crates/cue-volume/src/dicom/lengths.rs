@@ -205,9 +205,15 @@ fn walk_meta<R: Read + Seek>(source: &mut Seekable<R>) -> Result<Option<Syntax>,
     Ok(Some(Syntax { encoding, deflated: uid == "1.2.840.10008.1.2.1.99" }))
 }
 
-/// The VRs whose explicit encoding has two reserved bytes and a 4-byte length.
+/// Whether an explicit VR has two reserved bytes and a 4-byte length: every VR but those with
+/// a 2-byte length (PS3.5 7.1.2), unknown ones included, as dicom-parser reads them (it takes
+/// an unknown VR for UN), so that this walk reads each length where the parser will.
 fn long_length(vr: [u8; 2]) -> bool {
-    matches!(&vr, b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV")
+    const SHORT: [&[u8; 2]; 21] = [
+        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN", b"SH", b"SL", b"SS", b"ST", b"TM",
+        b"UI", b"UL", b"US",
+    ];
+    !SHORT.contains(&&vr)
 }
 
 fn overrun(tag: (u16, u16), length: u32, left: u64) -> Problem {
@@ -330,7 +336,7 @@ impl<S: Source> Walk<'_, S> {
             return Ok(None);
         }
         let vr_bytes = [head[0], head[1]];
-        let vr = std::str::from_utf8(&vr_bytes).ok().and_then(|s| s.parse::<VR>().ok());
+        let vr = Some(std::str::from_utf8(&vr_bytes).ok().and_then(|s| s.parse::<VR>().ok()).unwrap_or(VR::UN));
         if long_length(vr_bytes) {
             let mut four = [0u8; 4];
             if !self.read(&mut four)? {
@@ -460,6 +466,17 @@ mod tests {
         implicit.extend_from_slice(b"A^B ");
         let error = check_bytes(&file("1.2.840.10008.1.2", &implicit)).unwrap_err().to_string();
         assert!(error.contains("(0010,0010) declares 3000000 bytes, only 4 bytes follow"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_vr_is_read_as_un_with_a_four_byte_length() {
+        // Tag (0000,0000), VR bytes 00 00: dicom-parser reads UN, two reserved bytes and a
+        // 4-byte length (the fuzzer's second finding, 4,294,770,684 bytes claimed).
+        let mut element = vec![0u8; 8];
+        element.extend_from_slice(&4_294_770_684u32.to_le_bytes());
+        element.extend_from_slice(&[0; 20]);
+        let error = check_bytes(&file(EXPLICIT_LE, &element)).unwrap_err().to_string();
+        assert!(error.contains("(0000,0000) declares 4294770684 bytes, only 20 bytes follow"), "{error}");
     }
 
     #[test]
