@@ -282,10 +282,12 @@ impl<S: Source> Walk<'_, S> {
                 if !self.read(&mut four)? {
                     return Ok(());
                 }
-                if tag == ITEM_END || tag == SEQUENCE_END {
+                // A delimiter ends an item or a sequence; at the top level it ends nothing, for
+                // the parser reads on past it, and so must this walk (the fuzzer's third finding).
+                if depth > 0 && (tag == ITEM_END || tag == SEQUENCE_END) {
                     return Ok(());
                 }
-                // A stray item outside a sequence: passed over by its length.
+                // A stray item or delimiter outside a sequence: passed over by its length.
                 let length = self.u32(four);
                 if length != UNDEFINED {
                     self.skip_value(tag, length, end)?;
@@ -477,6 +479,16 @@ mod tests {
         element.extend_from_slice(&[0; 20]);
         let error = check_bytes(&file(EXPLICIT_LE, &element)).unwrap_err().to_string();
         assert!(error.contains("(0000,0000) declares 4294770684 bytes, only 20 bytes follow"), "{error}");
+    }
+
+    #[test]
+    fn a_delimiter_at_the_top_level_does_not_end_the_walk() {
+        // Pixel data of length 0, its fragments and delimiter at the top level, then a lie.
+        let pixels = explicit((0x7FE0, 0x0010), b"OB", 0, &[]);
+        let stray = [item(0, &[]), item(4, &[1, 2, 3, 4]), vec![0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]].concat();
+        let lie = explicit((0xFFFF, 0xFFFF), &[0xFF, 0xFF], 4_294_770_684, &[0; 12]);
+        let error = check_bytes(&file("1.2.840.10008.1.2.4.90", &[pixels, stray, lie].concat())).unwrap_err().to_string();
+        assert!(error.contains("(FFFF,FFFF) declares 4294770684 bytes, only 12 bytes follow"), "{error}");
     }
 
     #[test]
