@@ -29,15 +29,14 @@ const SEQUENCE_END: (u16, u16) = (0xFFFE, 0xE0DD);
 pub fn check_file(path: &Path) -> Result<(), Problem> {
     let file = std::fs::File::open(path).map_err(|e| Problem::Dicom(format!("cannot open ({e})")))?;
     let size = file.metadata().map_err(|e| Problem::Dicom(format!("cannot read ({e})")))?.len();
-    let mut reader = BufReader::with_capacity(8192, file);
-    reader.seek(SeekFrom::Start(PREAMBLE_AND_MARKER)).map_err(io_problem)?;
-    check(Seekable { reader, position: PREAMBLE_AND_MARKER, size })
+    // `at` keeps the position within the file, however short it is.
+    check(Seekable { reader: BufReader::with_capacity(8192, file), position: 0, size }.at(PREAMBLE_AND_MARKER)?)
 }
 
 /// Checks a file held in memory, starting after its 128-byte preamble (at `DICM`).
 pub fn check_bytes(after_preamble: &[u8]) -> Result<(), Problem> {
     let size = after_preamble.len() as u64;
-    check(Seekable { reader: io::Cursor::new(after_preamble), position: 0, size }.at(4))
+    check(Seekable { reader: io::Cursor::new(after_preamble), position: 0, size }.at(4)?)
 }
 
 fn check<R: Read + Seek>(mut source: Seekable<R>) -> Result<(), Problem> {
@@ -74,10 +73,10 @@ struct Seekable<R> {
 }
 
 impl<R: Read + Seek> Seekable<R> {
-    fn at(mut self, position: u64) -> Self {
+    fn at(mut self, position: u64) -> Result<Self, Problem> {
         self.position = position.min(self.size);
-        let _ = self.reader.seek(SeekFrom::Start(self.position));
-        self
+        self.reader.seek(SeekFrom::Start(self.position)).map_err(io_problem)?;
+        Ok(self)
     }
 }
 
@@ -489,6 +488,17 @@ mod tests {
         let lie = explicit((0xFFFF, 0xFFFF), &[0xFF, 0xFF], 4_294_770_684, &[0; 12]);
         let error = check_bytes(&file("1.2.840.10008.1.2.4.90", &[pixels, stray, lie].concat())).unwrap_err().to_string();
         assert!(error.contains("(FFFF,FFFF) declares 4294770684 bytes, only 12 bytes follow"), "{error}");
+    }
+
+    #[test]
+    fn files_shorter_than_the_preamble_leave_the_parser_to_say_so() {
+        let dir = tempfile::tempdir().unwrap();
+        for length in [0, 10, 131, 132, 140] {
+            let path = dir.path().join(format!("short{length}.dcm"));
+            std::fs::write(&path, vec![0x44; length]).unwrap();
+            check_file(&path).unwrap();
+            check_bytes(&vec![0x44; length.saturating_sub(128)]).unwrap();
+        }
     }
 
     #[test]
