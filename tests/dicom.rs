@@ -213,9 +213,7 @@ fn volumes_sharing_a_series_number_are_picked_by_their_choice() {
     let Some(dcm2niix) = common::dcm2niix(test) else { return };
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/make_dicom_series.py");
-    let made = Command::new(&python).arg(&script).arg(&input).arg("echoes-and-prior").output().expect("run make_dicom_series.py");
-    assert!(made.status.success(), "make_dicom_series.py: {}", String::from_utf8_lossy(&made.stderr));
+    common::run_check(&python, "make_dicom_series.py", &[input.as_os_str(), OsStr::new("echoes-and-prior")]);
     let listing = info(&input);
     let series = listing["series"].as_array().unwrap();
     let mut choices: Vec<&str> = series.iter().map(|s| s["choice"].as_str().unwrap()).collect();

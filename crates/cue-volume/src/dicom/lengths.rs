@@ -215,6 +215,12 @@ fn long_length(vr: [u8; 2]) -> bool {
     !SHORT.contains(&&vr)
 }
 
+/// Refuses nesting past [`MAX_DEPTH`] (data sets and item lists each count a level), so a
+/// crafted file cannot exhaust the stack.
+fn within_depth(depth: usize) -> Result<(), Problem> {
+    if depth > MAX_DEPTH { Err(Problem::Dicom(format!("sequences nested deeper than {MAX_DEPTH} levels"))) } else { Ok(()) }
+}
+
 fn overrun(tag: (u16, u16), length: u32, left: u64) -> Problem {
     let declared = if length == UNDEFINED { "an undefined length".to_owned() } else { format!("{length} bytes") };
     Problem::Dicom(format!("element ({:04X},{:04X}) declares {declared}, only {left} bytes follow", tag.0, tag.1))
@@ -250,12 +256,19 @@ impl<S: Source> Walk<'_, S> {
         }
     }
 
-    /// Passes over a value of `length` bytes, refusing it when fewer follow.
-    fn skip_value(&mut self, tag: (u16, u16), length: u32, end: Option<u64>) -> Result<(), Problem> {
+    /// Where a value or container of `length` bytes starting here ends, refused when fewer
+    /// bytes follow before `end` and the end of the source.
+    fn end_of(&self, tag: (u16, u16), length: u32, end: Option<u64>) -> Result<u64, Problem> {
         let left = self.left(end);
         if length as u64 > left {
             return Err(overrun(tag, length, left));
         }
+        Ok(self.source.position() + length as u64)
+    }
+
+    /// Passes over a value of `length` bytes, refusing it when fewer follow.
+    fn skip_value(&mut self, tag: (u16, u16), length: u32, end: Option<u64>) -> Result<(), Problem> {
+        self.end_of(tag, length, end)?;
         let skipped = self.source.skip(length as u64).map_err(io_problem)?;
         if skipped < length as u64 {
             return Err(overrun(tag, length, skipped));
@@ -266,9 +279,7 @@ impl<S: Source> Walk<'_, S> {
     /// Walks data elements until `end` (a defined length), an item's end marker, or the end
     /// of the source.
     fn dataset(&mut self, end: Option<u64>, depth: usize) -> Result<(), Problem> {
-        if depth > MAX_DEPTH {
-            return Err(Problem::Dicom(format!("sequences nested deeper than {MAX_DEPTH} levels")));
-        }
+        within_depth(depth)?;
         while end.is_none_or(|e| self.source.position() < e) {
             let mut tag_bytes = [0u8; 4];
             if !self.read(&mut tag_bytes)? {
@@ -304,11 +315,7 @@ impl<S: Source> Walk<'_, S> {
                 let mut inner = Walk { encoding: nested, source: &mut *self.source };
                 inner.items(tag, sequence || vr.is_none(), None, depth + 1)?;
             } else if sequence {
-                let left = self.left(end);
-                if length as u64 > left {
-                    return Err(overrun(tag, length, left));
-                }
-                let container_end = self.source.position() + length as u64;
+                let container_end = self.end_of(tag, length, end)?;
                 self.items(tag, true, Some(container_end), depth + 1)?;
             } else {
                 self.skip_value(tag, length, end)?;
@@ -352,9 +359,7 @@ impl<S: Source> Walk<'_, S> {
     /// Walks the items of a sequence (`nested`: each item a data set) or of encapsulated pixel
     /// data (each item a fragment), until the sequence's end marker or `end`.
     fn items(&mut self, owner: (u16, u16), nested: bool, end: Option<u64>, depth: usize) -> Result<(), Problem> {
-        if depth > MAX_DEPTH {
-            return Err(Problem::Dicom(format!("sequences nested deeper than {MAX_DEPTH} levels")));
-        }
+        within_depth(depth)?;
         while end.is_none_or(|e| self.source.position() < e) {
             let mut head = [0u8; 8];
             if !self.read(&mut head)? {
@@ -374,11 +379,7 @@ impl<S: Source> Walk<'_, S> {
             match (length, nested) {
                 (UNDEFINED, _) => self.dataset(None, depth + 1)?,
                 (length, true) => {
-                    let left = self.left(end);
-                    if length as u64 > left {
-                        return Err(overrun(owner, length, left));
-                    }
-                    let item_end = self.source.position() + length as u64;
+                    let item_end = self.end_of(owner, length, end)?;
                     self.dataset(Some(item_end), depth + 1)?;
                 }
                 (length, false) => self.skip_value(owner, length, end)?,

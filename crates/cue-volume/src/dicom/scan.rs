@@ -129,7 +129,7 @@ fn without_copies(slices: Vec<SliceHeader>) -> (Vec<SliceHeader>, Vec<PathBuf>) 
     let mut kept = Vec::with_capacity(slices.len());
     let mut copies: Vec<PathBuf> = Vec::new();
     for slice in slices {
-        if slice.instance_uid.is_empty() || seen.insert((slice.instance_uid.clone(), slice.frame, format!("{:?}", slice.position))) {
+        if slice.instance_uid.is_empty() || seen.insert((slice.instance_uid.clone(), slice.frame, slice.position.map(|p| p.map(f64::to_bits)))) {
             kept.push(slice);
         } else if copies.last() != Some(&slice.path) {
             copies.push(slice.path);
