@@ -8,10 +8,16 @@ path: every integer and float datatype in both byte orders, as `.nii`, `.nii.gz`
 `.hdr`/`.img` pair and a gzipped pair (both pairs, with different voxels, side by side in one
 folder under one stem, each opened by either member); scaling (slope 0, NaN, negative); every
 qform/sform code combination with an oblique sform; 4-D and 5-D images and singleton axes;
-NIfTI-2 in both byte orders; a header extension. For each, `cue canonical`'s output, read by
+NIfTI-2 in both byte orders; a header extension; a zero spacing (read as 1, as nibabel fixes it
+on load). For each, `cue canonical`'s output, read by
 nibabel, must equal nibabel's `as_closest_canonical` of the input (affine 1e-4, voxels as
 float32). Truncated files and an image without its header must be refused with one line naming
 the file, leaving no output behind.
+
+An sform that cannot place voxels (a NaN, an infinity, all-zero or rank-2 rows) is where nibabel
+itself fails or returns NaN: beside a usable qform, CUE must read the qform (as ITK does), so the
+output must equal nibabel's canonical of the file with its sform code set to 0; without one it
+must be refused like the truncations.
 """
 
 import os
@@ -122,7 +128,53 @@ def shapes_and_versions(rng, work, binary, failures):
     check_canonical(binary, path, failures)
 
 
-def refusals(rng, work, binary, failures):
+def write_with_sform(rng, path, srows, qform):
+    image = nib.Nifti1Image(random_voxels(rng, np.float32), None)
+    image.header.set_qform(qform, code=1 if qform is not None else 0)
+    image.header.set_sform(np.eye(4), code=1)
+    nib.save(image, path)
+    raw = bytearray(open(path, "rb").read())
+    struct.pack_into("<12f", raw, 280, *np.asarray(srows, dtype=np.float32).ravel())  # srow_x, srow_y, srow_z
+    open(path, "wb").write(raw)
+    return path
+
+
+def unusable_sforms(rng, work, binary, failures):
+    """Returns the paths that have no usable transform, for `refusals`."""
+    zero_spacing = os.path.join(work, "zero_spacing.nii")
+    image = nib.Nifti1Image(random_voxels(rng, np.float32), None)
+    image.header.set_qform(np.diag([1.0, 2.0, 3.0, 1.0]), code=1)
+    nib.save(image, zero_spacing)
+    raw = bytearray(open(zero_spacing, "rb").read())
+    struct.pack_into("<f", raw, 84, 0.0)  # pixdim[2]
+    open(zero_spacing, "wb").write(raw)
+    check_canonical(binary, zero_spacing, failures)
+    qform = np.array([[0, 0, 2.0, -10], [1.1, 0, 0, 20], [0, -1.2, 0, 30], [0, 0, 0, 1]])
+    bad = {
+        "nan": [[np.nan, 0, 0, 1], [0, 1, 0, 2], [0, 0, 1, 3]],
+        "inf": [[1, 0, 0, np.inf], [0, 1, 0, 2], [0, 0, 1, 3]],
+        "zero": np.zeros((3, 4)),
+        "rank2": [[1, 0, 0, 1], [0, 1, 0, 2], [0, 0, 0, 3]],
+    }
+    unplaceable = []
+    for name, srows in bad.items():
+        path = write_with_sform(rng, os.path.join(work, f"sform_{name}_with_qform.nii"), srows, qform)
+        out = path + ".canonical.nii"
+        done = cue(binary, "canonical", path, out)
+        as_itk = nib.load(path)
+        as_itk.header.set_sform(None, code=0)
+        reference = nib.as_closest_canonical(nib.Nifti1Image(np.asanyarray(as_itk.dataobj), as_itk.header.get_qform(), as_itk.header))
+        if done.returncode != 0:
+            failures.append(f"{os.path.basename(path)}: refused although the qform is usable: {done.stderr.strip()}")
+        elif not np.allclose(nib.load(out).affine, reference.affine, atol=1e-4):
+            failures.append(f"{os.path.basename(path)}: affine\n{nib.load(out).affine}\nthe qform's\n{reference.affine}")
+        elif not np.array_equal(np.asanyarray(nib.load(out).dataobj), reference.get_fdata(dtype=np.float32)):
+            failures.append(f"{os.path.basename(path)}: voxels differ from the qform's canonical")
+        unplaceable.append(write_with_sform(rng, os.path.join(work, f"sform_{name}_alone.nii"), srows, None))
+    return unplaceable
+
+
+def refusals(rng, work, binary, failures, unplaceable):
     whole = open(save(nib.Nifti1Image, random_voxels(rng, np.int16), os.path.join(work, "whole.nii")), "rb").read()
     cases = {f"cut{n}.nii": whole[:n] for n in (100, 348, 362, len(whole) - 1)}
     orphan = save(nib.Nifti1Pair, random_voxels(rng, np.int16), os.path.join(work, "orphan.img.gz"))
@@ -130,7 +182,7 @@ def refusals(rng, work, binary, failures):
     open(os.path.join(work, "orphan.hdr"), "wb").write(open(os.path.join(work, "whole.nii"), "rb").read()[:348])
     for name, content in cases.items():
         open(os.path.join(work, name), "wb").write(content)
-    for name in list(cases) + [os.path.basename(orphan)]:
+    for name in list(cases) + [os.path.basename(orphan)] + [os.path.basename(p) for p in unplaceable]:
         path = os.path.join(work, name)
         out = path + ".canonical.nii"
         done = cue(binary, "canonical", path, out)
@@ -139,6 +191,8 @@ def refusals(rng, work, binary, failures):
             failures.append(f"{name}: accepted")
         elif "\n" in message or "panick" in message or not message.endswith(name):
             failures.append(f"{name}: the error is not one line ending with the file: {message!r}")
+        elif "vox_offset" in message and "vox_offset 352 " not in message:
+            failures.append(f"{name}: the error misstates the header's vox_offset (352): {message!r}")
         elif os.path.exists(out):
             failures.append(f"{name}: an output was left behind")
         else:
@@ -152,7 +206,8 @@ def main(binary, work):
     scalings(rng, work, binary, failures)
     forms(rng, work, binary, failures)
     shapes_and_versions(rng, work, binary, failures)
-    refusals(rng, work, binary, failures)
+    unplaceable = unusable_sforms(rng, work, binary, failures)
+    refusals(rng, work, binary, failures, unplaceable)
     assert not failures, f"{len(failures)} variants disagree with nibabel:\n" + "\n".join(failures)
     print(f"ok: {count} datatype x byte order x file kind variants and the rest agree with nibabel")
 

@@ -184,10 +184,7 @@ pub fn detect_format(first_four: [u8; 4]) -> Result<(NiftiFormat, Endianness), P
             _ => {}
         }
     }
-    Err(Problem::NotNifti(format!(
-        "header size field is {} rather than 348 or 540",
-        i32::from_le_bytes(first_four)
-    )))
+    Err(Problem::NotNifti(format!("header size field is {} rather than 348 or 540", i32::from_le_bytes(first_four))))
 }
 
 impl NiftiHeader {
@@ -198,11 +195,7 @@ impl NiftiHeader {
         }
         let (format, endianness) = detect_format([bytes[0], bytes[1], bytes[2], bytes[3]])?;
         if bytes.len() < format.header_bytes() {
-            return Err(Problem::NotNifti(format!(
-                "{} bytes is too short for a {} header",
-                bytes.len(),
-                format.name()
-            )));
+            return Err(Problem::NotNifti(format!("{} bytes is too short for a {} header", bytes.len(), format.name())));
         }
         let f = Fields { bytes, endianness };
         let header = match format {
@@ -219,9 +212,7 @@ impl NiftiHeader {
             b"n+1\0" => true,
             b"ni1\0" => false,
             _ => {
-                return Err(Problem::NotNifti(
-                    "no NIfTI-1 magic (an Analyze 7.5 header is not read)".into(),
-                ));
+                return Err(Problem::NotNifti("no NIfTI-1 magic (an Analyze 7.5 header is not read)".into()));
             }
         };
         let mut dim = [0i64; 8];
@@ -332,10 +323,7 @@ impl NiftiHeader {
         }
         for i in 1..=ndim as usize {
             if self.dim[i] < 1 {
-                return Err(Problem::InvalidHeader(format!(
-                    "dim[{i}] is {}, every used dimension must be at least 1",
-                    self.dim[i]
-                )));
+                return Err(Problem::InvalidHeader(format!("dim[{i}] is {}, every used dimension must be at least 1", self.dim[i])));
             }
         }
         if (3000..=3099).contains(&self.intent_code) {
@@ -385,13 +373,12 @@ impl NiftiHeader {
         let per_voxel = datatype.bytes_per_voxel().unwrap_or(1) as u64;
         let mut total = per_voxel;
         for i in 1..=self.ndim() {
-            total = total.checked_mul(self.dim[i] as u64).ok_or_else(|| {
-                Problem::InvalidHeader("dimensions overflow a 64-bit byte count".into())
-            })?;
+            total = total
+                .checked_mul(self.dim[i] as u64)
+                .ok_or_else(|| Problem::InvalidHeader("dimensions overflow a 64-bit byte count".into()))?;
         }
         // Also bounded by what this machine can address.
-        usize::try_from(total)
-            .map_err(|_| Problem::InvalidHeader(format!("{total} bytes of voxel data do not fit in memory")))?;
+        usize::try_from(total).map_err(|_| Problem::InvalidHeader(format!("{total} bytes of voxel data do not fit in memory")))?;
         Ok(total)
     }
 
@@ -404,11 +391,7 @@ impl NiftiHeader {
     /// 4-byte extension flag for single files whose offset points into the header.
     pub fn data_offset(&self) -> u64 {
         let offset = self.vox_offset.floor() as u64;
-        if self.single_file {
-            offset.max(self.format.header_bytes() as u64 + 4)
-        } else {
-            offset
-        }
+        if self.single_file { offset.max(self.format.header_bytes() as u64 + 4) } else { offset }
     }
 
     /// The intensity scaling, or `None` when `scl_slope` is 0 or not finite (the standard's
@@ -418,10 +401,7 @@ impl NiftiHeader {
             return Ok(None);
         }
         if !self.scl_inter.is_finite() {
-            return Err(Problem::InvalidHeader(format!(
-                "scl_slope is {} but scl_inter is {}",
-                self.scl_slope, self.scl_inter
-            )));
+            return Err(Problem::InvalidHeader(format!("scl_slope is {} but scl_inter is {}", self.scl_slope, self.scl_inter)));
         }
         if self.scl_slope == 1.0 && self.scl_inter == 0.0 {
             return Ok(None);
@@ -448,16 +428,15 @@ impl NiftiHeader {
         let threshold = -3.0 * f64::from(f32::EPSILON);
         let a = if w2 < 0.0 {
             if w2 < threshold {
-                return Err(Problem::InvalidHeader(format!(
-                    "qform quaternion ({b}, {c}, {d}) has norm above 1"
-                )));
+                return Err(Problem::InvalidHeader(format!("qform quaternion ({b}, {c}, {d}) has norm above 1")));
             }
             0.0
         } else {
             w2.sqrt()
         };
         let qfac = if self.pixdim[0] == -1.0 { -1.0 } else { 1.0 };
-        let zooms = [self.pixdim[1].abs(), self.pixdim[2].abs(), self.pixdim[3].abs() * qfac];
+        let spacing = self.spatial_spacing();
+        let zooms = [spacing[0], spacing[1], spacing[2] * qfac];
         Ok(Affine::from_quaternion([a, b, c, d], zooms, [self.qoffset_x, self.qoffset_y, self.qoffset_z]))
     }
 
@@ -470,7 +449,7 @@ impl NiftiHeader {
     /// x axis flipped, the origin at the volume centre (nibabel's `get_base_affine`).
     pub fn base_affine(&self) -> Affine {
         let shape = self.spatial_shape();
-        let zooms = self.voxel_size_mm_raw();
+        let zooms = self.spatial_spacing();
         let scale = [-zooms[0], zooms[1], zooms[2]];
         let mut rows = [[0.0; 4]; 3];
         for i in 0..3 {
@@ -480,20 +459,38 @@ impl NiftiHeader {
         Affine::from_rows(rows)
     }
 
-    fn voxel_size_mm_raw(&self) -> [f64; 3] {
-        let zooms = self.zooms();
-        [0, 1, 2].map(|i| zooms.get(i).copied().unwrap_or(1.0))
+    /// `|pixdim[1..=3]|` with 0 read as 1, as nibabel fixes such headers on load and
+    /// niftilib builds its qform (a zero spacing would make the affine singular).
+    fn spatial_spacing(&self) -> [f64; 3] {
+        [1, 2, 3].map(|i| match self.pixdim[i].abs() {
+            0.0 => 1.0,
+            spacing => spacing,
+        })
     }
 
     /// `world_from_voxel` chosen as nibabel does: the sform when `sform_code > 0`, else the
     /// qform when `qform_code > 0`, else the pixdim fallback.
+    ///
+    /// An sform that cannot place voxels (a non-finite entry, or axes that collapse: all-zero
+    /// rows as some exporters write) gives way to a usable qform, as ITK reads such files;
+    /// without one the file is refused rather than drawn on a degenerate grid.
     pub fn world_from_voxel(&self) -> Result<Affine, Problem> {
         if self.sform_code > 0 {
-            Ok(self.sform_affine())
+            let sform = self.sform_affine();
+            if is_usable(&sform) {
+                return Ok(sform);
+            }
+            if self.qform_code > 0 {
+                if let Ok(qform) = self.qform_affine().and_then(|q| usable(q, "qform")) {
+                    tracing::warn!("the sform cannot place voxels (non-finite or degenerate); using the qform");
+                    return Ok(qform);
+                }
+            }
+            usable(sform, "sform")
         } else if self.qform_code > 0 {
-            self.qform_affine()
+            usable(self.qform_affine()?, "qform")
         } else {
-            Ok(self.base_affine())
+            usable(self.base_affine(), "pixdim spacing")
         }
     }
 
@@ -503,9 +500,8 @@ impl NiftiHeader {
     pub fn to_nifti1_bytes(&self) -> Result<[u8; NIFTI1_HEADER_BYTES], Problem> {
         let mut b = [0u8; NIFTI1_HEADER_BYTES];
         let mut put = |at: usize, bytes: &[u8]| b[at..at + bytes.len()].copy_from_slice(bytes);
-        let i16_of = |v: i64, what: &str| {
-            i16::try_from(v).map_err(|_| Problem::Unwritable(format!("{what} {v} exceeds NIfTI-1's 16-bit range")))
-        };
+        let i16_of =
+            |v: i64, what: &str| i16::try_from(v).map_err(|_| Problem::Unwritable(format!("{what} {v} exceeds NIfTI-1's 16-bit range")));
         put(0, &348i32.to_le_bytes());
         put(39, &[self.dim_info]);
         for i in 0..8 {
@@ -599,6 +595,26 @@ pub(crate) mod tests_support {
     }
 }
 
+/// Whether an affine can place voxels: finite, with three independent axes. The test is on
+/// the determinant relative to the product of the axis lengths (1 for orthogonal axes), so it
+/// does not depend on the voxel size.
+fn is_usable(affine: &Affine) -> bool {
+    let matrix = affine.matrix();
+    let norms = affine.column_norms();
+    let volume = norms.iter().product::<f64>();
+    matrix.iter().all(|v| v.is_finite()) && volume > 0.0 && (matrix.fixed_view::<3, 3>(0, 0).determinant() / volume).abs() > 1e-6
+}
+
+fn usable(affine: Affine, which: &str) -> Result<Affine, Problem> {
+    if is_usable(&affine) {
+        Ok(affine)
+    } else if affine.matrix().iter().any(|v| !v.is_finite()) {
+        Err(Problem::InvalidHeader(format!("the {which} holds a non-finite value, so voxels have no position")))
+    } else {
+        Err(Problem::InvalidHeader(format!("the {which} is degenerate (its voxel axes do not span 3-D space)")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::tests_support::header as minimal_header;
@@ -661,5 +677,30 @@ mod tests {
             assert!(c.abs() < 1e-12, "{centre:?}");
         }
         assert_eq!(affine.matrix()[(0, 0)], -2.0);
+    }
+
+    #[test]
+    fn an_unusable_sform_gives_way_to_the_qform_or_is_refused() {
+        let mut header = minimal_header();
+        header.srow_x = [0.0; 4];
+        header.srow_y = [0.0; 4];
+        header.srow_z = [0.0; 4];
+        assert!(matches!(header.world_from_voxel(), Err(Problem::InvalidHeader(m)) if m.contains("sform is degenerate")));
+        header.qform_code = 1;
+        assert_eq!(header.world_from_voxel().unwrap(), header.qform_affine().unwrap());
+        header.qform_code = 0;
+        header.srow_x = [1.0, 0.0, 0.0, f64::NAN];
+        assert!(matches!(header.world_from_voxel(), Err(Problem::InvalidHeader(m)) if m.contains("non-finite")));
+    }
+
+    #[test]
+    fn a_zero_spacing_counts_as_one() {
+        let mut header = minimal_header();
+        header.sform_code = 0;
+        header.qform_code = 1;
+        header.pixdim[2] = 0.0;
+        assert_eq!(header.world_from_voxel().unwrap().column_norms(), [2.0, 1.0, 4.0]);
+        header.qform_code = 0;
+        assert_eq!(header.world_from_voxel().unwrap().column_norms(), [2.0, 1.0, 4.0]);
     }
 }

@@ -48,10 +48,7 @@ impl OpenImage {
         let mut source = ByteSource::from_bytes(bytes).map_err(|p| VolumeError::invalid(p, &here))?;
         let header = read_header(&mut source).map_err(|p| VolumeError::invalid(p, &here))?;
         if !header.single_file {
-            return Err(VolumeError::invalid(
-                Problem::NotNifti("a header-only (pair) file cannot be read from memory".into()),
-                &here,
-            ));
+            return Err(VolumeError::invalid(Problem::NotNifti("a header-only (pair) file cannot be read from memory".into()), &here));
         }
         let skipped_to_offset = header.data_offset() - header.format.header_bytes() as u64;
         let data = position_data(source, &header, skipped_to_offset, &here)?;
@@ -68,13 +65,11 @@ impl OpenImage {
         datatype.ensure_readable().map_err(|p| self.problem(p))?;
         let total = self.header.data_bytes();
         let mut bytes = vec![0u8; total as usize];
-        let got = read_fully(&mut self.data.reader, &mut bytes)
-            .map_err(|e| self.problem(classify_read_error(e, self.data.gzipped)))?;
+        let got = read_fully(&mut self.data.reader, &mut bytes).map_err(|e| self.problem(classify_read_error(e, self.data.gzipped)))?;
         if (got as u64) < total {
             return Err(self.problem(Problem::Truncated { expected_bytes: total, found_bytes: got as u64 }));
         }
-        let data =
-            VoxelData::from_bytes(&bytes, datatype, self.header.endianness).map_err(|p| self.problem(p))?;
+        let data = VoxelData::from_bytes(&bytes, datatype, self.header.endianness).map_err(|p| self.problem(p))?;
         Ok(NiftiImage { header: self.header, data, path: self.header_path })
     }
 
@@ -82,8 +77,7 @@ impl OpenImage {
     /// file holds all the data its header describes.
     pub fn verify_data(mut self) -> Result<NiftiHeader> {
         let total = self.header.data_bytes();
-        let got =
-            skip(&mut self.data.reader, total).map_err(|e| self.problem(classify_read_error(e, self.data.gzipped)))?;
+        let got = skip(&mut self.data.reader, total).map_err(|e| self.problem(classify_read_error(e, self.data.gzipped)))?;
         if got < total {
             return Err(self.problem(Problem::Truncated { expected_bytes: total, found_bytes: got }));
         }
@@ -98,9 +92,7 @@ impl OpenImage {
         datatype.ensure_readable().map_err(|p| self.problem(p))?;
         let volume_count = header.volume_count();
         if volume_index >= volume_count {
-            return Err(self.problem(Problem::OutOfRange(format!(
-                "volume {volume_index} requested, the file holds {volume_count}"
-            ))));
+            return Err(self.problem(Problem::OutOfRange(format!("volume {volume_index} requested, the file holds {volume_count}"))));
         }
         let rescale = header.rescale().map_err(|p| self.problem(p))?;
         let voxel_bytes = datatype.bytes_per_voxel().unwrap_or(1);
@@ -108,8 +100,7 @@ impl OpenImage {
         let volume_bytes = (voxel_count * voxel_bytes) as u64;
         let gzipped = self.data.gzipped;
         let before = volume_bytes * volume_index as u64;
-        let skipped =
-            skip(&mut self.data.reader, before).map_err(|e| self.problem(classify_read_error(e, gzipped)))?;
+        let skipped = skip(&mut self.data.reader, before).map_err(|e| self.problem(classify_read_error(e, gzipped)))?;
         let truncated = |found: u64| Problem::Truncated { expected_bytes: before + volume_bytes, found_bytes: found };
         if skipped < before {
             return Err(self.problem(truncated(skipped)));
@@ -120,8 +111,7 @@ impl OpenImage {
         let mut remaining = volume_bytes as usize;
         while remaining > 0 {
             let n = remaining.min(chunk_bytes);
-            let got = read_fully(&mut self.data.reader, &mut buffer[..n])
-                .map_err(|e| self.problem(classify_read_error(e, gzipped)))?;
+            let got = read_fully(&mut self.data.reader, &mut buffer[..n]).map_err(|e| self.problem(classify_read_error(e, gzipped)))?;
             if got < n {
                 let found = before + (volume_bytes - remaining as u64) + got as u64;
                 return Err(self.problem(truncated(found)));
@@ -158,12 +148,12 @@ fn read_header(source: &mut ByteSource) -> Result<NiftiHeader, Problem> {
 /// header claiming terabytes fails at once instead of allocating or decompressing for ever.
 fn position_data(mut source: ByteSource, header: &NiftiHeader, offset: u64, path: &Path) -> Result<ByteSource> {
     let gzipped = source.gzipped;
-    let skipped = skip(&mut source.reader, offset)
-        .map_err(|e| VolumeError::invalid(classify_read_error(e, gzipped), path))?;
+    let skipped = skip(&mut source.reader, offset).map_err(|e| VolumeError::invalid(classify_read_error(e, gzipped), path))?;
     let needed = header.data_bytes();
     if skipped < offset {
         return Err(VolumeError::invalid(
-            Problem::InvalidHeader(format!("vox_offset {offset} lies past the end of the file")),
+            // `offset` may be what is left after the header; the message names the header's field.
+            Problem::InvalidHeader(format!("vox_offset {} lies past the end of the file", header.data_offset())),
             path,
         ));
     }
