@@ -69,7 +69,7 @@ enum Command {
     },
     /// Write a volume re-oriented to closest-canonical RAS+ (axis permutation and flips, no
     /// resampling), as float32 with scaling applied and the updated affine (sform and qform
-    /// code 1). Writes .nii.gz when OUT ends in .gz.
+    /// code 1); RGB24 and RGBA32 NIfTI stay colour. Writes .nii.gz when OUT ends in .gz.
     Canonical {
         /// The input: a NIfTI file, a DICOM file, or a folder of DICOM files.
         input: PathBuf,
@@ -343,7 +343,11 @@ fn canonical(input: &std::path::Path, output: &std::path::Path, volume_index: us
     tracing::info!(from = %volume.source.header.world_from_voxel().map(|a| a.axcodes()).unwrap_or_default(), shape = ?volume.shape, "re-oriented to RAS");
     let options = WriteOptions { descrip: format!("CUE canonical of volume {volume_index}"), ..Default::default() };
     let shape = volume.shape;
-    write_nifti1(output, &shape, &VoxelData::F32(volume.data), &volume.world_from_voxel, &options)?;
+    let data = match volume.colour_voxels()? {
+        Some(colours) => colours,
+        None => VoxelData::F32(volume.data),
+    };
+    write_nifti1(output, &shape, &data, &volume.world_from_voxel, &options)?;
     Ok(())
 }
 

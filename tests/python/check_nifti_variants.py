@@ -8,9 +8,9 @@ path: every integer and float datatype in both byte orders, as `.nii`, `.nii.gz`
 `.hdr`/`.img` pair and a gzipped pair (both pairs, with different voxels, side by side in one
 folder under one stem, each opened by either member); scaling (slope 0, NaN, negative); every
 qform/sform code combination with an oblique sform; 4-D and 5-D images and singleton axes;
-NIfTI-2 in both byte orders; a header extension; a zero spacing (read as 1, as nibabel fixes it
-on load). For each, `cue canonical`'s output, read by
-nibabel, must equal nibabel's `as_closest_canonical` of the input (affine 1e-4, voxels as
+NIfTI-2 in both byte orders; a header extension; RGB24 and RGBA32, which must stay colour; a
+zero spacing (read as 1, as nibabel fixes it on load). For each, `cue canonical`'s output, read
+by nibabel, must equal nibabel's `as_closest_canonical` of the input (affine 1e-4, voxels as
 float32). Truncated files and an image without its header must be refused with one line naming
 the file, leaving no output behind.
 
@@ -128,6 +128,36 @@ def shapes_and_versions(rng, work, binary, failures):
     check_canonical(binary, path, failures)
 
 
+def colours(rng, work, binary, failures):
+    """RGB24 and RGBA32 stay colour through `cue canonical` (a colour-FA map read as grey loses
+    its directions), re-ordered as nibabel re-orders them; in a 4-D file `--volume` picks one."""
+    for channels in ("RGB", "RGBA"):
+        dtype = np.dtype([(c, "u1") for c in channels])
+        for shape, volume, ext, image_class in [((7, 6, 5), 0, ".nii.gz", nib.Nifti1Image), ((7, 6, 5), 0, ".img", nib.Nifti1Pair), ((7, 6, 5, 3), 2, ".nii", nib.Nifti1Image)]:
+            voxels = np.zeros(shape, dtype=dtype)
+            for c in channels:
+                voxels[c] = rng.integers(0, 256, size=shape)
+            path = os.path.join(work, f"colour_{channels}_{len(shape)}d{ext}")
+            nib.save(image_class(voxels, AFFINE), path)
+            out = path + ".canonical.nii"
+            done = cue(binary, "canonical", path, out, "--volume", str(volume))
+            name = os.path.basename(path)
+            if done.returncode != 0:
+                failures.append(f"{name}: refused: {done.stderr.strip()}")
+                continue
+            reference = nib.as_closest_canonical(nib.load(path))
+            expected = np.asanyarray(reference.dataobj)
+            expected = expected[..., volume] if expected.ndim > 3 else expected
+            written = nib.load(out)
+            actual = np.asanyarray(written.dataobj)
+            if written.get_data_dtype() != dtype:
+                failures.append(f"{name}: written as {written.get_data_dtype()}, not {dtype}")
+            elif actual.shape != expected.shape or not np.allclose(written.affine, reference.affine, atol=1e-4):
+                failures.append(f"{name}: shape {actual.shape} or affine differs from nibabel's {expected.shape}")
+            elif not all(np.array_equal(actual[c], expected[c]) for c in channels):
+                failures.append(f"{name}: colours differ from nibabel's")
+
+
 def write_with_sform(rng, path, srows, qform):
     image = nib.Nifti1Image(random_voxels(rng, np.float32), None)
     image.header.set_qform(qform, code=1 if qform is not None else 0)
@@ -206,6 +236,7 @@ def main(binary, work):
     scalings(rng, work, binary, failures)
     forms(rng, work, binary, failures)
     shapes_and_versions(rng, work, binary, failures)
+    colours(rng, work, binary, failures)
     unplaceable = unusable_sforms(rng, work, binary, failures)
     refusals(rng, work, binary, failures, unplaceable)
     assert not failures, f"{len(failures)} variants disagree with nibabel:\n" + "\n".join(failures)

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use super::affine::{Affine, AxisOrientation};
-use super::error::Result;
+use super::datatype::VoxelData;
+use super::error::{Problem, Result, VolumeError};
 use super::header::NiftiHeader;
 use super::read::OpenImage;
 
@@ -59,9 +60,7 @@ impl Volume {
         let image = OpenImage::open(path)?;
         let header_path = image.header_path.clone();
         let (header, data) = image.read_volume_f32(volume_index)?;
-        let world_from_voxel = header
-            .world_from_voxel()
-            .map_err(|p| super::error::VolumeError::invalid(p, &header_path))?;
+        let world_from_voxel = header.world_from_voxel().map_err(|p| super::error::VolumeError::invalid(p, &header_path))?;
         let mut volume = Self::from_parts(data, header, world_from_voxel);
         volume.source.path = header_path;
         volume.source.volume_index = volume_index;
@@ -189,14 +188,54 @@ impl Volume {
     }
 }
 
+impl Volume {
+    /// The source file's colours (RGB24 or RGBA32, unscaled as the standard says) laid out on
+    /// this volume's voxels, so that a re-oriented copy keeps them instead of the luminance in
+    /// `data`. `None` when the source is not a colour NIfTI file.
+    pub fn colour_voxels(&self) -> Result<Option<VoxelData>> {
+        if self.source.series.is_some() || !self.source.header.datatype().is_colour() {
+            return Ok(None);
+        }
+        let image = OpenImage::open(&self.source.path)?.read_all()?;
+        let per_volume = self.source.header.voxels_per_volume();
+        let range = self.source.volume_index * per_volume..(self.source.volume_index + 1) * per_volume;
+        let on_this_grid = |message: String| VolumeError::invalid(Problem::OutOfRange(message), &self.source.path);
+        Ok(Some(match &image.data {
+            VoxelData::Rgb24(all) => VoxelData::Rgb24(self.from_file_grid(&all[range]).map_err(on_this_grid)?),
+            VoxelData::Rgba32(all) => VoxelData::Rgba32(self.from_file_grid(&all[range]).map_err(on_this_grid)?),
+            _ => return Ok(None),
+        }))
+    }
+
+    /// Values laid out on the voxels of the file this volume was read from, carried to this
+    /// volume's voxel order: the inverse of [`Volume::to_file_grid`], with the same
+    /// restriction to volumes only permuted and flipped from their file.
+    pub fn from_file_grid<T: Copy + Default>(&self, file_values: &[T]) -> std::result::Result<Vec<T>, String> {
+        let [fx, fy, fz] = self.source.header.spatial_shape();
+        if file_values.len() != fx * fy * fz {
+            return Err(format!("{} values for a file grid of {} voxels", file_values.len(), fx * fy * fz));
+        }
+        let mut out = Vec::with_capacity(self.voxel_count());
+        for k in 0..self.shape[2] {
+            for j in 0..self.shape[1] {
+                for i in 0..self.shape[0] {
+                    let file_voxel = self.source.file_voxel_from_voxel.apply([i as f64, j as f64, k as f64]);
+                    let index = |v: f64, n: usize| (v.fract().abs() < 1e-6 && v >= 0.0 && (v as usize) < n).then_some(v.round() as usize);
+                    match (index(file_voxel[0], fx), index(file_voxel[1], fy), index(file_voxel[2], fz)) {
+                        (Some(x), Some(y), Some(z)) => out.push(file_values[x + fx * (y + fy * z)]),
+                        _ => return Err("the volume was resampled, not only re-ordered, from its file".into()),
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Permutes and flips a volume so that input axis `a` lands on output axis
 /// `orientations[a].world_axis`, reversed when flipped. Returns the new data, its shape and
 /// the transform from new voxel indices to old ones.
-pub fn reorient<T: Copy + Default>(
-    data: &[T],
-    shape: [usize; 3],
-    orientations: &[AxisOrientation; 3],
-) -> (Vec<T>, [usize; 3], Affine) {
+pub fn reorient<T: Copy + Default>(data: &[T], shape: [usize; 3], orientations: &[AxisOrientation; 3]) -> (Vec<T>, [usize; 3], Affine) {
     let mut out_shape = [1usize; 3];
     for (a, o) in orientations.iter().enumerate() {
         out_shape[o.world_axis] = shape[a];
@@ -257,6 +296,10 @@ mod tests {
         assert_eq!(shape, [4, 3, 2]);
         assert_eq!(back, data);
         assert!(volume.to_file_grid(&[0.0f32; 3]).is_err());
+        let file_values: Vec<u32> = (0..24).collect();
+        let on_canonical = canonical.from_file_grid(&file_values).unwrap();
+        assert_eq!(canonical.to_file_grid(&on_canonical).unwrap().0, file_values);
+        assert_eq!(on_canonical, canonical.data.iter().map(|v| *v as u32).collect::<Vec<_>>());
     }
 
     #[test]
