@@ -69,7 +69,8 @@ enum Command {
     },
     /// Write a volume re-oriented to closest-canonical RAS+ (axis permutation and flips, no
     /// resampling), as float32 with scaling applied and the updated affine (sform and qform
-    /// code 1); RGB24 and RGBA32 NIfTI stay colour. Writes .nii.gz when OUT ends in .gz.
+    /// code 1); colour stays colour (RGB24 and RGBA32 NIfTI, RGB and YBR DICOM as RGB24, as
+    /// dcm2niix writes them). Writes .nii.gz when OUT ends in .gz.
     Canonical {
         /// The input: a NIfTI file, a DICOM file, or a folder of DICOM files.
         input: PathBuf,
@@ -334,19 +335,21 @@ pub(crate) fn read_one_volume(path: &std::path::Path, requested: Option<usize>) 
 
 fn canonical(input: &std::path::Path, output: &std::path::Path, volume_index: usize, series: Option<cue_volume::dicom::SeriesChoice>) -> anyhow::Result<()> {
     use cue_volume::{Volume, VoxelData, WriteOptions, write_nifti1};
-    let volume = if series.is_some() || cue_volume::dicom::is_dicom_path(input) {
+    let (volume, colours) = if series.is_some() || cue_volume::dicom::is_dicom_path(input) {
         anyhow::ensure!(volume_index == 0, "--volume applies to 4-D NIfTI files; a DICOM series is picked with --series");
-        Volume::read_series_canonical(input, series)?
+        let (volume, colours) = cue_volume::dicom::read_series_with_colours(input, series)?;
+        let volume = volume.into_canonical();
+        let colours = colours.map(|c| volume.from_file_grid(&c).map(VoxelData::Rgb24)).transpose().map_err(anyhow::Error::msg)?;
+        (volume, colours)
     } else {
-        Volume::read_canonical(input, volume_index)?
+        let volume = Volume::read_canonical(input, volume_index)?;
+        let colours = volume.colour_voxels()?;
+        (volume, colours)
     };
     tracing::info!(from = %volume.source.header.world_from_voxel().map(|a| a.axcodes()).unwrap_or_default(), shape = ?volume.shape, "re-oriented to RAS");
     let options = WriteOptions { descrip: format!("CUE canonical of volume {volume_index}"), ..Default::default() };
     let shape = volume.shape;
-    let data = match volume.colour_voxels()? {
-        Some(colours) => colours,
-        None => VoxelData::F32(volume.data),
-    };
+    let data = colours.unwrap_or(VoxelData::F32(volume.data));
     write_nifti1(output, &shape, &data, &volume.world_from_voxel, &options)?;
     Ok(())
 }

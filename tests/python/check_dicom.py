@@ -127,7 +127,28 @@ def expected_mode(expected_json, data_dir, ours_dir, pairs):
             print(f"ok {path}: rows, columns, sum, pixel_00, pixel_mid as expected.json")
 
 
+def colour_mode(reference, ours):
+    """Both RGB24, every channel of every voxel equal, the affines within 1e-3."""
+    ref_image = nib.as_closest_canonical(nib.load(str(reference)))
+    image = nib.as_closest_canonical(nib.load(str(ours)))
+    label = Path(ours).name
+    if image.get_data_dtype().names != ("R", "G", "B"):
+        fail(f"{label}: written as {image.get_data_dtype()}, dcm2niix as {ref_image.get_data_dtype()} (colour)")
+    ref_data, data = np.asanyarray(ref_image.dataobj), np.asanyarray(image.dataobj)
+    if ref_data.shape[:3] != data.shape:
+        fail(f"{label}: shape {data.shape}, dcm2niix {ref_data.shape}")
+    difference = np.abs(ref_image.affine - image.affine).max()
+    if difference > 1e-3:
+        fail(f"{label}: affine differs from dcm2niix's by {difference}")
+    for channel in "RGB":
+        if not np.array_equal(ref_data[channel].reshape(data.shape), data[channel]):
+            fail(f"{label}: the {channel} channel differs from dcm2niix's")
+    print(f"ok {label}: colour, shape {data.shape}, affine within {difference:.1e}, every channel equal to dcm2niix's")
+
+
 def dcm2niix_mode(reference, ours, tolerance=None):
+    if nib.load(str(reference)).get_data_dtype().names:
+        return colour_mode(reference, ours)
     ref_data, ref_affine = canonical(reference)
     data, affine = canonical(ours)
     label = Path(ours).name

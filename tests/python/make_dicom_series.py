@@ -20,6 +20,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
+from pydicom.pixels import convert_color_space
 from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGBaseline8Bit,
                          generate_uid)
 
@@ -77,13 +78,15 @@ def jpeg_baseline(plane):
 
 def write_series(folder, volume, directions, spacing, origin, description, number, *, study_uid=None,
                  slope=1.0, intercept=0.0, bits_stored=16, signed=True, reverse_instances=False,
-                 positions=None, syntax=ExplicitVRLittleEndian, truncate=None, bits_allocated=16):
+                 positions=None, syntax=ExplicitVRLittleEndian, truncate=None, bits_allocated=16, colour=None):
     """volume[k, r, c]; directions = (row direction, column direction, normal) as LPS unit
-    vectors; spacing = (between rows, between columns, between slices)."""
+    vectors; spacing = (between rows, between columns, between slices). With colour =
+    (PhotometricInterpretation, PlanarConfiguration), volume[k, r, c] is an 8-bit RGB triplet,
+    stored as RGB or converted to YBR_FULL (pydicom's conversion), interleaved or planar."""
     folder.mkdir(parents=True, exist_ok=True)
     study_uid = study_uid or generate_uid()
     series_uid = generate_uid()
-    count, rows, columns = volume.shape
+    count, rows, columns = volume.shape[:3]
     row_dir, col_dir, normal = (np.asarray(d, float) for d in directions)
     for k in range(count):
         ds = base(study_uid, series_uid, number, description, rows, columns, bits_stored, signed)
@@ -103,7 +106,17 @@ def write_series(folder, volume, directions, spacing, origin, description, numbe
         ds.RepetitionTime = "2000"
         if bits_allocated == 8:
             ds.BitsAllocated = 8
-        if syntax == JPEGBaseline8Bit:
+        if colour is not None:
+            photometric, planar = colour
+            pixels = volume[k].astype(np.uint8)
+            if photometric != "RGB":
+                pixels = convert_color_space(pixels, "RGB", photometric)
+            ds.SamplesPerPixel = 3
+            ds.PhotometricInterpretation = photometric
+            ds.PlanarConfiguration = planar
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+            ds.PixelData = (pixels.transpose(2, 0, 1) if planar else pixels).tobytes()
+        elif syntax == JPEGBaseline8Bit:
             ds.PixelData = encapsulate([jpeg_baseline(volume[k])])
             ds["PixelData"].VR = "OB"
             ds.LossyImageCompression = "01"
@@ -121,7 +134,7 @@ def write_series(folder, volume, directions, spacing, origin, description, numbe
 def write_enhanced(folder, volume, directions, spacing, origin, description, number):
     """One Enhanced MR file holding every slice as a frame, placed by per-frame groups."""
     folder.mkdir(parents=True, exist_ok=True)
-    count, rows, columns = volume.shape
+    count, rows, columns = volume.shape[:3]
     row_dir, col_dir, normal = (np.asarray(d, float) for d in directions)
     ds = base(generate_uid(), generate_uid(), number, description, rows, columns)
     ds.SOPClassUID = ENHANCED_MR
@@ -243,6 +256,14 @@ def main(out):
         if path.is_file():
             (out / "exported-twice" / "copy" / path.name).write_bytes(path.read_bytes())
     manifest["exported-twice"] = {"convert": True, "sequence": "T1", "copies": 6}
+
+    # Colour, as a secondary capture or a fused map may come: kept as RGB, as dcm2niix writes it.
+    write_series(out / "rgb-planar", rng.integers(0, 256, size=(5, 9, 11, 3)), coronal, (1.2, 0.8, 2.0), (3.0, 20.0, -4.0),
+                 "fused colour map", 16, colour=("RGB", 1))
+    manifest["rgb-planar"] = {"convert": True, "sequence": "T1"}
+    write_series(out / "ybr-full", rng.integers(0, 256, size=(4, 8, 10, 3)), axial, (1.0, 1.0, 2.5), (-4.0, 6.0, 1.0),
+                 "colour ybr", 17, colour=("YBR_FULL", 0))
+    manifest["ybr-full"] = {"convert": True, "sequence": "T1"}
 
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
 

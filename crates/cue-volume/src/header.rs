@@ -480,11 +480,11 @@ impl NiftiHeader {
             if is_usable(&sform) {
                 return Ok(sform);
             }
-            if self.qform_code > 0 {
-                if let Ok(qform) = self.qform_affine().and_then(|q| usable(q, "qform")) {
-                    tracing::warn!("the sform cannot place voxels (non-finite or degenerate); using the qform");
-                    return Ok(qform);
-                }
+            if self.qform_code > 0
+                && let Ok(qform) = self.qform_affine().and_then(|q| usable(q, "qform"))
+            {
+                tracing::warn!("the sform cannot place voxels (non-finite or degenerate); using the qform");
+                return Ok(qform);
             }
             usable(sform, "sform")
         } else if self.qform_code > 0 {

@@ -69,6 +69,8 @@ pub struct SliceHeader {
     pub rows: u32,
     /// Columns.
     pub columns: u32,
+    /// SamplesPerPixel: 1 for grey, 3 for colour (RGB or YBR).
+    pub samples_per_pixel: u32,
     /// PixelSpacing: (between rows, between columns) in mm.
     pub pixel_spacing_mm: Option<[f64; 2]>,
     /// ImageOrientationPatient: the row direction (along a row, columns increasing), then the
@@ -178,6 +180,7 @@ fn headers_of(object: &InMemDicomObject, path: &Path) -> std::result::Result<Vec
         temporal_position: int(object, tags::TEMPORAL_POSITION_IDENTIFIER),
         rows: rows as u32,
         columns: columns as u32,
+        samples_per_pixel: int(object, tags::SAMPLES_PER_PIXEL).unwrap_or(1).max(1) as u32,
         pixel_spacing_mm: pair(object, tags::PIXEL_SPACING),
         orientation: orientation(object),
         position: triple(object, tags::IMAGE_POSITION_PATIENT),
@@ -224,8 +227,7 @@ fn enhanced_frames(object: &InMemDicomObject, base: SliceHeader, frame_count: u3
         if let Some(measures) = group(tags::PIXEL_MEASURES_SEQUENCE) {
             frame.pixel_spacing_mm = pair(measures, tags::PIXEL_SPACING).or(frame.pixel_spacing_mm);
             frame.slice_thickness_mm = float(measures, tags::SLICE_THICKNESS).or(frame.slice_thickness_mm);
-            frame.spacing_between_slices_mm =
-                float(measures, tags::SPACING_BETWEEN_SLICES).or(frame.spacing_between_slices_mm);
+            frame.spacing_between_slices_mm = float(measures, tags::SPACING_BETWEEN_SLICES).or(frame.spacing_between_slices_mm);
         }
         if let Some(transform) = group(tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE) {
             frame.rescale = rescale(transform);
@@ -237,10 +239,7 @@ fn enhanced_frames(object: &InMemDicomObject, base: SliceHeader, frame_count: u3
             frame.params.echo_time_ms = float(echo, tags::EFFECTIVE_ECHO_TIME).or(frame.params.echo_time_ms);
         }
         if frame.position.is_none() || frame.orientation.is_none() {
-            return Err(Problem::Dicom(format!(
-                "frame {} of this multi-frame image has no plane position or orientation",
-                index + 1
-            )));
+            return Err(Problem::Dicom(format!("frame {} of this multi-frame image has no plane position or orientation", index + 1)));
         }
         frames.push(frame);
     }

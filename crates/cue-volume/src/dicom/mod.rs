@@ -41,6 +41,14 @@ pub fn read_series(path: &Path, choice: Option<SeriesChoice>) -> Result<Volume> 
     pick_series(&folder, choice)?.read_volume()
 }
 
+/// [`read_series`], with the colours of a colour series laid out as the volume's voxels
+/// (see [`Series::read_colours`]).
+pub fn read_series_with_colours(path: &Path, choice: Option<SeriesChoice>) -> Result<(Volume, Option<Vec<[u8; 3]>>)> {
+    let folder = scan(path)?;
+    let series = pick_series(&folder, choice)?;
+    Ok((series.read_volume()?, series.read_colours()?))
+}
+
 /// Reads one DICOM file held in memory: each frame's header and pixels (rescaled), then the
 /// series they assemble into. The fuzzer's entry point: any bytes give this or an error.
 pub fn read_bytes(bytes: &[u8]) -> Result<(Vec<Series>, Vec<Vec<f32>>)> {

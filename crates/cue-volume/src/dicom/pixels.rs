@@ -7,7 +7,7 @@ use std::path::Path;
 
 use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, OpenFileOptions};
-use dicom_pixeldata::{PixelDecoder, PixelRepresentation, PlanarConfiguration};
+use dicom_pixeldata::{DecodedPixelData, PixelDecoder, PixelRepresentation, PlanarConfiguration};
 
 use super::header::one_line;
 use crate::datatype::luminance;
@@ -17,11 +17,35 @@ use crate::error::{Problem, Result, VolumeError};
 /// `rows * columns` values in the file's row-major order, rescaled by the frame's
 /// `(slope, intercept)`.
 pub fn read_frames(path: &Path, frames: &[(u32, (f64, f64))]) -> Result<Vec<Vec<f32>>> {
+    with_object(path, |object| frames_of(object, frames))
+}
+
+/// Reads the frames asked for of a colour file (3 samples of 8 bits) as RGB triplets in the
+/// file's row-major order: the colours themselves, where [`read_frames`] gives luminance.
+pub fn read_colour_frames(path: &Path, frames: &[u32]) -> Result<Vec<Vec<[u8; 3]>>> {
+    with_object(path, |object| {
+        let decoded = decode(object)?;
+        if decoded.samples_per_pixel() != 3 || decoded.bits_allocated() != 8 {
+            return Err(Problem::Dicom(format!(
+                "{} samples of {} bits per pixel where the series' first slice is 8-bit colour",
+                decoded.samples_per_pixel(),
+                decoded.bits_allocated()
+            )));
+        }
+        let planar = decoded.planar_configuration() == PlanarConfiguration::PixelFirst;
+        let pixel_count = decoded.rows() as usize * decoded.columns() as usize;
+        frames.iter().map(|&frame| rgb_triplets(frame_bytes(&decoded, frame)?, pixel_count, planar)).collect()
+    })
+}
+
+/// Opens a whole DICOM file, its declared lengths checked first, and runs `read` on it with
+/// decoder panics turned into errors.
+fn with_object<T>(path: &Path, read: impl FnOnce(&DefaultDicomObject) -> std::result::Result<T, Problem>) -> Result<T> {
     crate::threads::debug_assert_may_block("reading DICOM pixel data");
     super::lengths::check_file(path).map_err(|p| VolumeError::invalid(p, path))?;
     let read = super::guard::fenced(|| {
         let object = OpenFileOptions::new().open_file(path).map_err(|e| Problem::Dicom(one_line(&e)))?;
-        frames_of(&object, frames)
+        read(&object)
     });
     read.unwrap_or_else(|panic| Err(decoder_failed(&panic))).map_err(|p| VolumeError::invalid(p, path))
 }
@@ -41,11 +65,21 @@ pub fn frames_from_bytes(bytes: &[u8], frames: &[(u32, (f64, f64))]) -> std::res
     read.unwrap_or_else(|panic| Err(decoder_failed(&panic)))
 }
 
-fn frames_of(object: &DefaultDicomObject, frames: &[(u32, (f64, f64))]) -> std::result::Result<Vec<Vec<f32>>, Problem> {
+fn decode(object: &DefaultDicomObject) -> std::result::Result<DecodedPixelData<'_>, Problem> {
     if object.get(tags::PIXEL_DATA).is_none() {
         return Err(Problem::Dicom("no pixel data".into()));
     }
-    let decoded = object.decode_pixel_data().map_err(|e| Problem::Dicom(format!("cannot decode the pixel data ({})", one_line(&e))))?;
+    object.decode_pixel_data().map_err(|e| Problem::Dicom(format!("cannot decode the pixel data ({})", one_line(&e))))
+}
+
+fn frame_bytes<'a>(decoded: &'a DecodedPixelData<'_>, frame: u32) -> std::result::Result<&'a [u8], Problem> {
+    decoded.frame_data(frame).map_err(|_| {
+        Problem::Dicom(format!("pixel data too short: frame {} of {} is missing or cut short", frame + 1, decoded.number_of_frames()))
+    })
+}
+
+fn frames_of(object: &DefaultDicomObject, frames: &[(u32, (f64, f64))]) -> std::result::Result<Vec<Vec<f32>>, Problem> {
+    let decoded = decode(object)?;
     let samples = decoded.samples_per_pixel() as usize;
     if samples != 1 && samples != 3 {
         return Err(Problem::Dicom(format!("{samples} samples per pixel (1 or 3 can be shown)")));
@@ -58,12 +92,9 @@ fn frames_of(object: &DefaultDicomObject, frames: &[(u32, (f64, f64))]) -> std::
     };
     bits.check()?;
     let pixel_count = decoded.rows() as usize * decoded.columns() as usize;
-    let frame_count = decoded.number_of_frames();
     let mut out = Vec::with_capacity(frames.len());
     for &(frame, (slope, intercept)) in frames {
-        let bytes = decoded.frame_data(frame).map_err(|_| {
-            Problem::Dicom(format!("pixel data too short: frame {} of {frame_count} is missing or cut short", frame + 1))
-        })?;
+        let bytes = frame_bytes(&decoded, frame)?;
         let (slope, intercept) = (slope as f32, intercept as f32);
         let values = if samples == 1 {
             bits.values(bytes, pixel_count)
@@ -72,7 +103,7 @@ fn frames_of(object: &DefaultDicomObject, frames: &[(u32, (f64, f64))]) -> std::
                 return Err(Problem::Dicom(format!("colour pixels of {} bits (8 can be shown)", bits.allocated)));
             }
             let planar = decoded.planar_configuration() == PlanarConfiguration::PixelFirst;
-            rgb_luminance(bytes, pixel_count, planar)
+            rgb_triplets(bytes, pixel_count, planar)?.into_iter().map(|[r, g, b]| luminance(r, g, b)).collect()
         };
         out.push(values.into_iter().map(|v| v.mul_add(slope, intercept)).collect());
     }
@@ -125,14 +156,19 @@ impl Bits {
     }
 }
 
-fn rgb_luminance(bytes: &[u8], count: usize, planar: bool) -> Vec<f32> {
-    if planar {
+/// The `count` pixels of a colour frame as (R, G, B), from interleaved samples or, when
+/// `planar`, from three whole planes.
+fn rgb_triplets(bytes: &[u8], count: usize, planar: bool) -> std::result::Result<Vec<[u8; 3]>, Problem> {
+    if bytes.len() < 3 * count {
+        return Err(Problem::Dicom(format!("pixel data too short: {} bytes for {count} colour pixels", bytes.len())));
+    }
+    Ok(if planar {
         let (r, rest) = bytes.split_at(count);
         let (g, b) = rest.split_at(count);
-        (0..count).map(|i| luminance(r[i], g[i], b[i])).collect()
+        (0..count).map(|i| [r[i], g[i], b[i]]).collect()
     } else {
-        bytes.chunks_exact(3).take(count).map(|c| luminance(c[0], c[1], c[2])).collect()
-    }
+        bytes.chunks_exact(3).take(count).map(|c| [c[0], c[1], c[2]]).collect()
+    })
 }
 
 #[cfg(test)]

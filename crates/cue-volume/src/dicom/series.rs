@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::header::{SliceHeader, StudyTags};
-use super::pixels::read_frames;
+use super::pixels::{read_colour_frames, read_frames};
 use crate::affine::Affine;
 use crate::datatype::VoxelData;
 use crate::error::{Problem, Result, VolumeError};
@@ -93,24 +93,54 @@ impl Series {
     /// Reads every slice's pixels into a volume in (column, row, slice) order, files in
     /// parallel, calling `progress(files_done, files_total)`.
     pub fn read_volume_with_progress(&self, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<Volume> {
-        let folder = self.folder();
-        let geometry = self
-            .geometry
-            .as_ref()
-            .map_err(|reason| VolumeError::invalid(Problem::SeriesGeometry(format!("series {}: {reason}", self.label())), &folder))?;
-        let [columns, rows, count] = geometry.shape;
+        let geometry = self.checked_geometry()?;
+        let data = self.read_planes(progress, |path, frames| {
+            let wanted: Vec<(u32, (f64, f64))> = frames.iter().map(|f| (f.1, f.2)).collect();
+            read_frames(path, &wanted)
+        })?;
+        let header = header_for(&geometry.shape, &VoxelData::F32(Vec::new()), &geometry.world_from_voxel, &WriteOptions::default());
+        let mut volume = Volume::from_parts(data, header, geometry.world_from_voxel);
+        volume.source = VolumeSource { path: self.folder(), series: Some(self.origin()), ..volume.source };
+        Ok(volume)
+    }
+
+    /// The colours of a colour series (SamplesPerPixel 3), laid out as
+    /// [`Series::read_volume`]'s voxels, so that a conversion can keep them as RGB, as
+    /// dcm2niix does; `None` for a grey series. Colours are not rescaled.
+    pub fn read_colours(&self) -> Result<Option<Vec<[u8; 3]>>> {
+        if self.slices.first().is_none_or(|s| s.samples_per_pixel != 3) {
+            return Ok(None);
+        }
+        self.checked_geometry()?;
+        let colours =
+            self.read_planes(&|_, _| {}, |path, frames| read_colour_frames(path, &frames.iter().map(|f| f.1).collect::<Vec<_>>()))?;
+        Ok(Some(colours))
+    }
+
+    fn checked_geometry(&self) -> Result<SeriesGeometry> {
+        self.geometry
+            .clone()
+            .map_err(|reason| VolumeError::invalid(Problem::SeriesGeometry(format!("series {}: {reason}", self.label())), self.folder()))
+    }
+
+    /// Every slice's plane, `read` giving the planes of one file's frames in the order asked;
+    /// a multi-frame file is opened once, files are read in parallel.
+    fn read_planes<T: Copy + Default + Send>(
+        &self,
+        progress: &(dyn Fn(usize, usize) + Sync),
+        read: impl Fn(&Path, &[FrameOfSlice]) -> Result<Vec<Vec<T>>> + Sync,
+    ) -> Result<Vec<T>> {
+        let [columns, rows, count] = self.checked_geometry()?.shape;
         let plane = columns * rows;
-        // Frames of one file are decoded together: a multi-frame file is opened once.
         let mut by_file: BTreeMap<&Path, Vec<FrameOfSlice>> = BTreeMap::new();
         for (k, slice) in self.slices.iter().enumerate() {
             by_file.entry(slice.path.as_path()).or_default().push((k, slice.frame, slice.rescale));
         }
         let files: Vec<(&Path, Vec<FrameOfSlice>)> = by_file.into_iter().collect();
-        let mut data = vec![0f32; plane * count];
-        let planes: Vec<std::sync::Mutex<&mut [f32]>> = data.chunks_mut(plane).map(std::sync::Mutex::new).collect();
-        let read = crate::parallel::map_in_parallel(&files, progress, |(path, frames)| {
-            let wanted: Vec<(u32, (f64, f64))> = frames.iter().map(|f| (f.1, f.2)).collect();
-            for ((k, _, _), values) in frames.iter().zip(read_frames(path, &wanted)?) {
+        let mut data = vec![T::default(); plane * count];
+        let planes: Vec<std::sync::Mutex<&mut [T]>> = data.chunks_mut(plane).map(std::sync::Mutex::new).collect();
+        let done = crate::parallel::map_in_parallel(&files, progress, |(path, frames)| {
+            for ((k, _, _), values) in frames.iter().zip(read(path, frames)?) {
                 if values.len() != plane {
                     return Err(VolumeError::invalid(
                         Problem::Dicom(format!("{} pixels decoded, {rows} x {columns} expected", values.len())),
@@ -124,11 +154,8 @@ impl Series {
             Ok(())
         });
         drop(planes);
-        read.into_iter().collect::<Result<Vec<()>>>()?;
-        let header = header_for(&geometry.shape, &VoxelData::F32(Vec::new()), &geometry.world_from_voxel, &WriteOptions::default());
-        let mut volume = Volume::from_parts(data, header, geometry.world_from_voxel);
-        volume.source = VolumeSource { path: folder, series: Some(self.origin()), ..volume.source };
-        Ok(volume)
+        done.into_iter().collect::<Result<Vec<()>>>()?;
+        Ok(data)
     }
 
     /// [`Series::read_volume_with_progress`] without progress.
@@ -177,10 +204,8 @@ pub fn assemble(headers: Vec<SliceHeader>) -> Vec<Series> {
             header.series_uid.clone()
         };
         let orientation = header.orientation.map(|o| o.map(|v| format!("{v:.3}")).join(",")).unwrap_or_default();
-        let part_key = format!(
-            "{}x{}|{}|{:08?}|{:08?}",
-            header.rows, header.columns, orientation, header.echo_number, header.temporal_position
-        );
+        let part_key =
+            format!("{}x{}|{}|{:08?}|{:08?}", header.rows, header.columns, orientation, header.echo_number, header.temporal_position);
         groups.entry((header.study.uid.clone(), series_key)).or_default().entry(part_key).or_default().push(header);
     }
     let mut series = Vec::new();
@@ -210,8 +235,7 @@ pub fn assemble(headers: Vec<SliceHeader>) -> Vec<Series> {
             });
             let sequence = super::sequence::recognise(&first.series_description, &first.protocol_name, &first.params);
             let (study, uid, number) = (first.study.clone(), first.series_uid.clone(), first.series_number);
-            let (description, protocol, modality) =
-                (first.series_description.clone(), first.protocol_name.clone(), first.modality.clone());
+            let (description, protocol, modality) = (first.series_description.clone(), first.protocol_name.clone(), first.modality.clone());
             let geometry = geometry(&mut slices);
             series.push(Series { study, uid, number, description, protocol, modality, part, sequence, slices, geometry });
         }
@@ -281,7 +305,9 @@ fn geometry(slices: &mut [SliceHeader]) -> std::result::Result<SeriesGeometry, S
     if let Some(missing) = slices.iter().find(|s| s.position.is_none()) {
         return Err(format!("{} has no ImagePositionPatient", name(missing)));
     }
-    if let Some(other) = slices.iter().find(|s| s.pixel_spacing_mm.is_some_and(|p| (p[0] - spacing[0]).abs() > 1e-4 || (p[1] - spacing[1]).abs() > 1e-4)) {
+    if let Some(other) =
+        slices.iter().find(|s| s.pixel_spacing_mm.is_some_and(|p| (p[0] - spacing[0]).abs() > 1e-4 || (p[1] - spacing[1]).abs() > 1e-4))
+    {
         return Err(format!("{} has another PixelSpacing than {first_name}", name(other)));
     }
     let row_direction = unit([iop[0], iop[1], iop[2]]);
