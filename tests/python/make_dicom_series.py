@@ -78,11 +78,14 @@ def jpeg_baseline(plane):
 
 def write_series(folder, volume, directions, spacing, origin, description, number, *, study_uid=None,
                  slope=1.0, intercept=0.0, bits_stored=16, signed=True, reverse_instances=False,
-                 positions=None, syntax=ExplicitVRLittleEndian, truncate=None, bits_allocated=16, colour=None):
+                 positions=None, syntax=ExplicitVRLittleEndian, truncate=None, bits_allocated=16, colour=None,
+                 float_pixels=None):
     """volume[k, r, c]; directions = (row direction, column direction, normal) as LPS unit
     vectors; spacing = (between rows, between columns, between slices). With colour =
     (PhotometricInterpretation, PlanarConfiguration), volume[k, r, c] is an 8-bit RGB triplet,
-    stored as RGB or converted to YBR_FULL (pydicom's conversion), interleaved or planar."""
+    stored as RGB or converted to YBR_FULL (pydicom's conversion), interleaved or planar. With
+    float_pixels = np.float32 or np.float64, volume[k] goes to Float Pixel Data or Double Float
+    Pixel Data, as a parametric map stores its values."""
     folder.mkdir(parents=True, exist_ok=True)
     study_uid = study_uid or generate_uid()
     series_uid = generate_uid()
@@ -106,7 +109,16 @@ def write_series(folder, volume, directions, spacing, origin, description, numbe
         ds.RepetitionTime = "2000"
         if bits_allocated == 8:
             ds.BitsAllocated = 8
-        if colour is not None:
+        if float_pixels is not None:
+            for integer_only in ("PixelRepresentation", "BitsStored", "HighBit", "RescaleSlope", "RescaleIntercept"):
+                delattr(ds, integer_only)
+            ds.BitsAllocated = 32 if float_pixels == np.float32 else 64
+            values = volume[k].astype(float_pixels).tobytes()
+            if float_pixels == np.float32:
+                ds.FloatPixelData = values
+            else:
+                ds.DoubleFloatPixelData = values
+        elif colour is not None:
             photometric, planar = colour
             pixels = volume[k].astype(np.uint8)
             if photometric != "RGB":
@@ -264,6 +276,27 @@ def main(out):
     write_series(out / "ybr-full", rng.integers(0, 256, size=(4, 8, 10, 3)), axial, (1.0, 1.0, 2.5), (-4.0, 6.0, 1.0),
                  "colour ybr", 17, colour=("YBR_FULL", 0))
     manifest["ybr-full"] = {"convert": True, "sequence": "T1"}
+
+    # Parametric maps store real values in Float (or Double Float) Pixel Data, which
+    # dicom-pixeldata does not decode: read as dcm2niix reads them.
+    write_series(out / "float-map", rng.normal(size=(4, 6, 7)) * 1000, sagittal, (1.0, 1.5, 2.0), (3.0, 4.0, 5.0), "T1 map", 18,
+                 float_pixels=np.float32, syntax=ImplicitVRLittleEndian)
+    manifest["float-map"] = {"convert": True, "sequence": "T1"}
+    write_series(out / "double-float-map", rng.normal(size=(3, 5, 6)) * 1e-3, axial, (2.0, 2.0, 4.0), (0.0, 0.0, 0.0), "ADC", 19,
+                 float_pixels=np.float64)
+    manifest["double-float-map"] = {"convert": True, "sequence": "T1"}
+
+    # A Siemens mosaic (an EPI run's export): six 8 x 8 slices tiled in each 24 x 24 image.
+    # Read as stacked images it would show tiles at the wrong place, so it is refused.
+    write_series(out / "mosaic", rng.integers(0, 500, size=(2, 24, 24)), axial, (2.0, 2.0, 3.0), (0.0, 0.0, 0.0), "ep2d_bold", 20)
+    for path in (out / "mosaic").iterdir():
+        ds = pydicom.dcmread(path)
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND", "MOSAIC"]
+        ds.Manufacturer = "SIEMENS"
+        ds.add_new(0x00190010, "LO", "SIEMENS MR HEADER")
+        ds.add_new(0x0019100A, "US", 6)
+        ds.save_as(path, enforce_file_format=True)
+    manifest["mosaic"] = {"convert": False, "error": ["Siemens mosaic", "6 slices", "dcm2niix"]}
 
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
 

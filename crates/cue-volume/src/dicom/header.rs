@@ -71,6 +71,9 @@ pub struct SliceHeader {
     pub columns: u32,
     /// SamplesPerPixel: 1 for grey, 3 for colour (RGB or YBR).
     pub samples_per_pixel: u32,
+    /// For a Siemens mosaic (ImageType MOSAIC: several slices tiled in one image), how many
+    /// slices it tiles (Siemens' NumberOfImagesInMosaic, 0 when absent); `None` otherwise.
+    pub mosaic: Option<u32>,
     /// PixelSpacing: (between rows, between columns) in mm.
     pub pixel_spacing_mm: Option<[f64; 2]>,
     /// ImageOrientationPatient: the row direction (along a row, columns increasing), then the
@@ -89,6 +92,9 @@ pub struct SliceHeader {
 }
 
 const PREAMBLE_BYTES: usize = 128;
+
+/// Siemens' private NumberOfImagesInMosaic (creator "SIEMENS MR HEADER" in block 0x10).
+const NUMBER_OF_IMAGES_IN_MOSAIC: Tag = Tag(0x0019, 0x100A);
 
 /// Whether a file starts like a DICOM Part 10 file (128-byte preamble, then `DICM`).
 pub fn has_dicom_marker(path: &Path) -> bool {
@@ -181,6 +187,9 @@ fn headers_of(object: &InMemDicomObject, path: &Path) -> std::result::Result<Vec
         rows: rows as u32,
         columns: columns as u32,
         samples_per_pixel: int(object, tags::SAMPLES_PER_PIXEL).unwrap_or(1).max(1) as u32,
+        mosaic: text(object, tags::IMAGE_TYPE)
+            .is_some_and(|types| types.split('\\').any(|t| t.trim() == "MOSAIC"))
+            .then(|| int(object, NUMBER_OF_IMAGES_IN_MOSAIC).unwrap_or(0).max(0) as u32),
         pixel_spacing_mm: pair(object, tags::PIXEL_SPACING),
         orientation: orientation(object),
         position: triple(object, tags::IMAGE_POSITION_PATIENT),

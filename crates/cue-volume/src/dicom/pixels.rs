@@ -79,6 +79,11 @@ fn frame_bytes<'a>(decoded: &'a DecodedPixelData<'_>, frame: u32) -> std::result
 }
 
 fn frames_of(object: &DefaultDicomObject, frames: &[(u32, (f64, f64))]) -> std::result::Result<Vec<Vec<f32>>, Problem> {
+    if object.get(tags::PIXEL_DATA).is_none()
+        && let Some(values) = float_pixels(object)?
+    {
+        return float_frames(object, &values, frames);
+    }
     let decoded = decode(object)?;
     let samples = decoded.samples_per_pixel() as usize;
     if samples != 1 && samples != 3 {
@@ -108,6 +113,36 @@ fn frames_of(object: &DefaultDicomObject, frames: &[(u32, (f64, f64))]) -> std::
         out.push(values.into_iter().map(|v| v.mul_add(slope, intercept)).collect());
     }
     Ok(out)
+}
+
+/// The values of Float Pixel Data or Double Float Pixel Data (parametric maps: T1, ADC),
+/// which dicom-pixeldata does not decode; `None` when the file has neither.
+fn float_pixels(object: &DefaultDicomObject) -> std::result::Result<Option<Vec<f64>>, Problem> {
+    let unreadable = |e: &dyn std::error::Error| Problem::Dicom(format!("unreadable float pixel data ({})", one_line(e)));
+    if let Some(element) = object.get(tags::FLOAT_PIXEL_DATA) {
+        let values = element.value().to_multi_float32().map_err(|e| unreadable(&e))?;
+        return Ok(Some(values.into_iter().map(f64::from).collect()));
+    }
+    match object.get(tags::DOUBLE_FLOAT_PIXEL_DATA) {
+        Some(element) => element.value().to_multi_float64().map(Some).map_err(|e| unreadable(&e)),
+        None => Ok(None),
+    }
+}
+
+fn float_frames(object: &DefaultDicomObject, values: &[f64], frames: &[(u32, (f64, f64))]) -> std::result::Result<Vec<Vec<f32>>, Problem> {
+    let dimension = |tag| object.get(tag).and_then(|e| e.to_int::<u32>().ok()).unwrap_or(0) as usize;
+    let plane = dimension(tags::ROWS) * dimension(tags::COLUMNS);
+    let frame_count = values.len() / plane.max(1);
+    frames
+        .iter()
+        .map(|&(frame, (slope, intercept))| {
+            let start = frame as usize * plane;
+            let pixels = values.get(start..start + plane).ok_or_else(|| {
+                Problem::Dicom(format!("float pixel data too short: frame {} of {frame_count} is missing or cut short", frame + 1))
+            })?;
+            Ok(pixels.iter().map(|v| v.mul_add(slope, intercept) as f32).collect())
+        })
+        .collect()
 }
 
 /// How stored values sit in their allocated bits.

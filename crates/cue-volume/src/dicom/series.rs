@@ -298,6 +298,16 @@ fn names(a: &SliceHeader, b: &SliceHeader) -> (String, String) {
 /// not make one regular volume.
 fn geometry(slices: &mut [SliceHeader]) -> std::result::Result<SeriesGeometry, String> {
     let first = &slices[0];
+    if let Some(tiled) = first.mosaic {
+        // Its ImagePositionPatient is the corner of the whole tile grid and the slice order
+        // lies in Siemens' private CSA header: stacked as they are, the tiles would be drawn
+        // as one image at the wrong place.
+        let count = if tiled > 0 { format!("{tiled} slices") } else { "several slices".to_owned() };
+        return Err(format!(
+            "{} is a Siemens mosaic ({count} tiled in each image), which CUE does not read: convert it with dcm2niix",
+            name(first)
+        ));
+    }
     let (Some(iop), Some(spacing)) = (first.orientation, first.pixel_spacing_mm) else {
         return Err(format!("{} has no ImageOrientationPatient or PixelSpacing: its place in the patient is unknown", name(first)));
     };
