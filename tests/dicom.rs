@@ -207,6 +207,26 @@ fn synthetic_series_agree_with_dcm2niix_run_here() {
 /// localizer's parts by orientation, `--series 7` is refused listing them, and each choice
 /// writes the volume dcm2niix makes of that volume's files alone.
 #[test]
+fn an_enhanced_file_of_two_echoes_gives_a_volume_per_echo() {
+    let test = "an_enhanced_file_of_two_echoes_gives_a_volume_per_echo";
+    let Some(python) = common::check_python(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    common::run_check(&python, "make_dicom_series.py", &[input.as_os_str(), OsStr::new("enhanced-echoes")]);
+    let file = std::fs::read_dir(&input).unwrap().next().unwrap().unwrap().path();
+    let listing = info(&input);
+    let parts: Vec<(&str, &str)> =
+        listing["series"].as_array().unwrap().iter().map(|s| (s["choice"].as_str().unwrap(), s["part"].as_str().unwrap_or("-"))).collect();
+    assert_eq!(parts, [("21:1", "echo 1"), ("21:2", "echo 2")]);
+    for (choice, echo_time) in [("21:1", "4.5"), ("21:2", "9.0")] {
+        let ours = dir.path().join(format!("{}.nii.gz", choice.replace(':', "-")));
+        let written = canonical(&input, &ours, Some(choice));
+        assert!(written.status.success(), "{choice}: {}", String::from_utf8_lossy(&written.stderr));
+        common::run_check(&python, "check_dicom.py", &[OsStr::new("frames"), file.as_os_str(), OsStr::new(echo_time), ours.as_os_str()]);
+    }
+}
+
+#[test]
 fn volumes_sharing_a_series_number_are_picked_by_their_choice() {
     let test = "volumes_sharing_a_series_number_are_picked_by_their_choice";
     let Some(python) = common::check_python(test) else { return };

@@ -10,6 +10,9 @@ answers, never through CUE's own reader.
         TOLERANCE grey levels, for lossy JPEG, which two decoders may round differently).
     python check_dicom.py pixels DICOM_FILE OURS.nii.gz
         one slice: every pixel of pydicom's modality-LUT output is at its own world position.
+    python check_dicom.py frames ENHANCED_FILE ECHO_TIME OURS.nii.gz
+        the frames of one echo time of a multi-frame file: every pixel at its world position,
+        and together they fill OURS.
     python check_dicom.py map EXPECTED_JSON SERIES MAP_OF_DICOM.nii.gz MAP_OF_NIFTI.nii.gz
         a map of a DICOM series lies on the series' grid as dcm2niix assembles it, and equals
         the map of the same image from its NIfTI file.
@@ -52,12 +55,14 @@ def check_series(ours, expected, label):
     return data, affine
 
 
-def world_of_pixels(dataset):
+def world_of_pixels(dataset, plane=None):
     """RAS world position of every pixel (row, column) of a single-frame dataset, from its own
-    ImagePositionPatient, ImageOrientationPatient and PixelSpacing (LPS)."""
-    ipp = np.asarray(dataset.ImagePositionPatient, float)
-    iop = np.asarray(dataset.ImageOrientationPatient, float)
-    row_spacing, column_spacing = (float(v) for v in dataset.PixelSpacing)
+    ImagePositionPatient, ImageOrientationPatient and PixelSpacing (LPS); of a multi-frame
+    one's frame when `plane` holds that frame's position, orientation and pixel measures."""
+    plane = plane or dataset
+    ipp = np.asarray(plane.ImagePositionPatient, float)
+    iop = np.asarray(plane.ImageOrientationPatient, float)
+    row_spacing, column_spacing = (float(v) for v in plane.PixelSpacing)
     rows, columns = np.mgrid[0 : dataset.Rows, 0 : dataset.Columns]
     lps = ipp + iop[:3] * column_spacing * columns[..., None] + iop[3:] * row_spacing * rows[..., None]
     return lps * np.array([-1.0, -1.0, 1.0])
@@ -70,9 +75,14 @@ def check_pixels(dicom_file, ours, label=None):
     label = label or Path(dicom_file).name
     dataset = pydicom.dcmread(str(dicom_file))
     expected = apply_modality_lut(dataset.pixel_array, dataset).astype(np.float64)
+    check_placed(expected, world_of_pixels(dataset), ours, label)
+    return expected
+
+
+def check_placed(expected, world, ours, label):
+    """Every pixel of `expected` (rows x columns) is CUE's voxel at its world position."""
     image = nib.load(str(ours))
     data = image.get_fdata(dtype=np.float64)
-    world = world_of_pixels(dataset)
     voxel = np.linalg.inv(image.affine) @ np.concatenate([world.reshape(-1, 3).T, np.ones((1, world[..., 0].size))])
     ijk = np.rint(voxel[:3]).astype(int)
     if np.abs(voxel[:3] - ijk).max() > 1e-3:
@@ -85,7 +95,35 @@ def check_pixels(dicom_file, ours, label=None):
         r, c = wrong[0]
         fail(f"{label}: {len(wrong)} pixels differ, the first (row {r}, column {c}): CUE {got[r, c]}, pydicom {expected[r, c]}")
     print(f"ok {label}: {expected.size} pixels in place, sum {expected.sum():.0f}")
-    return expected
+    return ijk
+
+
+def frames_mode(dicom_file, echo_time, ours):
+    """Every frame of an Enhanced MR file whose per-frame EffectiveEchoTime is `echo_time`:
+    each pixel, as pydicom decodes it (rescale 1, 0), lies at its world position in OURS (from
+    the frame's plane position and the shared orientation and spacing), and those frames fill
+    OURS's every slice."""
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    dataset = pydicom.dcmread(str(dicom_file))
+    shared = dataset.SharedFunctionalGroupsSequence[0]
+    pixels = dataset.pixel_array
+    slices = 0
+    covered = np.zeros(nib.load(str(ours)).shape, dtype=bool)
+    for index, frame in enumerate(dataset.PerFrameFunctionalGroupsSequence):
+        if float(frame.MREchoSequence[0].EffectiveEchoTime) != float(echo_time):
+            continue
+        plane = Dataset()
+        plane.ImagePositionPatient = frame.PlanePositionSequence[0].ImagePositionPatient
+        plane.ImageOrientationPatient = shared.PlaneOrientationSequence[0].ImageOrientationPatient
+        plane.PixelSpacing = shared.PixelMeasuresSequence[0].PixelSpacing
+        ijk = check_placed(pixels[index].astype(np.float64), world_of_pixels(dataset, plane), ours, f"frame {index + 1} (TE {echo_time})")
+        covered[ijk[0], ijk[1], ijk[2]] = True
+        slices += 1
+    if not covered.all():
+        fail(f"the {slices} frames of echo time {echo_time} fill {covered.sum()} of the {covered.size} voxels of {Path(ours).name}")
+    print(f"ok {Path(ours).name}: the {slices} frames of echo time {echo_time}, each pixel in place")
 
 
 def expected_mode(expected_json, data_dir, ours_dir, pairs):
@@ -187,6 +225,8 @@ if __name__ == "__main__":
         dcm2niix_mode(*args)
     elif mode == "pixels":
         check_pixels(args[0], args[1])
+    elif mode == "frames":
+        frames_mode(*args)
     elif mode == "map":
         map_mode(*args)
     else:

@@ -2,6 +2,7 @@
 
     python make_dicom_series.py OUT_DIR
     python make_dicom_series.py OUT_DIR echoes-and-prior   (three volumes numbered 7, see below)
+    python make_dicom_series.py OUT_DIR enhanced-echoes    (one multi-frame file, two echoes)
 
 Each sub-folder of OUT_DIR is one case; OUT_DIR/manifest.json says, for each, whether it must
 convert (and then dcm2niix's answer is the reference, or pydicom's slice by slice where
@@ -143,10 +144,14 @@ def write_series(folder, volume, directions, spacing, origin, description, numbe
     return series_uid
 
 
-def write_enhanced(folder, volume, directions, spacing, origin, description, number):
-    """One Enhanced MR file holding every slice as a frame, placed by per-frame groups."""
+def write_enhanced(folder, volume, directions, spacing, origin, description, number, echo_times=None):
+    """One Enhanced MR file holding every slice as a frame, placed by per-frame groups. With
+    echo_times, volume[e] is echo e's stack, every echo's frames at the same positions and
+    told apart only by their per-frame EffectiveEchoTime, as a multi-echo scan stores them."""
     folder.mkdir(parents=True, exist_ok=True)
-    count, rows, columns = volume.shape[:3]
+    echoes = volume if echo_times is not None else volume[np.newaxis]
+    echo_times = echo_times if echo_times is not None else [None]
+    count, rows, columns = echoes.shape[1:4]
     row_dir, col_dir, normal = (np.asarray(d, float) for d in directions)
     ds = base(generate_uid(), generate_uid(), number, description, rows, columns)
     ds.SOPClassUID = ENHANCED_MR
@@ -154,7 +159,7 @@ def write_enhanced(folder, volume, directions, spacing, origin, description, num
     ds.SOPInstanceUID = generate_uid()
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.InstanceNumber = 1
-    ds.NumberOfFrames = count
+    ds.NumberOfFrames = count * len(echo_times)
     ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
     shared = Dataset()
     orientation = Dataset()
@@ -175,10 +180,15 @@ def write_enhanced(folder, volume, directions, spacing, origin, description, num
     dimension.DimensionIndexPointer = 0x00209057
     dimension.FunctionalGroupPointer = 0x00209111
     ds.DimensionIndexSequence = [dimension]
+    if echo_times[0] is not None:
+        by_echo = Dataset()
+        by_echo.DimensionIndexPointer = 0x00189082  # EffectiveEchoTime
+        by_echo.FunctionalGroupPointer = 0x00189114  # MREchoSequence
+        ds.DimensionIndexSequence.append(by_echo)
     frames = []
-    # Frames stored in a shuffled order: only their positions place them.
-    order = rng.permutation(count)
-    for k in order:
+    # Frames stored in a shuffled order: only their positions (and echo times) place them.
+    order = [(e, k) for e, k in rng.permutation([(e, k) for e in range(len(echo_times)) for k in range(count)])]
+    for e, k in order:
         frame = Dataset()
         plane = Dataset()
         plane.ImagePositionPatient = [f"{v:.6f}" for v in np.asarray(origin) + normal * spacing[2] * k]
@@ -186,11 +196,15 @@ def write_enhanced(folder, volume, directions, spacing, origin, description, num
         content = Dataset()
         content.InStackPositionNumber = int(k) + 1
         content.StackID = "1"
-        content.DimensionIndexValues = [int(k) + 1]
+        content.DimensionIndexValues = [int(k) + 1] if echo_times[e] is None else [int(k) + 1, int(e) + 1]
         frame.FrameContentSequence = [content]
+        if echo_times[e] is not None:
+            echo = Dataset()
+            echo.EffectiveEchoTime = echo_times[e]
+            frame.MREchoSequence = [echo]
         frames.append(frame)
     ds.PerFrameFunctionalGroupsSequence = frames
-    ds.PixelData = volume[order].astype(np.int16).tobytes()
+    ds.PixelData = np.stack([echoes[e, k] for e, k in order]).astype(np.int16).tobytes()
     ds.save_as(folder / f"{rng.integers(0, 2**48):012X}", enforce_file_format=True)
 
 
@@ -340,8 +354,21 @@ def echoes_and_prior(out):
             ds.save_as(path, enforce_file_format=True)
 
 
+def enhanced_echoes(out):
+    """One Enhanced MR file of series 21 holding two echoes (EffectiveEchoTime 4.5 and 9 ms),
+    five oblique slices each, at the same positions, frames shuffled. dcm2niix 1.0.20220720
+    interleaves such echoes in its output, so the check is pydicom's, frame by frame
+    (`check_dicom.py frames`)."""
+    r = rotation(25, -10, 15)
+    oblique = (r[:, 0], r[:, 1], np.cross(r[:, 0], r[:, 1]))
+    write_enhanced(Path(out), rng.integers(0, 1000, size=(2, 5, 8, 9)), oblique, (1.0, 1.5, 2.0), (10.0, -20.0, 5.0), "me_gre",
+                   21, echo_times=[4.5, 9.0])
+
+
 if __name__ == "__main__":
     if sys.argv[2:] == ["echoes-and-prior"]:
         echoes_and_prior(sys.argv[1])
+    elif sys.argv[2:] == ["enhanced-echoes"]:
+        enhanced_echoes(sys.argv[1])
     else:
         main(sys.argv[1])

@@ -252,7 +252,26 @@ fn enhanced_frames(object: &InMemDicomObject, base: SliceHeader, frame_count: u3
         }
         frames.push(frame);
     }
+    number_the_echoes(&mut frames);
     Ok(frames)
+}
+
+/// A multi-echo Enhanced MR file holds every echo's frames at the same positions, told apart
+/// only by each frame's EffectiveEchoTime: number the echoes in order of echo time (1 for the
+/// shortest), so that each becomes its own volume as the EchoNumbers of classic files make it.
+fn number_the_echoes(frames: &mut [SliceHeader]) {
+    let mut times: Vec<f64> = frames.iter().filter_map(|f| f.params.echo_time_ms).collect();
+    times.sort_by(f64::total_cmp);
+    times.dedup_by(|a, b| (*a - *b).abs() < 1e-3);
+    if times.len() < 2 {
+        return;
+    }
+    for frame in frames {
+        if let Some(time) = frame.params.echo_time_ms {
+            let rank = times.iter().position(|t| (t - time).abs() < 1e-3).unwrap_or(0);
+            frame.echo_number = Some(rank as i32 + 1);
+        }
+    }
 }
 
 fn first_item(object: &InMemDicomObject, tag: Tag) -> Option<&InMemDicomObject> {
