@@ -317,8 +317,9 @@ def main(out):
 
 def echoes_and_prior(out):
     """One folder holding a two-echo series (one SeriesInstanceUID, EchoNumbers 1 and 2) and a
-    prior study's series with the same SeriesNumber: three volumes numbered 7; and a localizer
-    (series 1, one slice each way). Each volume's files lie in their own sub-folder (echo1,
+    prior study's series with the same SeriesNumber: three volumes numbered 7; a two-echo series
+    8 without EchoNumbers (echo times 12 and 96 ms); and a localizer (series 1, one slice each
+    way). Each volume's files lie in their own sub-folder (echo1,
     echo2, prior, localizer/sagittal, ...), so dcm2niix can convert each alone."""
     out = Path(out)
     axial = ([1, 0, 0], [0, 1, 0], [0, 0, 1])
@@ -341,6 +342,20 @@ def echoes_and_prior(out):
         ds = pydicom.dcmread(path)
         ds.StudyDate = "20251104"
         ds.save_as(path, enforce_file_format=True)
+    # Series 8: two echoes told apart only by EchoTime (no EchoNumbers), as some exports
+    # write them; dcm2niix splits them by echo time.
+    late = rng.integers(0, 1000, size=(4, 8, 9))
+    write_series(out / "te12", rng.integers(0, 1000, size=(4, 8, 9)), axial, (1.0, 1.2, 2.0), (-4.0, -5.0, 0.0), "T2 DE", 8,
+                 study_uid=study)
+    write_series(out / "te96", late, axial, (1.0, 1.2, 2.0), (-4.0, -5.0, 0.0), "T2 DE", 8, study_uid=study)
+    series_uid = None
+    for folder in ("te12", "te96"):
+        for path in sorted((out / folder).iterdir()):
+            ds = pydicom.dcmread(path)
+            series_uid = series_uid or ds.SeriesInstanceUID
+            ds.SeriesInstanceUID = series_uid
+            ds.EchoTime = folder[2:]
+            ds.save_as(path, enforce_file_format=True)
     # A localizer: one series, one slice each way (split by orientation into three volumes).
     ways = {"sagittal": ([0, 1, 0], [0, 0, -1], [-1, 0, 0]), "coronal": ([1, 0, 0], [0, 0, -1], [0, -1, 0]), "axial": axial}
     localizer_uid = None

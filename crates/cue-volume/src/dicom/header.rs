@@ -252,24 +252,30 @@ fn enhanced_frames(object: &InMemDicomObject, base: SliceHeader, frame_count: u3
         }
         frames.push(frame);
     }
-    number_the_echoes(&mut frames);
     Ok(frames)
 }
 
-/// A multi-echo Enhanced MR file holds every echo's frames at the same positions, told apart
-/// only by each frame's EffectiveEchoTime: number the echoes in order of echo time (1 for the
-/// shortest), so that each becomes its own volume as the EchoNumbers of classic files make it.
-fn number_the_echoes(frames: &mut [SliceHeader]) {
-    let mut times: Vec<f64> = frames.iter().filter_map(|f| f.params.echo_time_ms).collect();
-    times.sort_by(f64::total_cmp);
-    times.dedup_by(|a, b| (*a - *b).abs() < 1e-3);
-    if times.len() < 2 {
+/// Slices of one series whose echo number does not tell their echo times apart (a multi-echo
+/// Enhanced MR file, whose frames differ only in EffectiveEchoTime; classic files without
+/// EchoNumbers) are numbered by echo time, 1 for the shortest, so that each echo becomes its
+/// own volume, as dcm2niix splits them.
+pub(crate) fn number_the_echoes(slices: &mut [SliceHeader]) {
+    let same_time = |a: f64, b: f64| (a - b).abs() < 1e-3;
+    let mut time_of_echo: std::collections::HashMap<Option<i32>, f64> = std::collections::HashMap::new();
+    let told_apart = slices.iter().all(|s| match s.params.echo_time_ms {
+        Some(time) => same_time(*time_of_echo.entry(s.echo_number).or_insert(time), time),
+        None => true,
+    });
+    if told_apart {
         return;
     }
-    for frame in frames {
-        if let Some(time) = frame.params.echo_time_ms {
-            let rank = times.iter().position(|t| (t - time).abs() < 1e-3).unwrap_or(0);
-            frame.echo_number = Some(rank as i32 + 1);
+    let mut times: Vec<f64> = slices.iter().filter_map(|s| s.params.echo_time_ms).collect();
+    times.sort_by(f64::total_cmp);
+    times.dedup_by(|a, b| same_time(*a, *b));
+    for slice in slices {
+        if let Some(time) = slice.params.echo_time_ms {
+            let rank = times.iter().position(|t| same_time(*t, time)).unwrap_or(0);
+            slice.echo_number = Some(rank as i32 + 1);
         }
     }
 }

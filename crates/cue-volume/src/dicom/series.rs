@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::header::{SliceHeader, StudyTags};
+use super::header::{SliceHeader, StudyTags, number_the_echoes};
 use super::pixels::{read_colour_frames, read_frames};
 use crate::affine::Affine;
 use crate::datatype::VoxelData;
@@ -195,7 +195,7 @@ pub struct SeriesOrigin {
 
 /// Groups slice headers into series, each assembled; ordered by study, series number and part.
 pub fn assemble(headers: Vec<SliceHeader>) -> Vec<Series> {
-    let mut groups: BTreeMap<(String, String), BTreeMap<String, Vec<SliceHeader>>> = BTreeMap::new();
+    let mut by_series: BTreeMap<(String, String), Vec<SliceHeader>> = BTreeMap::new();
     for header in headers {
         // Files without a SeriesInstanceUID still group by what identifies a series.
         let series_key = if header.series_uid.is_empty() {
@@ -203,10 +203,17 @@ pub fn assemble(headers: Vec<SliceHeader>) -> Vec<Series> {
         } else {
             header.series_uid.clone()
         };
-        let orientation = header.orientation.map(|o| o.map(|v| format!("{v:.3}")).join(",")).unwrap_or_default();
-        let part_key =
-            format!("{}x{}|{}|{:08?}|{:08?}", header.rows, header.columns, orientation, header.echo_number, header.temporal_position);
-        groups.entry((header.study.uid.clone(), series_key)).or_default().entry(part_key).or_default().push(header);
+        by_series.entry((header.study.uid.clone(), series_key)).or_default().push(header);
+    }
+    let mut groups: BTreeMap<(String, String), BTreeMap<String, Vec<SliceHeader>>> = BTreeMap::new();
+    for (series_key, mut slices) in by_series {
+        number_the_echoes(&mut slices);
+        for header in slices {
+            let orientation = header.orientation.map(|o| o.map(|v| format!("{v:.3}")).join(",")).unwrap_or_default();
+            let part_key =
+                format!("{}x{}|{}|{:08?}|{:08?}", header.rows, header.columns, orientation, header.echo_number, header.temporal_position);
+            groups.entry(series_key.clone()).or_default().entry(part_key).or_default().push(header);
+        }
     }
     let mut series = Vec::new();
     for parts in groups.into_values() {
