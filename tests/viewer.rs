@@ -231,13 +231,58 @@ fn the_user_names_a_sequence_the_file_name_did_not_tell() {
     assert_eq!(kind(&harness), cue::volume::SequenceKind::Flair);
 }
 
-/// A 4-D file opens as its first volume, and the sequence list says so.
+/// The intensity the status bar shows for the first sequence at the crosshair.
+fn status_value(harness: &Harness<'_, CueApp>) -> String {
+    let kind = harness.state().study.as_ref().expect("a study").study.sequences[0].kind.label();
+    let prefix = format!("{kind} ");
+    harness
+        .get_all_by_label_contains(&prefix)
+        .filter_map(|node| node.accesskit_node().value().and_then(|text| text.strip_prefix(&prefix).map(str::to_owned)))
+        .find(|rest| rest.parse::<f64>().is_ok())
+        .expect("the status bar's value")
+}
+
+/// A 4-D file opens as its first volume, and the sequence list says so; < and > step through
+/// its volumes keeping the crosshair, and the status bar shows the new volume's value there,
+/// as nibabel reads it.
 #[test]
 fn a_four_d_file_says_which_volume_is_shown() {
-    let Some(data) = shared_data("a_four_d_file_says_which_volume_is_shown") else { return };
-    let harness = open(vec![data.join("nifti-corpus/nibabel/example4d.nii.gz")]);
+    let test = "a_four_d_file_says_which_volume_is_shown";
+    let Some(data) = shared_data(test) else { return };
+    let Some(python) = common::check_python(test) else { return };
+    let file = data.join("nifti-corpus/nibabel/example4d.nii.gz");
+    let mut harness = open(vec![file.clone()]);
     assert!(harness.state().study.is_some(), "the 4-D file did not open");
     harness.get_by_label("(volume 1 of 2)");
+    // Off the centre, so that a view reset would show.
+    harness.remove_cursor();
+    for _ in 0..3 {
+        harness.key_press(egui::Key::ArrowUp);
+    }
+    harness.run_steps(2);
+    let voxel = status_voxel(&harness);
+    let [i, j, k] = harness.state().study.as_ref().unwrap().cursor.map(|v| v.to_string());
+    let check = |volume: &str, shown: &str| {
+        let args = [file.as_os_str(), volume.as_ref(), i.as_ref(), j.as_ref(), k.as_ref(), shown.as_ref()];
+        common::run_check(&python, "check_app_value.py", &args);
+    };
+    let first = status_value(&harness);
+    check("0", &first);
+    harness.get_by_label(">").click();
+    harness.run_steps(2);
+    wait_until_loaded(&mut harness);
+    harness.run_steps(3);
+    harness.get_by_label("(volume 2 of 2)");
+    assert_eq!(status_voxel(&harness), voxel, "stepping to the next volume moved the crosshair");
+    let second = status_value(&harness);
+    assert_ne!(first, second, "this voxel's value should differ between the two volumes");
+    check("1", &second);
+    harness.get_by_label("<").click();
+    harness.run_steps(2);
+    wait_until_loaded(&mut harness);
+    harness.run_steps(3);
+    harness.get_by_label("(volume 1 of 2)");
+    assert_eq!(status_value(&harness), first);
     let three_d = open(vec![data.join("nifti-corpus/nibabel/anatomical.nii")]);
     assert!(three_d.state().study.is_some());
     assert!(three_d.query_by_label_contains("(volume ").is_none(), "a 3-D file is one volume");

@@ -23,12 +23,15 @@ pub enum ImageSource {
     File(PathBuf),
     /// An assembled DICOM series.
     Series(Arc<Series>),
+    /// One 3-D volume of a 4-D NIfTI file (0 for the first, which [`ImageSource::File`] reads).
+    FileVolume(PathBuf, usize),
 }
 
 impl PartialEq for ImageSource {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (Self::File(a), Self::File(b)) => a == b,
+            (Self::FileVolume(a, i), Self::FileVolume(b, j)) => a == b && i == j,
             (Self::Series(a), Self::Series(b)) => Arc::ptr_eq(a, b) || (a.uid == b.uid && a.part == b.part && a.slices.len() == b.slices.len()),
             _ => false,
         }
@@ -40,6 +43,7 @@ impl ImageSource {
     pub fn describe(&self) -> String {
         match self {
             Self::File(path) => path.display().to_string(),
+            Self::FileVolume(path, index) => format!("{} (volume {})", path.display(), index + 1),
             Self::Series(series) => format!("series {} in {}", series.label(), series.folder().display()),
         }
     }
@@ -47,7 +51,7 @@ impl ImageSource {
     /// The path that messages about it name.
     pub fn path(&self) -> PathBuf {
         match self {
-            Self::File(path) => path.clone(),
+            Self::File(path) | Self::FileVolume(path, _) => path.clone(),
             Self::Series(series) => series.folder(),
         }
     }
@@ -56,7 +60,7 @@ impl ImageSource {
     /// parameters; otherwise [`SequenceKind::Other`] named after the file or series.
     pub fn recognised_kind(&self) -> SequenceKind {
         match self {
-            Self::File(path) => SequenceKind::detect(path).unwrap_or_else(|| {
+            Self::File(path) | Self::FileVolume(path, _) => SequenceKind::detect(path).unwrap_or_else(|| {
                 SequenceKind::Other(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
             }),
             Self::Series(series) => series.sequence.clone().unwrap_or_else(|| SequenceKind::Other(series.label())),
@@ -67,6 +71,7 @@ impl ImageSource {
     pub fn read_canonical(&self) -> Result<Volume> {
         match self {
             Self::File(path) => Volume::read_canonical(path, 0),
+            Self::FileVolume(path, index) => Volume::read_canonical(path, *index),
             Self::Series(series) => Ok(series.read_volume()?.into_canonical()),
         }
     }

@@ -151,6 +151,14 @@ pub enum Command {
         /// What it is.
         kind: SequenceKind,
     },
+    /// Show another 3-D volume of a sequence read from a 4-D file (reloads the study, keeping
+    /// the view).
+    ShowVolume {
+        /// Index of the sequence in the study.
+        sequence: usize,
+        /// The volume of its file (0 for the first).
+        volume_index: usize,
+    },
     /// Show the viewer, the Training or the Evaluation tab.
     SetTab(Tab),
     /// Map the cursor's slice of a view for the sequences shown in it.

@@ -236,6 +236,18 @@ pub struct SequenceDisplay {
     pub gpu_id: VolumeId,
 }
 
+/// The view of a study carried over a reload of it ([`StudyView::kept_view`]).
+#[derive(Clone, Debug)]
+pub struct KeptView {
+    shape: [usize; 3],
+    cursor: [usize; 3],
+    selected: usize,
+    transforms: [ViewTransform; 3],
+    orbit: cue_render::Orbit,
+    volume_overlay: cue_render::VolumeOverlay,
+    displays: Vec<(bool, WindowLevel, Colormap)>,
+}
+
 /// An open study and its display state.
 pub struct StudyView {
     /// The study.
@@ -311,6 +323,39 @@ impl StudyView {
     /// Index of the first label sequence.
     pub fn label_index(&self) -> Option<usize> {
         (0..self.sequences.len()).find(|&i| self.study.sequences[i].kind.is_label())
+    }
+
+    /// What a reload of this study keeps of its view: stepping through a 4-D file's volumes
+    /// should not move the crosshair, the zoom or the windows.
+    pub fn kept_view(&self) -> KeptView {
+        KeptView {
+            shape: self.study.shape(),
+            cursor: self.cursor,
+            selected: self.selected,
+            transforms: self.transforms,
+            orbit: self.orbit,
+            volume_overlay: self.volume_overlay,
+            displays: self.sequences.iter().map(|d| (d.visible, d.window, d.colormap)).collect(),
+        }
+    }
+
+    /// Takes back a kept view when this study has the same grid and sequences; otherwise the
+    /// fresh view stands (returns whether it was taken).
+    pub fn restore(&mut self, kept: &KeptView) -> bool {
+        if kept.shape != self.study.shape() || kept.displays.len() != self.sequences.len() {
+            return false;
+        }
+        self.cursor = kept.cursor;
+        self.selected = kept.selected;
+        self.transforms = kept.transforms;
+        self.orbit = kept.orbit;
+        self.volume_overlay = kept.volume_overlay;
+        for (display, &(visible, window, colormap)) in self.sequences.iter_mut().zip(&kept.displays) {
+            display.visible = visible;
+            display.window = window;
+            display.colormap = colormap;
+        }
+        true
     }
 
     /// The transform of a view's orientation.

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cue_volume::{DisplayConvention, View, WindowLevel};
+use cue_volume::{DisplayConvention, ImageSource, View, WindowLevel};
 
 use crate::command::Command;
 use crate::findings::FindingsState;
@@ -16,7 +16,7 @@ use crate::runs::Runs;
 use crate::loader::{LoadedStudy, OpenRequest, describe, open_study};
 use crate::series_picker::SeriesPicker;
 use crate::maps::{MapState, default_prompt_dir};
-use crate::state::{Layout, Settings, StudyView};
+use crate::state::{KeptView, Layout, Settings, StudyView};
 
 /// Study name of the bundled demo: says it is synthetic wherever the name shows.
 pub const DEMO_NAME: &str = "Synthetic demo (CUE phantom, not patient data)";
@@ -57,6 +57,8 @@ pub struct Workspace {
     /// The findings of the fused maps.
     pub findings: FindingsState,
     rename_loaded: Option<String>,
+    /// The view the study being reloaded had, taken back when it comes ([`Command::ShowVolume`]).
+    keep_view: Option<KeptView>,
     next_gpu_id: u64,
     effects: Vec<Effect>,
     /// Whether the last load looked under weights/ for a prompt (so a device change reloads
@@ -80,6 +82,7 @@ impl Workspace {
             series_picker: None,
             findings: FindingsState::default(),
             rename_loaded: None,
+            keep_view: None,
             next_gpu_id: 1,
             effects: Vec::new(),
             model_search_weights: false,
@@ -267,6 +270,26 @@ impl Workspace {
                 let name = study.study.name.clone();
                 self.open_files(files, Some(name));
             }
+            Command::ShowVolume { sequence, volume_index } => {
+                let Some(shown) = study.study.sequences.get(sequence) else { return };
+                let source = &shown.volume.source;
+                if source.series.is_some() || volume_index >= source.header.volume_count() || volume_index == source.volume_index {
+                    return;
+                }
+                let files: OpenRequest = study
+                    .study
+                    .sequences
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let image = if i == sequence { ImageSource::FileVolume(s.source.path(), volume_index) } else { s.source.clone() };
+                        (image, Some(s.kind.clone()))
+                    })
+                    .collect();
+                let (name, kept) = (study.study.name.clone(), study.kept_view());
+                self.open_files(files, Some(name));
+                self.keep_view = Some(kept);
+            }
             _ => {}
         }
     }
@@ -308,6 +331,7 @@ impl Workspace {
             self.jobs.cancel(old);
         }
         self.rename_loaded = rename;
+        self.keep_view = None;
         let label = format!("Loading {}", describe(&files));
         self.loading = Some(self.jobs.spawn(JobKind::OpenStudy, label, open_study(files)));
     }
@@ -321,6 +345,7 @@ impl Workspace {
         }
         self.series_picker = None;
         self.rename_loaded = None;
+        self.keep_view = None;
         let label = format!("Opening {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
         self.loading = Some(self.jobs.spawn(JobKind::OpenStudy, label, crate::loader::open_paths(paths)));
     }
@@ -374,7 +399,10 @@ impl Workspace {
         self.maps.cancel(&mut self.jobs);
         self.findings.clear(&mut self.jobs);
         self.maps.drop_overlays_except(&[]);
-        let view = StudyView::new(loaded, self.next_gpu_id);
+        let mut view = StudyView::new(loaded, self.next_gpu_id);
+        if let Some(kept) = self.keep_view.take() {
+            view.restore(&kept);
+        }
         self.next_gpu_id += view.sequences.len() as u64;
         self.study = Some(view);
     }

@@ -129,8 +129,17 @@ pub fn study_panel_ui(ui: &mut egui::Ui, settings: &Settings, study: Option<&Stu
             let source = &study.study.sequences[i].volume.source;
             let volumes = source.header.volume_count();
             if source.series.is_none() && volumes > 1 {
-                ui.label(format!("(volume {} of {volumes})", source.volume_index + 1))
+                // Stepping reloads the study with the other volume, keeping the view; maps are
+                // keyed by the voxels they came from, so each volume shows only its own.
+                let index = source.volume_index;
+                if ui.add_enabled(index > 0, egui::Button::new("<").small()).on_hover_text("Previous volume of the 4-D file").clicked() {
+                    commands.push(Command::ShowVolume { sequence: i, volume_index: index - 1 });
+                }
+                ui.label(format!("(volume {} of {volumes})", index + 1))
                     .on_hover_text("A 4-D file: this one of its volumes is shown and mapped");
+                if ui.add_enabled(index + 1 < volumes, egui::Button::new(">").small()).on_hover_text("Next volume of the 4-D file").clicked() {
+                    commands.push(Command::ShowVolume { sequence: i, volume_index: index + 1 });
+                }
             }
         });
         if let cue_volume::SequenceKind::Other(_) = kind {
