@@ -23,6 +23,7 @@ pub mod threads;
 pub mod volume;
 pub mod window;
 pub mod write;
+mod xform;
 
 pub use affine::{Affine, AxisOrientation};
 pub use datatype::{DataType, Endianness, VoxelData};
