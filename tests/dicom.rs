@@ -193,7 +193,7 @@ fn synthetic_series_agree_with_dcm2niix_run_here() {
             compared += 1;
         }
     }
-    assert_eq!(compared, 13, "every convertible synthetic series compared");
+    assert_eq!(compared, 14, "every convertible synthetic series compared");
     // One oblique slice on its own: each pixel pydicom decodes lies at its own world position.
     let oblique = dir.path().join("in/oblique");
     let slice = std::fs::read_dir(&oblique).unwrap().next().unwrap().unwrap().path();

@@ -300,6 +300,18 @@ def main(out):
                  float_pixels=np.float64)
     manifest["double-float-map"] = {"convert": True, "sequence": "T1"}
 
+    # Direction cosines with noise around 0 ("0" beside "-1e-07") and either side of a
+    # rounding edge (0.0004999 and 0.0005001): one stack, as dcm2niix reads it.
+    write_series(out / "orientation-noise", rng.integers(0, 700, size=(6, 9, 10)), coronal, (1.0, 1.0, 2.0), (4.0, 30.0, -6.0),
+                 "COR T2", 21)
+    ordered = sorted((out / "orientation-noise").iterdir(), key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[1]))
+    for index, path in enumerate(ordered):
+        ds = pydicom.dcmread(path)
+        odd = index % 2 == 1
+        ds.ImageOrientationPatient = ["1", "-1e-07" if odd else "0", "0.0005001" if odd else "0.0004999", "0", "0", "-1"]
+        ds.save_as(path, enforce_file_format=True)
+    manifest["orientation-noise"] = {"convert": True, "sequence": "T2"}
+
     # A Siemens mosaic (an EPI run's export): six 8 x 8 slices tiled in each 24 x 24 image.
     # Read as stacked images it would show tiles at the wrong place, so it is refused.
     write_series(out / "mosaic", rng.integers(0, 500, size=(2, 24, 24)), axial, (2.0, 2.0, 3.0), (0.0, 0.0, 0.0), "ep2d_bold", 20)
