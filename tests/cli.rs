@@ -131,6 +131,51 @@ fn bad_inputs_give_one_line_errors() {
     assert!(!dir.path().join("out.nii").exists() && !dir.path().join("o.nii").exists());
 }
 
+/// No command writes over the file it read: the same file under another spelling, the other
+/// half of a `.hdr`/`.img` pair, a score volume as its own labels. Each is refused in one line
+/// naming the output, and the input's bytes are unchanged.
+#[test]
+fn an_output_never_replaces_its_input() {
+    let Some(data) = shared_data("an_output_never_replaces_its_input") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let copy = |name: &str| {
+        let to = dir.path().join(name.rsplit('/').next().unwrap());
+        std::fs::copy(data.join("nifti-corpus/nifti-rs").join(name), &to).unwrap();
+        to
+    };
+    let (single, header, image) = (copy("minimal.nii"), copy("minimal.hdr"), copy("minimal.img"));
+    let before: Vec<Vec<u8>> = [&single, &header, &image].iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let show = |p: &Path| p.display().to_string();
+    let respelled = dir.path().join(".").join("minimal.nii");
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/clip/tiny");
+    let cases: Vec<(Vec<String>, String)> = vec![
+        (vec!["canonical".into(), show(&single), show(&single)], show(&single)),
+        (vec!["canonical".into(), show(&single), show(&respelled)], show(&respelled)),
+        (vec!["canonical".into(), show(&header), show(&image)], show(&image)),
+        (vec!["canonical".into(), show(&image), show(&header)], show(&header)),
+        (vec!["findings".into(), show(&single), "--threshold".into(), "0".into(), "--labels-out".into(), show(&single)], show(&single)),
+        (vec!["findings".into(), show(&single), "--threshold".into(), "0".into(), "--csv".into(), show(&single)], show(&single)),
+        (
+            vec!["map".into(), "--model".into(), show(&tiny), show(&header), "--all-slices".into(), "--device".into(), "cpu".into(), "--out".into(), show(&image)],
+            show(&image),
+        ),
+    ];
+    for (args, output) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = cue(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("would replace the input"), "{args:?}: {stderr}");
+        assert!(stderr.trim_end().ends_with(&output), "{args:?}: the output is not named last: {stderr}");
+    }
+    let after: Vec<Vec<u8>> = [&single, &header, &image].iter().map(|p| std::fs::read(p).unwrap()).collect();
+    assert!(before == after, "an input file was changed");
+    // Another file in the same folder is written as before.
+    let elsewhere = dir.path().join("canonical.nii");
+    assert!(cue(&["canonical", &show(&single), &show(&elsewhere)]).status.success());
+}
+
 /// Loading one BraTS float64 volume into canonical float32 peaks under 3x its float32 size.
 #[test]
 fn loading_one_volume_peaks_under_three_times_its_float32_size() {

@@ -128,3 +128,41 @@ fn the_findings_list_follows_the_threshold_and_leads_the_crosshair() {
     let source = data.join("cases/brats-sample/t1n.nii.gz");
     common::run_check(&python, "check_app_labels.py", &[source.as_os_str(), labels.as_os_str(), json.as_os_str()]);
 }
+
+/// An export never replaces the image it came from: "Export map volume" and Findings › Labels
+/// aimed at the open file (or its pair's other half) are refused with a message naming it, and
+/// the file's bytes stay as they were; a new file is written as usual.
+#[test]
+fn an_export_never_replaces_the_open_file() {
+    let Some(data) = shared_data("an_export_never_replaces_the_open_file") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let prompt = common::tiny_prompt_file(dir.path());
+    let (header, image) = (dir.path().join("minimal.hdr"), dir.path().join("minimal.img"));
+    for file in [&header, &image] {
+        std::fs::copy(data.join("nifti-corpus/nifti-rs").join(file.file_name().unwrap()), file).unwrap();
+    }
+    let before = (std::fs::read(&header).unwrap(), std::fs::read(&image).unwrap());
+    let opened = header.clone();
+    let mut harness = Harness::builder().with_size([1100.0, 700.0]).wgpu().build_eframe(move |cc| CueApp::new(cc, vec![opened.clone()]));
+    step_until(&mut harness, "loading", |app| !app.is_loading() && app.study.is_some());
+    harness.state_mut().load_model(common::tiny_clip(), Some(prompt), false);
+    step_until(&mut harness, "model ready", |app| matches!(app.maps.status, ModelStatus::Ready { .. }));
+    let ctx = harness.ctx.clone();
+    harness.state_mut().apply(Command::MapWholeView(View::Axial), &ctx);
+    step_until(&mut harness, "findings", |app| {
+        app.findings.result.as_ref().is_some_and(|r| r.mapped_voxels > 0 && r.key.maps_received == app.maps.received) && !app.findings.is_computing()
+    });
+    let refused = |harness: &mut Harness<'_, CueApp>, command: Command, target: &std::path::Path| {
+        harness.state_mut().message = None;
+        harness.state_mut().apply(command, &ctx);
+        step_until(harness, "the refusal", |app| app.message.is_some());
+        let message = harness.state().message.clone().unwrap();
+        assert!(message.contains("would replace the input") && message.ends_with(&target.display().to_string()), "{message}");
+    };
+    refused(&mut harness, Command::ExportMapVolume { path: Some(image.clone()) }, &image);
+    refused(&mut harness, Command::ExportFindings { format: cue::app::report::FindingsExport::Labels, path: Some(header.clone()) }, &header);
+    assert!((std::fs::read(&header).unwrap(), std::fs::read(&image).unwrap()) == before, "the open file was changed");
+    let elsewhere = dir.path().join("map.nii.gz");
+    harness.state_mut().apply(Command::ExportMapVolume { path: Some(elsewhere.clone()) }, &ctx);
+    step_until(&mut harness, "the export elsewhere", |_| elsewhere.exists());
+}

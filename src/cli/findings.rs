@@ -44,6 +44,9 @@ pub fn findings_command(args: FindingsArgs) -> anyhow::Result<()> {
     if let Some(p) = args.percentile {
         anyhow::ensure!((0.0..=100.0).contains(&p), "--percentile must be between 0 and 100, not {p}");
     }
+    for output in args.labels_out.iter().chain(&args.csv) {
+        cue_volume::overwrite::ensure_not_an_input(output, std::slice::from_ref(&args.scores))?;
+    }
     // The file's own grid: voxel indices and bounding boxes count in the file's order.
     let volume = super::read_one_volume(&args.scores, args.volume)?;
     let threshold = match (args.threshold, args.percentile) {

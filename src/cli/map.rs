@@ -77,6 +77,7 @@ pub fn map_command(args: MapArgs) -> anyhow::Result<()> {
     let mut unique = views.clone();
     unique.dedup();
     anyhow::ensure!(unique.len() == views.len(), "--views names a view twice: {}", args.views.unwrap_or_default().join(","));
+    cue_volume::overwrite::ensure_not_an_input(&args.out, std::slice::from_ref(&args.volume))?;
     let name = args.out.to_string_lossy().to_lowercase();
     let nifti = name.ends_with(".nii") || name.ends_with(".nii.gz");
     anyhow::ensure!(nifti || name.ends_with(".png"), "--out must end in .png, .nii or .nii.gz: {}", args.out.display());

@@ -335,6 +335,7 @@ pub(crate) fn read_one_volume(path: &std::path::Path, requested: Option<usize>) 
 
 fn canonical(input: &std::path::Path, output: &std::path::Path, volume_index: usize, series: Option<cue_volume::dicom::SeriesChoice>) -> anyhow::Result<()> {
     use cue_volume::{Volume, VoxelData, WriteOptions, write_nifti1};
+    cue_volume::overwrite::ensure_not_an_input(output, &[input.to_path_buf()])?;
     let (volume, colours) = if series.is_some() || cue_volume::dicom::is_dicom_path(input) {
         anyhow::ensure!(volume_index == 0, "--volume applies to 4-D NIfTI files; a DICOM series is picked with --series");
         let (volume, colours) = cue_volume::dicom::read_series_with_colours(input, series)?;

@@ -12,6 +12,7 @@ pub mod findings;
 pub mod header;
 pub mod parallel;
 pub mod phantom;
+pub mod overwrite;
 pub mod process;
 pub mod read;
 pub mod slice;

@@ -189,6 +189,18 @@ impl Study {
         self.sequences.iter().find(|s| &s.kind == kind)
     }
 
+    /// Every file the study was read from (a DICOM series' slices one by one), which an
+    /// export must not replace ([`crate::overwrite::ensure_not_an_input`]).
+    pub fn input_files(&self) -> Vec<PathBuf> {
+        self.sequences
+            .iter()
+            .flat_map(|s| match &s.source {
+                ImageSource::Series(series) => series.slices.iter().map(|slice| slice.path.clone()).collect(),
+                other => vec![other.path()],
+            })
+            .collect()
+    }
+
     /// The shared canonical grid's shape.
     pub fn shape(&self) -> [usize; 3] {
         self.sequences[0].volume.shape

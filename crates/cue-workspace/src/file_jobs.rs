@@ -112,6 +112,7 @@ impl Workspace {
             Err(_) => (data, study.study.shape(), study.study.world_from_voxel(), cue_volume::WriteOptions { descrip, ..Default::default() }, "the study grid"),
         };
         let name = format!("{}-{label}-{}-map.nii.gz", study.study.name, view.name());
+        let inputs = study.study.input_files();
         self.jobs.spawn(JobKind::Export, format!("Exporting the {} map volume", view.name()), move |_| {
             let path = match path {
                 Some(path) => path,
@@ -120,6 +121,7 @@ impl Workspace {
                     None => return Ok(JobOutput::Nothing),
                 },
             };
+            cue_volume::overwrite::ensure_not_an_input(&path, &inputs).map_err(|e| e.to_string())?;
             cue_volume::write_nifti1(&path, &shape, &cue_volume::VoxelData::F32(data), &affine, &options).map_err(|e| e.to_string())?;
             Ok(JobOutput::Message(format!("Saved {slices} mapped slices on {grid}: {}", path.display())))
         });

@@ -91,6 +91,7 @@ impl Workspace {
             Err(_) => (result.findings.labels.clone(), study.study.shape(), study.study.world_from_voxel(), None),
         };
         let count = result.findings.findings.len();
+        let inputs = study.study.input_files();
         self.jobs.spawn(JobKind::Export, format!("Saving {name}"), move |_| {
             let path = match path {
                 Some(p) => p,
@@ -99,6 +100,7 @@ impl Workspace {
                     None => return Ok(JobOutput::Nothing),
                 },
             };
+            cue_volume::overwrite::ensure_not_an_input(&path, &inputs).map_err(|e| e.to_string())?;
             let written = if format == FindingsExport::Labels {
                 let (data, shape, affine, header) = labels;
                 write_labels(&path, &data, shape, &affine, header.as_ref()).map_err(|e| e.to_string())
