@@ -238,7 +238,7 @@ fn volumes_sharing_a_series_number_are_picked_by_their_choice() {
     let series = listing["series"].as_array().unwrap();
     let mut choices: Vec<&str> = series.iter().map(|s| s["choice"].as_str().unwrap()).collect();
     choices.sort();
-    assert_eq!(choices, ["1:1", "1:2", "1:3", "7:1", "7:2", "7:3", "8:1", "8:2"]);
+    assert_eq!(choices, ["1:1", "1:2", "1:3", "7:1", "7:2", "7:3", "8:1", "8:2", "9:1", "9:2", "9:3"]);
     let output = dir.path().join("refused.nii.gz");
     let refused = canonical(&input, &output, Some("7"));
     let root = input.display().to_string();
@@ -252,6 +252,7 @@ fn volumes_sharing_a_series_number_are_picked_by_their_choice() {
             (Some(7), Some("echo 2")) => "echo2".to_owned(),
             (Some(8), Some("echo 1")) => "te12".to_owned(),
             (Some(8), Some("echo 2")) => "te96".to_owned(),
+            (Some(9), Some(time)) if time.starts_with("time ") => format!("dynamic/t{}", &time[5..]),
             (Some(1), Some(way @ ("sagittal" | "coronal" | "axial"))) => format!("localizer/{way}"),
             (Some(7), None) => "prior".to_owned(),
             other => panic!("unexpected volume {other:?}"),
@@ -277,7 +278,7 @@ fn volumes_sharing_a_series_number_are_picked_by_their_choice() {
         assert_eq!(theirs.len(), 1, "dcm2niix wrote one volume for {folder}: {theirs:?}");
         common::run_check(&python, "check_dicom.py", &[OsStr::new("dcm2niix"), theirs[0].as_os_str(), ours.as_os_str()]);
     }
-    assert_eq!(seen.len(), 8, "each volume picked once: {seen:?}");
+    assert_eq!(seen.len(), 11, "each volume picked once: {seen:?}");
 }
 
 #[test]

@@ -330,8 +330,8 @@ def main(out):
 def echoes_and_prior(out):
     """One folder holding a two-echo series (one SeriesInstanceUID, EchoNumbers 1 and 2) and a
     prior study's series with the same SeriesNumber: three volumes numbered 7; a two-echo series
-    8 without EchoNumbers (echo times 12 and 96 ms); and a localizer (series 1, one slice each
-    way). Each volume's files lie in their own sub-folder (echo1,
+    8 without EchoNumbers (echo times 12 and 96 ms); a dynamic series 9 of three repeats without
+    temporal positions; and a localizer (series 1, one slice each way). Each volume's files lie in their own sub-folder (echo1,
     echo2, prior, localizer/sagittal, ...), so dcm2niix can convert each alone."""
     out = Path(out)
     axial = ([1, 0, 0], [0, 1, 0], [0, 0, 1])
@@ -367,6 +367,22 @@ def echoes_and_prior(out):
             series_uid = series_uid or ds.SeriesInstanceUID
             ds.SeriesInstanceUID = series_uid
             ds.EchoTime = folder[2:]
+            ds.save_as(path, enforce_file_format=True)
+    # Series 9: a dynamic run without TemporalPositionIdentifier, three repeats of four
+    # positions, told apart only by AcquisitionNumber (InstanceNumber runs the other way). Each
+    # repeat's files lie in dynamic/tK, so dcm2niix can convert each alone.
+    series_uid = None
+    for repeat in range(3):
+        folder = out / "dynamic" / f"t{repeat + 1}"
+        write_series(folder, rng.integers(0, 1000, size=(4, 8, 9)), axial, (1.0, 1.2, 2.0), (-4.0, -5.0, 0.0), "ep2d_perf", 9,
+                     study_uid=study)
+        for path in sorted(folder.iterdir()):
+            ds = pydicom.dcmread(path)
+            series_uid = series_uid or ds.SeriesInstanceUID
+            ds.SeriesInstanceUID = series_uid
+            ds.AcquisitionNumber = repeat + 1
+            ds.AcquisitionTime = f"1200{10 * repeat:02d}.000"
+            ds.InstanceNumber = 100 - 10 * repeat - int(ds.InstanceNumber)
             ds.save_as(path, enforce_file_format=True)
     # A localizer: one series, one slice each way (split by orientation into three volumes).
     ways = {"sagittal": ([0, 1, 0], [0, 0, -1], [-1, 0, 0]), "coronal": ([1, 0, 0], [0, 0, -1], [0, -1, 0]), "axial": axial}

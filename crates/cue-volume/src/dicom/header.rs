@@ -65,6 +65,9 @@ pub struct SliceHeader {
     pub echo_number: Option<i32>,
     /// TemporalPositionIdentifier (or a frame's TemporalPositionIndex): one volume per time point.
     pub temporal_position: Option<i32>,
+    /// AcquisitionNumber and AcquisitionTime: what orders the repeats of a dynamic series
+    /// that has no temporal position (see `parts.rs`).
+    pub acquisition: (Option<i32>, Option<String>),
     /// Rows.
     pub rows: u32,
     /// Columns.
@@ -184,6 +187,7 @@ fn headers_of(object: &InMemDicomObject, path: &Path) -> std::result::Result<Vec
         instance_number: int(object, tags::INSTANCE_NUMBER),
         echo_number: int(object, tags::ECHO_NUMBERS),
         temporal_position: int(object, tags::TEMPORAL_POSITION_IDENTIFIER),
+        acquisition: (int(object, tags::ACQUISITION_NUMBER), text(object, tags::ACQUISITION_TIME)),
         rows: rows as u32,
         columns: columns as u32,
         samples_per_pixel: int(object, tags::SAMPLES_PER_PIXEL).unwrap_or(1).max(1) as u32,
@@ -253,31 +257,6 @@ fn enhanced_frames(object: &InMemDicomObject, base: SliceHeader, frame_count: u3
         frames.push(frame);
     }
     Ok(frames)
-}
-
-/// Slices of one series whose echo number does not tell their echo times apart (a multi-echo
-/// Enhanced MR file, whose frames differ only in EffectiveEchoTime; classic files without
-/// EchoNumbers) are numbered by echo time, 1 for the shortest, so that each echo becomes its
-/// own volume, as dcm2niix splits them.
-pub(crate) fn number_the_echoes(slices: &mut [SliceHeader]) {
-    let same_time = |a: f64, b: f64| (a - b).abs() < 1e-3;
-    let mut time_of_echo: std::collections::HashMap<Option<i32>, f64> = std::collections::HashMap::new();
-    let told_apart = slices.iter().all(|s| match s.params.echo_time_ms {
-        Some(time) => same_time(*time_of_echo.entry(s.echo_number).or_insert(time), time),
-        None => true,
-    });
-    if told_apart {
-        return;
-    }
-    let mut times: Vec<f64> = slices.iter().filter_map(|s| s.params.echo_time_ms).collect();
-    times.sort_by(f64::total_cmp);
-    times.dedup_by(|a, b| same_time(*a, *b));
-    for slice in slices {
-        if let Some(time) = slice.params.echo_time_ms {
-            let rank = times.iter().position(|t| same_time(*t, time)).unwrap_or(0);
-            slice.echo_number = Some(rank as i32 + 1);
-        }
-    }
 }
 
 fn first_item(object: &InMemDicomObject, tag: Tag) -> Option<&InMemDicomObject> {

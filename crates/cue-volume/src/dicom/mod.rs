@@ -9,6 +9,7 @@ pub mod choice;
 pub mod guard;
 pub mod header;
 pub mod lengths;
+mod parts;
 pub mod pixels;
 pub mod scan;
 pub mod sequence;

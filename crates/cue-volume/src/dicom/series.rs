@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::header::{SliceHeader, StudyTags, number_the_echoes};
+use super::header::{SliceHeader, StudyTags};
+use super::parts::{OrientationKeys, number_the_echoes, number_the_repeats};
 use super::pixels::{read_colour_frames, read_frames};
 use crate::affine::Affine;
 use crate::datatype::VoxelData;
@@ -208,6 +209,7 @@ pub fn assemble(headers: Vec<SliceHeader>) -> Vec<Series> {
     let mut groups: BTreeMap<(String, String), BTreeMap<String, Vec<SliceHeader>>> = BTreeMap::new();
     for (series_key, mut slices) in by_series {
         number_the_echoes(&mut slices);
+        number_the_repeats(&mut slices);
         let mut orientations = OrientationKeys::default();
         for header in slices {
             let orientation = header.orientation.map(|o| orientations.key(o)).unwrap_or_default();
@@ -300,24 +302,6 @@ fn name_with(slice: &SliceHeader, parts: usize) -> String {
 fn names(a: &SliceHeader, b: &SliceHeader) -> (String, String) {
     let same = a.path.file_name() == b.path.file_name();
     if same { (name_with(a, 2), name_with(b, 2)) } else { (name(a), name(b)) }
-}
-
-/// Names the orientations of one series' slices for grouping: orientations within 1e-3 of
-/// one seen before (direction-cosine noise: "0" beside "-1e-7", a value either side of a
-/// rounding edge) take its name, so that noise never splits a stack into interleaved parts.
-#[derive(Default)]
-struct OrientationKeys(Vec<([f64; 6], String)>);
-
-impl OrientationKeys {
-    fn key(&mut self, orientation: [f64; 6]) -> String {
-        if let Some((_, key)) = self.0.iter().find(|(seen, _)| seen.iter().zip(&orientation).all(|(a, b)| (a - b).abs() < 1e-3)) {
-            return key.clone();
-        }
-        // No "-0.000": the sign of a zero says nothing.
-        let key = orientation.map(|v| format!("{:.3}", if v.abs() < 5e-4 { 0.0 } else { v })).join(",");
-        self.0.push((orientation, key.clone()));
-        key
-    }
 }
 
 /// Orders `slices` along their normal and builds the volume's geometry, or says why they do
