@@ -62,10 +62,16 @@ pub fn tiny_prompt_file(dir: &std::path::Path) -> PathBuf {
     tiny_prompt_file_seeded(dir, None)
 }
 
+/// The flex device's random generator is one for the process: a seeded prompt made while
+/// another test of the same binary draws from it would differ from run to run (and a snapshot
+/// of its maps with it), so prompts are made one at a time.
+static PROMPT_RANDOM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// [`tiny_prompt_file`] with the random initialisation seeded (the same prompt every run).
 pub fn tiny_prompt_file_seeded(dir: &std::path::Path, seed: Option<u64>) -> PathBuf {
     use cue::model::clip::Clip;
     use cue::model::prompt::PromptConfig;
+    let _one_at_a_time = PROMPT_RANDOM.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let device = burn::tensor::Device::flex();
     if let Some(seed) = seed {
         device.seed(seed);
@@ -116,6 +122,7 @@ pub fn tiny_clip_with_vocabulary(dir: &std::path::Path) -> PathBuf {
     use cue::model::clip::{BackboneId, Clip, ClipModel};
     let device = burn::tensor::Device::flex();
     let tiny = Clip::load(&tiny_clip(), &device).expect("tiny CLIP");
+    let _one_at_a_time = PROMPT_RANDOM.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut config = tiny.config.clone();
     config.text.vocab_size = 49_408;
     config.text.max_position_embeddings = 77;
