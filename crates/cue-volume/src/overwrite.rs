@@ -26,21 +26,9 @@ pub fn ensure_not_an_input(output: &Path, inputs: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// `path` and, for one member of a NIfTI pair, the other (`x.hdr` and `x.img`, gzipped alike).
+/// `path` and, for one member of a NIfTI pair, the other (the reader's own pairing rule).
 fn with_pair_partners(path: &Path) -> Vec<PathBuf> {
-    let mut out = vec![path.to_path_buf()];
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let lower = name.to_ascii_lowercase();
-    for (from, to) in [(".hdr.gz", ".img.gz"), (".img.gz", ".hdr.gz"), (".hdr", ".img"), (".img", ".hdr")] {
-        if lower.ends_with(from) {
-            let stem = &name[..name.len() - from.len()];
-            // Both spellings of the partner: a pair written on another system may differ in case.
-            out.push(path.with_file_name(format!("{stem}{to}")));
-            out.push(path.with_file_name(format!("{stem}{}", to.to_ascii_uppercase())));
-            break;
-        }
-    }
-    out
+    std::iter::once(path.to_path_buf()).chain(crate::source::pair_partner(path)).collect()
 }
 
 #[cfg(test)]

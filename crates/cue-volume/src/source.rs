@@ -104,6 +104,15 @@ fn stem_and_ext(path: &Path) -> Option<(String, &'static str, bool)> {
     None
 }
 
+/// The other member of the NIfTI pair `path` belongs to, found by the rules above, when it
+/// is a pair member and its partner exists.
+pub(crate) fn pair_partner(path: &Path) -> Option<PathBuf> {
+    match stem_and_ext(path)? {
+        (_, "img", _) => header_path_for(path).ok().map(|(header, _)| header),
+        _ => image_path_for(path).ok(),
+    }
+}
+
 /// The header and, when `path` is the image member of a NIfTI pair, the image itself.
 ///
 /// A header is looked for with the image's own compression only (`.img.gz` pairs with

@@ -15,6 +15,21 @@ pub fn request_of(paths: Vec<PathBuf>) -> OpenRequest {
     paths.into_iter().map(|p| (ImageSource::File(p), None)).collect()
 }
 
+/// The request that reloads `study` as it is, but for sequence `index`, which `replaced`
+/// gives its source and kind: how a choice about one sequence (what it is, which volume of
+/// its file) takes effect.
+pub fn reload_request(study: &Study, index: usize, replaced: impl Fn(&cue_volume::Sequence) -> (ImageSource, SequenceKind)) -> OpenRequest {
+    study
+        .sequences
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let (source, kind) = if i == index { replaced(s) } else { (s.source.clone(), s.kind.clone()) };
+            (source, Some(kind))
+        })
+        .collect()
+}
+
 /// A study read from its files, with the fingerprints its maps are keyed by.
 #[derive(Debug)]
 pub struct LoadedStudy {

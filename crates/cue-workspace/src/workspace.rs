@@ -13,7 +13,7 @@ use crate::findings::FindingsState;
 use crate::infer::ModelSpec;
 use crate::jobs::{JobId, JobKind, JobMessage, JobOutput, JobRunner, JobUpdate, PickPurpose};
 use crate::runs::Runs;
-use crate::loader::{LoadedStudy, OpenRequest, describe, open_study};
+use crate::loader::{LoadedStudy, OpenRequest, describe, open_study, reload_request};
 use crate::series_picker::SeriesPicker;
 use crate::maps::{MapState, default_prompt_dir};
 use crate::state::{KeptView, Layout, Settings, StudyView};
@@ -257,16 +257,7 @@ impl Workspace {
             }
             Command::AssignSequence { index, kind } => {
                 // Reload with the user's choice: labels and intensities resample differently.
-                let files: OpenRequest = study
-                    .study
-                    .sequences
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| {
-                        let kind = if i == index { kind.clone() } else { s.kind.clone() };
-                        (s.source.clone(), Some(kind))
-                    })
-                    .collect();
+                let files = reload_request(&study.study, index, |s| (s.source.clone(), kind.clone()));
                 let name = study.study.name.clone();
                 self.open_files(files, Some(name));
             }
@@ -276,16 +267,7 @@ impl Workspace {
                 if source.series.is_some() || volume_index >= source.header.volume_count() || volume_index == source.volume_index {
                     return;
                 }
-                let files: OpenRequest = study
-                    .study
-                    .sequences
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| {
-                        let image = if i == sequence { ImageSource::FileVolume(s.source.path(), volume_index) } else { s.source.clone() };
-                        (image, Some(s.kind.clone()))
-                    })
-                    .collect();
+                let files = reload_request(&study.study, sequence, |s| (ImageSource::FileVolume(s.source.path(), volume_index), s.kind.clone()));
                 let (name, kept) = (study.study.name.clone(), study.kept_view());
                 self.open_files(files, Some(name));
                 self.keep_view = Some(kept);

@@ -6,14 +6,20 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::header::SliceHeader;
 
-/// Names the orientations of one series' slices for grouping: orientations within 1e-3 of
-/// one seen before (direction-cosine noise: "0" beside "-1e-7", a value either side of a
-/// rounding edge) take its name, so that noise never splits a stack into interleaved parts.
+/// Names the orientations of one series' slices for grouping, one key per slice in order (""
+/// without an orientation): orientations within 1e-3 of one seen before (direction-cosine
+/// noise: "0" beside "-1e-7", a value either side of a rounding edge) take its name, so that
+/// noise never splits a stack into interleaved parts.
+pub(crate) fn orientation_keys(slices: &[SliceHeader]) -> Vec<String> {
+    let mut keys = OrientationKeys::default();
+    slices.iter().map(|s| s.orientation.map(|o| keys.key(o)).unwrap_or_default()).collect()
+}
+
 #[derive(Default)]
-pub(crate) struct OrientationKeys(Vec<([f64; 6], String)>);
+struct OrientationKeys(Vec<([f64; 6], String)>);
 
 impl OrientationKeys {
-    pub(crate) fn key(&mut self, orientation: [f64; 6]) -> String {
+    fn key(&mut self, orientation: [f64; 6]) -> String {
         if let Some((_, key)) = self.0.iter().find(|(seen, _)| seen.iter().zip(&orientation).all(|(a, b)| (a - b).abs() < 1e-3)) {
             return key.clone();
         }
@@ -31,15 +37,15 @@ impl OrientationKeys {
 /// point k, so that each repeat is its own volume, as dcm2niix stacks them into its 4th
 /// dimension. Any other repeat (a slice missing from one repeat) is left for the geometry
 /// check to refuse.
-pub(crate) fn number_the_repeats(slices: &mut [SliceHeader]) {
-    type StackKey = (Option<i32>, u32, u32, String);
+///
+/// `orientations` holds each slice's [`orientation_keys`], the grouping the stacks then follow.
+pub(crate) fn number_the_repeats(slices: &mut [SliceHeader], orientations: &[String]) {
+    type StackKey<'a> = (Option<i32>, u32, u32, &'a str);
     let mut stacks: BTreeMap<StackKey, BTreeMap<[i64; 3], Vec<usize>>> = BTreeMap::new();
-    let mut orientations = OrientationKeys::default();
-    for (index, slice) in slices.iter().enumerate() {
+    for ((index, slice), orientation) in slices.iter().enumerate().zip(orientations) {
         let (Some(position), None) = (slice.position, slice.temporal_position) else { continue };
-        let orientation = slice.orientation.map(|o| orientations.key(o)).unwrap_or_default();
         let at = position.map(|v| (v * 1000.0).round() as i64);
-        stacks.entry((slice.echo_number, slice.rows, slice.columns, orientation)).or_default().entry(at).or_default().push(index);
+        stacks.entry((slice.echo_number, slice.rows, slice.columns, orientation.as_str())).or_default().entry(at).or_default().push(index);
     }
     for positions in stacks.values() {
         let repeats = positions.values().next().map_or(0, Vec::len);

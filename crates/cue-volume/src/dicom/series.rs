@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::header::{SliceHeader, StudyTags};
-use super::parts::{OrientationKeys, number_the_echoes, number_the_repeats};
+use super::parts::{number_the_echoes, number_the_repeats, orientation_keys};
 use super::pixels::{read_colour_frames, read_frames};
 use crate::affine::Affine;
 use crate::datatype::VoxelData;
@@ -112,7 +112,6 @@ impl Series {
         if self.slices.first().is_none_or(|s| s.samples_per_pixel != 3) {
             return Ok(None);
         }
-        self.checked_geometry()?;
         let colours =
             self.read_planes(&|_, _| {}, |path, frames| read_colour_frames(path, &frames.iter().map(|f| f.1).collect::<Vec<_>>()))?;
         Ok(Some(colours))
@@ -209,10 +208,9 @@ pub fn assemble(headers: Vec<SliceHeader>) -> Vec<Series> {
     let mut groups: BTreeMap<(String, String), BTreeMap<String, Vec<SliceHeader>>> = BTreeMap::new();
     for (series_key, mut slices) in by_series {
         number_the_echoes(&mut slices);
-        number_the_repeats(&mut slices);
-        let mut orientations = OrientationKeys::default();
-        for header in slices {
-            let orientation = header.orientation.map(|o| orientations.key(o)).unwrap_or_default();
+        let orientations = orientation_keys(&slices);
+        number_the_repeats(&mut slices, &orientations);
+        for (header, orientation) in slices.into_iter().zip(orientations) {
             let part_key =
                 format!("{}x{}|{}|{:08?}|{:08?}", header.rows, header.columns, orientation, header.echo_number, header.temporal_position);
             groups.entry(series_key.clone()).or_default().entry(part_key).or_default().push(header);
