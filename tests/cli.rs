@@ -12,6 +12,15 @@ fn cue(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cue")).args(args).output().expect("run cue")
 }
 
+/// Runs `cue` with `args`, which must fail with one line on stderr; returns that line.
+fn refused_in_one_line(args: &[&str]) -> String {
+    let output = cue(args);
+    let stderr = String::from_utf8_lossy(&output.stderr).trim_end().to_owned();
+    assert!(!output.status.success(), "{args:?} succeeded");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    stderr
+}
+
 fn json_of(output: &Output) -> Value {
     assert!(output.status.success(), "cue failed: {}", String::from_utf8_lossy(&output.stderr));
     serde_json::from_slice(&output.stdout).expect("one JSON object")
@@ -120,13 +129,10 @@ fn bad_inputs_give_one_line_errors() {
     }
     for (args, path, words) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let output = cue(&args);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{args:?} succeeded");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        let stderr = refused_in_one_line(&args);
         assert!(stderr.starts_with("error: "), "{stderr}");
         assert!(stderr.contains(words), "{args:?}: '{words}' not in {stderr}");
-        assert!(stderr.trim_end().ends_with(&path), "{args:?}: path not last in {stderr}");
+        assert!(stderr.ends_with(&path), "{args:?}: path not last in {stderr}");
     }
     assert!(!dir.path().join("out.nii").exists() && !dir.path().join("o.nii").exists());
 }
@@ -162,12 +168,9 @@ fn an_output_never_replaces_its_input() {
     ];
     for (args, output) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = cue(&args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        let stderr = refused_in_one_line(&args);
         assert!(stderr.contains("would replace the input"), "{args:?}: {stderr}");
-        assert!(stderr.trim_end().ends_with(&output), "{args:?}: the output is not named last: {stderr}");
+        assert!(stderr.ends_with(&output), "{args:?}: the output is not named last: {stderr}");
     }
     let after: Vec<Vec<u8>> = [&single, &header, &image].iter().map(|p| std::fs::read(p).unwrap()).collect();
     assert!(before == after, "an input file was changed");

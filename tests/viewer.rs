@@ -242,6 +242,15 @@ fn status_value(harness: &Harness<'_, CueApp>) -> String {
         .expect("the status bar's value")
 }
 
+/// Clicks `button`, waits for the study it reloads, and finds `label` in the window.
+fn click_and_reload(harness: &mut Harness<'_, CueApp>, button: &str, label: &str) {
+    harness.get_by_label(button).click();
+    harness.run_steps(2);
+    wait_until_loaded(harness);
+    harness.run_steps(3);
+    harness.get_by_label(label);
+}
+
 /// A 4-D file opens as its first volume, and the sequence list says so; < and > step through
 /// its volumes keeping the crosshair, and the status bar shows the new volume's value there,
 /// as nibabel reads it.
@@ -268,20 +277,12 @@ fn a_four_d_file_says_which_volume_is_shown() {
     };
     let first = status_value(&harness);
     check("0", &first);
-    harness.get_by_label(">").click();
-    harness.run_steps(2);
-    wait_until_loaded(&mut harness);
-    harness.run_steps(3);
-    harness.get_by_label("(volume 2 of 2)");
+    click_and_reload(&mut harness, ">", "(volume 2 of 2)");
     assert_eq!(status_voxel(&harness), voxel, "stepping to the next volume moved the crosshair");
     let second = status_value(&harness);
     assert_ne!(first, second, "this voxel's value should differ between the two volumes");
     check("1", &second);
-    harness.get_by_label("<").click();
-    harness.run_steps(2);
-    wait_until_loaded(&mut harness);
-    harness.run_steps(3);
-    harness.get_by_label("(volume 1 of 2)");
+    click_and_reload(&mut harness, "<", "(volume 1 of 2)");
     assert_eq!(status_value(&harness), first);
     let three_d = open(vec![data.join("nifti-corpus/nibabel/anatomical.nii")]);
     assert!(three_d.state().study.is_some());
