@@ -44,8 +44,9 @@ pub fn series_picker_ui(ctx: &egui::Context, picker: &SeriesPicker) -> Vec<Comma
                             commands.push(Command::PickSeries { index, picked });
                         }
                         ui.label(format!("{} files", series.slices.len()));
-                        egui::ComboBox::new(("series_kind", index), "")
-                            .selected_text(choice.kind.label().to_owned())
+                        let kind_text = choice.kind.label().to_owned();
+                        let kind_box = egui::ComboBox::new(("series_kind", index), "")
+                            .selected_text(kind_text.clone())
                             .show_ui(ui, |ui| {
                                 use SequenceKind::*;
                                 let other = Other(label.clone());
@@ -56,6 +57,13 @@ pub fn series_picker_ui(ctx: &egui::Context, picker: &SeriesPicker) -> Vec<Comma
                                     }
                                 }
                             });
+                        // No visible label in the table's column: the name a screen reader
+                        // (and a UI test) finds it by.
+                        kind_box.response.widget_info(|| {
+                            let mut info = egui::WidgetInfo::labeled(egui::Role::ComboBox, ui.is_enabled(), format!("Sequence of {label}"));
+                            info.current_text_value = Some(kind_text.clone());
+                            info
+                        });
                         match &series.geometry {
                             Ok(g) => {
                                 let size = g.world_from_voxel.column_norms();
