@@ -14,7 +14,8 @@ struct Uniforms {
     size: vec4<i32>,
     // Window low, window width, colormap row, label opacity.
     window: vec4<f32>,
-    // Whether an overlay is bound (1) at the slice's size; unused.
+    // Whether an overlay is bound (1) at the slice's size; whether the volume's colours are
+    // bound (1: shown as stored, no window or colormap); unused.
     overlay: vec4<i32>,
 };
 
@@ -24,6 +25,8 @@ struct Uniforms {
 @group(0) @binding(3) var colormaps: texture_2d<f32>;
 // Premultiplied RGBA over the slice, one texel per pixel (the anomaly map).
 @group(0) @binding(4) var overlay: texture_2d<f32>;
+// A colour volume's RGB (RGBA8, alpha unused), or a 1x1x1 stand-in.
+@group(0) @binding(5) var colours: texture_3d<f32>;
 
 fn voxel_of(pixel: vec2<i32>) -> vec3<i32> {
     return u.base.xyz + pixel.x * u.column_step.xyz + pixel.y * u.row_step.xyz;
@@ -56,6 +59,9 @@ fn fs_main(in: VertexOut) -> @location(0) vec4<f32> {
     let t = clamp((value - u.window.x) / max(u.window.y, 1e-20), 0.0, 1.0);
     let row = i32(u.window.z);
     var colour = textureLoad(colormaps, vec2<i32>(i32(round(t * 255.0)), row), 0).rgb;
+    if (u.overlay.y == 1) {
+        colour = textureLoad(colours, voxel_of(pixel), 0).rgb;
+    }
     if (u.size.z == 1) {
         let label = label_at(pixel);
         var show = label > 0.0;

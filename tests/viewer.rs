@@ -289,6 +289,69 @@ fn a_four_d_file_says_which_volume_is_shown() {
     assert!(three_d.query_by_label_contains("(volume ").is_none(), "a 3-D file is one volume");
 }
 
+/// Colour images show their own colours in the slice views and the status bar, as nibabel
+/// reads them, not their luminance, drawn by the slice shader and by the CPU path: an RGB24
+/// NIfTI file written by nibabel on a grid the app flips, and a colour DICOM series written by
+/// pydicom (planar RGB, coronal slices), read back through dcm2niix's conversion of it.
+#[test]
+fn colour_images_show_their_colours() {
+    let test = "colour_images_show_their_colours";
+    let Some(python) = common::check_python(test) else { return };
+    let Some(dcm2niix) = common::dcm2niix(test) else { return };
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let nifti = dir.path().join("colour-fa.nii.gz");
+    common::run_check(&python, "check_app_colours.py", &["make".as_ref(), nifti.as_os_str()]);
+    common::run_check(&python, "make_dicom_series.py", &[dir.path().join("dicom").as_os_str()]);
+    let series = dir.path().join("dicom/rgb-planar");
+    let converted = std::process::Command::new(&dcm2niix)
+        .args(["-z", "n", "-b", "n", "-f", "rgb-planar"])
+        .arg("-o")
+        .arg(dir.path())
+        .arg(&series)
+        .output()
+        .expect("run dcm2niix");
+    assert!(converted.status.success(), "dcm2niix: {}", String::from_utf8_lossy(&converted.stderr));
+    let dcm2niix_nifti = dir.path().join("rgb-planar.nii");
+    for (opened, reference) in [(&nifti, &nifti), (&series, &dcm2niix_nifti)] {
+        for cpu_slices in [false, true] {
+            let what = format!("{} ({} slices)", opened.display(), if cpu_slices { "CPU" } else { "GPU" });
+            let paths = vec![opened.clone()];
+            let mut harness = Harness::builder().with_size([1100.0, 700.0]).wgpu().build_eframe(move |cc| {
+                let app = CueApp::new(cc, paths.clone());
+                if cpu_slices { app.with_cpu_slices() } else { app }
+            });
+            wait_until_loaded(&mut harness);
+            harness.run_steps(3);
+            if harness.state().series_picker.is_some() {
+                // A DICOM folder lists its series first; the sequence box is named for screen
+                // readers though its column shows no label.
+                harness.get_by_label_contains("Sequence of ");
+                harness.get_by_label("Open 1 series").click();
+                common::step_until(&mut harness, "the series", |app| !app.is_loading() && app.study.is_some());
+                harness.run_steps(3);
+            }
+            assert!(harness.state().study.is_some(), "{what} did not open");
+            assert_eq!(harness.state().slice_images_rendered().is_none(), cpu_slices, "{what}: not the slice path asked for");
+            harness.get_by_label_contains("RGB, shown as stored");
+            // Off the centre slice, whose colours would not tell a flipped slice axis.
+            harness.remove_cursor();
+            harness.key_press(egui::Key::ArrowUp);
+            harness.run_steps(2);
+            let shown = harness
+                .get_all_by_label_contains(" RGB ")
+                .filter_map(|node| node.accesskit_node().value().and_then(|text| text.split_once(" RGB ").map(|(_, rgb)| rgb.to_owned())))
+                .next()
+                .unwrap_or_else(|| panic!("{what}: no colour in the status bar"));
+            let [i, j, k] = harness.state().study.as_ref().expect("a study").cursor.map(|v| v.to_string());
+            let screenshot = dir.path().join(format!("window-{}.png", harness.state().study.as_ref().map_or(0, |s| s.volume_ids[0].0) ^ u64::from(cpu_slices)));
+            harness.render().expect("render").save(&screenshot).expect("save the screenshot");
+            let args = ["check".as_ref(), reference.as_os_str(), screenshot.as_os_str(), i.as_ref(), j.as_ref(), k.as_ref(), shown.as_ref()];
+            eprintln!("{what}");
+            common::run_check(&python, "check_app_colours.py", &args);
+        }
+    }
+}
+
 /// The model panel chooses where the model runs: a local device at once, a remote server once
 /// its address and token file are given ("Connect"); the choice lands in the settings.
 #[test]

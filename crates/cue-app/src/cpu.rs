@@ -39,6 +39,7 @@ pub(crate) fn cpu_slice_texture(
     let convention = settings.convention;
     let display = &study.sequences[sequence];
     let volume = &study.study.sequences[sequence].volume;
+    let colours = study.study.sequences[sequence].colours.as_deref();
     let slice_index = study.cursor[view.normal_axis()];
     let labels = study.label_index().filter(|_| settings.show_labels);
     let key = format!(
@@ -52,7 +53,12 @@ pub(crate) fn cpu_slice_texture(
     }
     let image = match extract_slice(&volume.data, volume.shape, volume.voxel_size_mm(), view, slice_index, convention) {
         Ok(slice) => {
-            let mut rgb: Vec<[u8; 3]> = slice.pixels.iter().map(|v| display.colormap.rgb(display.window.apply(*v))).collect();
+            // A colour volume's colours as stored, as the slice shader shows them.
+            let mut rgb: Vec<[u8; 3]> =
+                match colours.map(|c| extract_slice(c, volume.shape, volume.voxel_size_mm(), view, slice_index, convention)) {
+                    Some(Ok(colour_slice)) => colour_slice.pixels,
+                    _ => slice.pixels.iter().map(|v| display.colormap.rgb(display.window.apply(*v))).collect(),
+                };
             // The segmentation as the slice shader draws it, so the fallback shows it too.
             if let Some(label) = labels {
                 let label_volume = &study.study.sequences[label].volume;

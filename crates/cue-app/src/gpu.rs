@@ -25,6 +25,11 @@ pub fn upload(render_state: &egui_wgpu::RenderState, id: VolumeId, shape: [usize
     with_renderer(render_state, |r| r.upload(&render_state.device, &render_state.queue, id, shape, data));
 }
 
+/// Uploads a colour volume's colours under its volume's `id`, which its slices then show.
+pub fn upload_colours(render_state: &egui_wgpu::RenderState, id: VolumeId, shape: [usize; 3], rgb: &[[u8; 3]]) {
+    with_renderer(render_state, |r| r.upload_colours(&render_state.device, &render_state.queue, id, shape, rgb));
+}
+
 /// Frees a volume's texture.
 pub fn remove(render_state: &egui_wgpu::RenderState, id: VolumeId) {
     with_renderer(render_state, |r| r.remove(id));

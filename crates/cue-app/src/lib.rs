@@ -201,6 +201,13 @@ impl CueApp {
         app
     }
 
+    /// The app drawing its slices on the CPU, as without wgpu or with `CUE_CPU_SLICES=1`
+    /// (for tests of that path in a window that has wgpu).
+    pub fn with_cpu_slices(mut self) -> Self {
+        self.render_state = None;
+        self
+    }
+
     /// Opens files, each with the sequence the user named or `None` to recognise it by name.
     pub fn open_files(&mut self, files: loader::OpenRequest, ctx: &egui::Context) {
         self.apply(Command::OpenFiles(files), ctx);
@@ -214,6 +221,9 @@ impl CueApp {
         }
         for (display, sequence) in study.sequences.iter().zip(&study.study.sequences) {
             gpu::upload(rs, display.gpu_id, sequence.volume.shape, &sequence.volume.data);
+            if let Some(colours) = &sequence.colours {
+                gpu::upload_colours(rs, display.gpu_id, sequence.volume.shape, colours);
+            }
         }
         study.uploaded = true;
     }

@@ -38,7 +38,11 @@ pub struct SliceRenderer {
     pub(crate) colormaps: wgpu::TextureView,
     pub(crate) no_labels: wgpu::TextureView,
     no_overlay: wgpu::TextureView,
+    no_colours: wgpu::TextureView,
     pub(crate) volumes: HashMap<VolumeId, wgpu::TextureView>,
+    /// The colours of colour volumes (RGBA8, alpha unused), under their volume's id: shown
+    /// as stored instead of the intensities through the window and colormap.
+    colours: HashMap<VolumeId, wgpu::TextureView>,
     slots: HashMap<u64, Slot>,
     uploaded_bytes: u64,
     /// Bumped by every upload and removal, so the 3-D view rebinds replaced textures.
@@ -49,7 +53,8 @@ pub struct SliceRenderer {
 struct Slot {
     uniforms: wgpu::Buffer,
     bind_group: wgpu::BindGroup,
-    bound: (VolumeId, Option<VolumeId>),
+    /// The volume, the label volume and whether the volume's colours are bound.
+    bound: (VolumeId, Option<VolumeId>, bool),
     written: Option<[u8; UNIFORM_BYTES as usize]>,
     overlay: Option<SlotOverlay>,
     /// The slice's size in pixels, as last prepared.
@@ -159,6 +164,7 @@ impl SliceRenderer {
                 texture_entry(2, wgpu::TextureViewDimension::D3),
                 texture_entry(3, wgpu::TextureViewDimension::D2),
                 texture_entry(4, wgpu::TextureViewDimension::D2),
+                texture_entry(5, wgpu::TextureViewDimension::D3),
             ],
         });
         let pipeline = quad_pipeline(device, "cue slice pipeline", &shader, &bind_group_layout, "fs_main", IMAGE_FORMAT);
@@ -216,6 +222,16 @@ impl SliceRenderer {
             &[0u8; 4],
             4,
         );
+        let no_colours = create_texture(
+            device,
+            queue,
+            "cue no colours",
+            wgpu::TextureFormat::Rgba8Unorm,
+            [1, 1, 1],
+            wgpu::TextureDimension::D3,
+            &[0u8; 4],
+            4,
+        );
         Self {
             pipeline,
             bind_group_layout,
@@ -227,7 +243,9 @@ impl SliceRenderer {
             colormaps,
             no_labels,
             no_overlay,
+            no_colours,
             volumes: HashMap::new(),
+            colours: HashMap::new(),
             slots: HashMap::new(),
             uploaded_bytes: 0,
             generation: 0,
@@ -235,7 +253,8 @@ impl SliceRenderer {
         }
     }
 
-    /// Uploads a volume (`data[i + nx * (j + ny * k)]`) as a 3-D texture under `id`, once.
+    /// Uploads a volume (`data[i + nx * (j + ny * k)]`) as a 3-D texture under `id`, once,
+    /// dropping colours uploaded under `id` before.
     pub fn upload(&mut self, device: &wgpu::Device, queue: &wgpu::Queue, id: VolumeId, shape: [usize; 3], data: &[f32]) {
         let this = self;
         let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_ne_bytes()).collect();
@@ -251,14 +270,38 @@ impl SliceRenderer {
         );
         this.uploaded_bytes += bytes.len() as u64;
         this.volumes.insert(id, view);
+        // A new volume under this id has no colours until they are uploaded for it: never
+        // the previous volume's.
+        this.colours.remove(&id);
         this.generation += 1;
         // Views bound to an older texture of this id rebind on their next draw.
         this.slots.retain(|_, slot| slot.bound.0 != id && slot.bound.1 != Some(id));
     }
 
-    /// Frees a volume's texture.
+    /// Uploads the colours of volume `id` (`rgb[i + nx * (j + ny * k)]`, the layout of
+    /// [`SliceRenderer::upload`]'s values), which its slices then show as stored, without the
+    /// window or colormap. Upload the volume itself too: the 3-D view draws its intensities.
+    pub fn upload_colours(&mut self, device: &wgpu::Device, queue: &wgpu::Queue, id: VolumeId, shape: [usize; 3], rgb: &[[u8; 3]]) {
+        let bytes: Vec<u8> = rgb.iter().flat_map(|&[r, g, b]| [r, g, b, 255]).collect();
+        let view = create_texture(
+            device,
+            queue,
+            "cue volume colours",
+            wgpu::TextureFormat::Rgba8Unorm,
+            shape.map(|d| d as u32),
+            wgpu::TextureDimension::D3,
+            &bytes,
+            4,
+        );
+        self.uploaded_bytes += bytes.len() as u64;
+        self.colours.insert(id, view);
+        self.slots.retain(|_, slot| slot.bound.0 != id);
+    }
+
+    /// Frees a volume's textures (its colours too).
     pub fn remove(&mut self, id: VolumeId) {
         self.volumes.remove(&id);
+        self.colours.remove(&id);
         self.generation += 1;
         self.slots.retain(|_, slot| slot.bound.0 != id && slot.bound.1 != Some(id));
     }
@@ -524,7 +567,7 @@ pub struct SliceDraw {
 }
 
 impl SliceDraw {
-    fn uniform_bytes(&self) -> [u8; UNIFORM_BYTES as usize] {
+    fn uniform_bytes(&self, has_colours: bool) -> [u8; UNIFORM_BYTES as usize] {
         let axes = &self.axes;
         let base = axes.voxel_at(self.shape, self.slice_index, 0, 0);
         let mut column_step = [0i32; 4];
@@ -553,6 +596,7 @@ impl SliceDraw {
             bytes[64 + 4 * i..68 + 4 * i].copy_from_slice(&v.to_ne_bytes());
         }
         bytes[80..84].copy_from_slice(&i32::from(has_overlay).to_ne_bytes());
+        bytes[84..88].copy_from_slice(&i32::from(has_colours).to_ne_bytes());
         bytes
     }
 }
@@ -565,7 +609,8 @@ impl SliceRenderer {
         let this = draw_request;
         let Some(volume) = renderer.volumes.get(&this.volume) else { return };
         let label_id = this.labels.map(|(id, _, _)| id).filter(|id| renderer.volumes.contains_key(id));
-        let bound = (this.volume, label_id);
+        let colours = renderer.colours.get(&this.volume);
+        let bound = (this.volume, label_id, colours.is_some());
         let mut stale = renderer.slots.get(&this.slot).is_none_or(|s| s.bound != bound);
         // The overlay texture: rewritten in place when only its content changes, recreated
         // (and the bind group with it) when its size changes or it appears or goes.
@@ -610,6 +655,7 @@ impl SliceRenderer {
                         binding: 4,
                         resource: wgpu::BindingResource::TextureView(overlay.as_ref().map_or(&renderer.no_overlay, |o| &o.view)),
                     },
+                    wgpu::BindGroupEntry { binding: 5, resource: wgpu::BindingResource::TextureView(colours.unwrap_or(&renderer.no_colours)) },
                 ],
             });
             renderer.slots.insert(this.slot, Slot { uniforms, bind_group, bound, written: None, overlay: None, size: [0, 0], needs_render: true, image_in_view: [0.0, 0.0, 1.0, 1.0], blit: None });
@@ -624,7 +670,7 @@ impl SliceRenderer {
         let (width, height) = this.axes.size(this.shape);
         let Some(slot) = renderer.slots.get_mut(&this.slot) else { return };
         slot.overlay = overlay;
-        let bytes = draw.uniform_bytes();
+        let bytes = draw.uniform_bytes(bound.2);
         // Unchanged views (most of them, most frames) write and render nothing.
         let mut render = overlay_written;
         if slot.written != Some(bytes) {

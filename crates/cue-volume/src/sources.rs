@@ -75,6 +75,29 @@ impl ImageSource {
             Self::Series(series) => Ok(series.read_volume()?.into_canonical()),
         }
     }
+
+    /// The colours of a colour source (an RGB24 or RGBA32 NIfTI file, a DICOM series of three
+    /// samples per pixel) laid out on `volume`'s voxels, `volume` being what
+    /// [`ImageSource::read_canonical`] read from it: the viewer shows these instead of the
+    /// luminance in `volume.data`. Alpha is dropped; `None` for a grey source.
+    pub fn read_canonical_colours(&self, volume: &Volume) -> Result<Option<Vec<[u8; 3]>>> {
+        let on_grid = |colours: &[[u8; 3]]| {
+            volume
+                .from_file_grid(colours)
+                .map_err(|reason| VolumeError::invalid(crate::error::Problem::OutOfRange(reason), &volume.source.path))
+        };
+        match self {
+            Self::File(path) if volume.source.series.is_some() => {
+                crate::dicom::read_series_colours(path, None)?.map(|c| on_grid(&c)).transpose()
+            }
+            Self::File(_) | Self::FileVolume(..) => Ok(match volume.colour_voxels()? {
+                Some(crate::datatype::VoxelData::Rgb24(rgb)) => Some(rgb),
+                Some(crate::datatype::VoxelData::Rgba32(rgba)) => Some(rgba.into_iter().map(|[r, g, b, _]| [r, g, b]).collect()),
+                _ => None,
+            }),
+            Self::Series(series) => series.read_colours()?.map(|colours| on_grid(&colours)).transpose(),
+        }
+    }
 }
 
 /// The NIfTI files named by `paths` (files, or folders whose NIfTI files are taken, not

@@ -102,6 +102,10 @@ pub struct Sequence {
     pub resampled: bool,
     /// What it was read from (to read it again, with another sequence, say).
     pub source: ImageSource,
+    /// The colours of a colour image (an RGB NIfTI file, a colour DICOM series) on the same
+    /// voxels as `volume` (resampled as it was), which the viewer shows instead of the
+    /// luminance in `volume.data`; `None` for grey images and labels.
+    pub colours: Option<std::sync::Arc<[[u8; 3]]>>,
 }
 
 /// One patient's sequences sharing one canonical voxel grid.
@@ -165,19 +169,21 @@ impl Study {
             }
         }
         let volumes = load_parallel_sources(sources.iter().map(|(s, _)| s).collect(), progress)?;
-        let mut sequences: Vec<Sequence> = kinds
-            .into_iter()
-            .zip(volumes)
-            .zip(sources)
-            .map(|((kind, volume), (source, _))| Sequence { kind, volume, resampled: false, source: source.clone() })
-            .collect();
+        let mut sequences = Vec::with_capacity(volumes.len());
+        for ((kind, volume), (source, _)) in kinds.into_iter().zip(volumes).zip(sources) {
+            let colours = if kind.is_label() { None } else { source.read_canonical_colours(&volume)?.map(std::sync::Arc::from) };
+            sequences.push(Sequence { kind, volume, resampled: false, source: source.clone(), colours });
+        }
         sequences.sort_by(|a, b| (a.kind.is_label(), &a.kind).cmp(&(b.kind.is_label(), &b.kind)));
         let reference = sequences[0].volume.clone_grid();
         for sequence in &mut sequences[1..] {
             if !reference.same_grid(&sequence.volume) {
                 let is_label = sequence.kind.is_label();
-                sequence.volume = resample_to(&sequence.volume, &reference, is_label)
-                    .map_err(|reason| VolumeError::Study { reason, path: sequence.volume.source.path.clone() })?;
+                let failed = |reason| VolumeError::Study { reason, path: sequence.volume.source.path.clone() };
+                if let Some(colours) = &sequence.colours {
+                    sequence.colours = Some(resample_colours(&sequence.volume, colours, &reference).map_err(failed)?.into());
+                }
+                sequence.volume = resample_to(&sequence.volume, &reference, is_label).map_err(failed)?;
                 sequence.resampled = true;
             }
         }
@@ -225,6 +231,11 @@ impl Volume {
     /// The grid of this volume.
     pub fn clone_grid(&self) -> Grid {
         Grid { shape: self.shape, world_from_voxel: self.world_from_voxel }
+    }
+
+    /// This volume's grid and source with no voxels, to carry other values on the same grid.
+    fn clone_without_data(&self) -> Self {
+        Self { data: Vec::new(), shape: self.shape, world_from_voxel: self.world_from_voxel, source: self.source.clone() }
     }
 }
 
@@ -275,6 +286,19 @@ pub fn resample_to(volume: &Volume, grid: &Grid, nearest: bool) -> std::result::
     let mut source = volume.source.clone();
     source.file_voxel_from_voxel = source.file_voxel_from_voxel.then_after(&source_from_target);
     Ok(Volume { data, shape: grid.shape, world_from_voxel: grid.world_from_voxel, source })
+}
+
+/// Colours laid out on `volume`'s voxels, resampled onto `grid` as [`resample_to`] resamples
+/// its intensities: trilinear in each channel, rounded; 0 outside.
+fn resample_colours(volume: &Volume, colours: &[[u8; 3]], grid: &Grid) -> std::result::Result<Vec<[u8; 3]>, String> {
+    let mut out = vec![[0u8; 3]; grid.shape.iter().product()];
+    for channel in 0..3 {
+        let plane = Volume { data: colours.iter().map(|c| f32::from(c[channel])).collect(), ..volume.clone_without_data() };
+        for (colour, value) in out.iter_mut().zip(resample_to(&plane, grid, false)?.data) {
+            colour[channel] = value.round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    Ok(out)
 }
 
 fn trilinear(volume: &Volume, p: [f64; 3]) -> f32 {
@@ -350,6 +374,39 @@ mod tests {
                 series: None,
             },
         }
+    }
+
+    /// A colour image on another grid keeps its colours in each channel, resampled as the
+    /// intensities are: the same linear field per channel, rounded, and 0 outside.
+    #[test]
+    fn colours_are_resampled_channel_by_channel() {
+        let source_affine = Affine::from_rows([[2.0, 0.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0]]);
+        let src = volume([6, 6, 6], source_affine, |_, _, _| 0.0);
+        let colour = |i: usize, j: usize, k: usize| [(10 * i) as u8, (20 * j + 3) as u8, (200 - 8 * k) as u8];
+        let mut colours = Vec::new();
+        for k in 0..6 {
+            for j in 0..6 {
+                for i in 0..6 {
+                    colours.push(colour(i, j, k));
+                }
+            }
+        }
+        let grid = Grid {
+            shape: [12, 10, 10],
+            world_from_voxel: Affine::from_rows([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 2.0]]),
+        };
+        let out = resample_colours(&src, &colours, &grid).unwrap();
+        let at = |i: usize, j: usize, k: usize| out[i + 12 * (j + 10 * k)];
+        // World (1 + i, j, 2 + k) mm is source voxel ((1 + i) / 2, j / 2, (2 + k) / 2).
+        let expected = |i: usize, j: usize, k: usize| {
+            let (x, y, z) = ((1 + i) as f64 / 2.0, j as f64 / 2.0, (2 + k) as f64 / 2.0);
+            [(10.0 * x).round() as u8, (20.0 * y + 3.0).round() as u8, (200.0 - 8.0 * z).round() as u8]
+        };
+        for (i, j, k) in [(0, 0, 0), (3, 4, 1), (8, 9, 7), (9, 2, 8)] {
+            assert_eq!(at(i, j, k), expected(i, j, k), "({i}, {j}, {k})");
+        }
+        // x = 11 + 1 = 12 mm lies past the source's last voxel (10 mm).
+        assert_eq!(at(11, 0, 0), [0, 0, 0]);
     }
 
     #[test]

@@ -156,6 +156,11 @@ pub fn study_panel_ui(ui: &mut egui::Ui, settings: &Settings, study: Option<&Stu
                 .response
                 .on_hover_text("The file name did not say which sequence this is");
         }
+        if study.study.sequences[i].colours.is_some() {
+            // Colours are the data here: windowing them would show other colours than the
+            // file's. The 3-D view still draws the luminance through the window.
+            ui.label("RGB, shown as stored (the window applies to the 3-D view)");
+        }
         ui.horizontal(|ui| {
             let speed = display.auto_window.width * 0.005;
             ui.label("Width");
@@ -392,8 +397,10 @@ pub fn status_bar_ui(ui: &mut egui::Ui, settings: &Settings, study: Option<&Stud
         ui.label(format!("World {:.1}, {:.1}, {:.1} mm", world[0], world[1], world[2]));
         ui.separator();
         for s in &study.study.sequences {
-            let value = s.volume.value(study.cursor).unwrap_or(f32::NAN);
-            ui.label(format!("{} {}", s.kind.label(), format_intensity(value)));
+            match s.colours.as_ref().and_then(|c| c.get(s.volume.index(study.cursor))) {
+                Some([r, g, b]) => ui.label(format!("{} RGB {r}, {g}, {b}", s.kind.label())),
+                None => ui.label(format!("{} {}", s.kind.label(), format_intensity(s.volume.value(study.cursor).unwrap_or(f32::NAN)))),
+            };
         }
         ui.separator();
         ui.label(match settings.convention {

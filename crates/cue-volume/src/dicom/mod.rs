@@ -50,6 +50,13 @@ pub fn read_series_with_colours(path: &Path, choice: Option<SeriesChoice>) -> Re
     Ok((series.read_volume()?, series.read_colours()?))
 }
 
+/// The colours of the colour series a DICOM path names, as [`read_series_with_colours`]
+/// gives them, without decoding its grey values again; `None` for a grey series.
+pub fn read_series_colours(path: &Path, choice: Option<SeriesChoice>) -> Result<Option<Vec<[u8; 3]>>> {
+    let folder = scan(path)?;
+    pick_series(&folder, choice)?.read_colours()
+}
+
 /// Reads one DICOM file held in memory: each frame's header and pixels (rescaled), then the
 /// series they assemble into. The fuzzer's entry point: any bytes give this or an error.
 pub fn read_bytes(bytes: &[u8]) -> Result<(Vec<Series>, Vec<Vec<f32>>)> {
