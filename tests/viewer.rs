@@ -312,7 +312,7 @@ fn colour_images_show_their_colours() {
         .expect("run dcm2niix");
     assert!(converted.status.success(), "dcm2niix: {}", String::from_utf8_lossy(&converted.stderr));
     let dcm2niix_nifti = dir.path().join("rgb-planar.nii");
-    for (opened, reference) in [(&nifti, &nifti), (&series, &dcm2niix_nifti)] {
+    for (case, (opened, reference)) in [(&nifti, &nifti), (&series, &dcm2niix_nifti)].into_iter().enumerate() {
         for cpu_slices in [false, true] {
             let what = format!("{} ({} slices)", opened.display(), if cpu_slices { "CPU" } else { "GPU" });
             let paths = vec![opened.clone()];
@@ -343,7 +343,7 @@ fn colour_images_show_their_colours() {
                 .next()
                 .unwrap_or_else(|| panic!("{what}: no colour in the status bar"));
             let [i, j, k] = harness.state().study.as_ref().expect("a study").cursor.map(|v| v.to_string());
-            let screenshot = dir.path().join(format!("window-{}.png", harness.state().study.as_ref().map_or(0, |s| s.volume_ids[0].0) ^ u64::from(cpu_slices)));
+            let screenshot = dir.path().join(format!("window-{case}-{cpu_slices}.png"));
             harness.render().expect("render").save(&screenshot).expect("save the screenshot");
             let args = ["check".as_ref(), reference.as_os_str(), screenshot.as_os_str(), i.as_ref(), j.as_ref(), k.as_ref(), shown.as_ref()];
             eprintln!("{what}");
