@@ -290,9 +290,9 @@ fn a_four_d_file_says_which_volume_is_shown() {
 }
 
 /// Colour images show their own colours in the slice views and the status bar, as nibabel
-/// reads them, not their luminance, drawn by the slice shader and by the CPU path: an RGB24
-/// NIfTI file written by nibabel on a grid the app flips, and a colour DICOM series written by
-/// pydicom (planar RGB, coronal slices), read back through dcm2niix's conversion of it.
+/// reads them, not their luminance, drawn by the slice shader and by the CPU path: RGB24 and
+/// RGBA32 NIfTI files written by nibabel on a grid the app flips, and a colour DICOM series
+/// written by pydicom (planar RGB, coronal slices), read back through dcm2niix's conversion.
 #[test]
 fn colour_images_show_their_colours() {
     let test = "colour_images_show_their_colours";
@@ -301,6 +301,8 @@ fn colour_images_show_their_colours() {
     let dir = tempfile::tempdir().expect("temporary folder");
     let nifti = dir.path().join("colour-fa.nii.gz");
     common::run_check(&python, "check_app_colours.py", &["make".as_ref(), nifti.as_os_str()]);
+    let rgba = dir.path().join("colour-rgba.nii");
+    common::run_check(&python, "check_app_colours.py", &["make".as_ref(), rgba.as_os_str(), "rgba".as_ref()]);
     common::run_check(&python, "make_dicom_series.py", &[dir.path().join("dicom").as_os_str()]);
     let series = dir.path().join("dicom/rgb-planar");
     let converted = std::process::Command::new(&dcm2niix)
@@ -312,7 +314,7 @@ fn colour_images_show_their_colours() {
         .expect("run dcm2niix");
     assert!(converted.status.success(), "dcm2niix: {}", String::from_utf8_lossy(&converted.stderr));
     let dcm2niix_nifti = dir.path().join("rgb-planar.nii");
-    for (case, (opened, reference)) in [(&nifti, &nifti), (&series, &dcm2niix_nifti)].into_iter().enumerate() {
+    for (case, (opened, reference)) in [(&nifti, &nifti), (&rgba, &rgba), (&series, &dcm2niix_nifti)].into_iter().enumerate() {
         for cpu_slices in [false, true] {
             let what = format!("{} ({} slices)", opened.display(), if cpu_slices { "CPU" } else { "GPU" });
             let paths = vec![opened.clone()];
