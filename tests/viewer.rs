@@ -23,10 +23,15 @@ fn wait_until_loaded(harness: &mut Harness<'_, CueApp>) {
 }
 
 fn open(paths: Vec<std::path::PathBuf>) -> Harness<'static, CueApp> {
-    let mut harness = Harness::builder()
-        .with_size([1100.0, 700.0])
-        .wgpu()
-        .build_eframe(move |cc| CueApp::new(cc, paths.clone()));
+    open_drawing(paths, false)
+}
+
+/// [`open`], the slices drawn on the CPU path where `cpu_slices`.
+fn open_drawing(paths: Vec<std::path::PathBuf>, cpu_slices: bool) -> Harness<'static, CueApp> {
+    let mut harness = Harness::builder().with_size([1100.0, 700.0]).wgpu().build_eframe(move |cc| {
+        let app = CueApp::new(cc, paths.clone());
+        if cpu_slices { app.with_cpu_slices() } else { app }
+    });
     wait_until_loaded(&mut harness);
     harness.run_steps(3);
     harness
@@ -317,13 +322,7 @@ fn colour_images_show_their_colours() {
     for (case, (opened, reference)) in [(&nifti, &nifti), (&rgba, &rgba), (&series, &dcm2niix_nifti)].into_iter().enumerate() {
         for cpu_slices in [false, true] {
             let what = format!("{} ({} slices)", opened.display(), if cpu_slices { "CPU" } else { "GPU" });
-            let paths = vec![opened.clone()];
-            let mut harness = Harness::builder().with_size([1100.0, 700.0]).wgpu().build_eframe(move |cc| {
-                let app = CueApp::new(cc, paths.clone());
-                if cpu_slices { app.with_cpu_slices() } else { app }
-            });
-            wait_until_loaded(&mut harness);
-            harness.run_steps(3);
+            let mut harness = open_drawing(vec![opened.clone()], cpu_slices);
             if harness.state().series_picker.is_some() {
                 // A DICOM folder lists its series first; the sequence box is named for screen
                 // readers though its column shows no label.

@@ -51,25 +51,27 @@ pub(crate) fn cpu_slice_texture(
     {
         return texture.id();
     }
-    let image = match extract_slice(&volume.data, volume.shape, volume.voxel_size_mm(), view, slice_index, convention) {
-        Ok(slice) => {
-            // A colour volume's colours as stored, as the slice shader shows them.
-            let mut rgb: Vec<[u8; 3]> =
-                match colours.map(|c| extract_slice(c, volume.shape, volume.voxel_size_mm(), view, slice_index, convention)) {
-                    Some(Ok(colour_slice)) => colour_slice.pixels,
-                    _ => slice.pixels.iter().map(|v| display.colormap.rgb(display.window.apply(*v))).collect(),
-                };
+    // A colour volume's colours as stored, as the slice shader shows them; else the
+    // intensities through the window and colormap.
+    let slice = match colours {
+        Some(colours) => extract_slice(colours, volume.shape, volume.voxel_size_mm(), view, slice_index, convention)
+            .map(|s| (s.width, s.height, s.pixels)),
+        None => extract_slice(&volume.data, volume.shape, volume.voxel_size_mm(), view, slice_index, convention)
+            .map(|s| (s.width, s.height, s.pixels.iter().map(|v| display.colormap.rgb(display.window.apply(*v))).collect())),
+    };
+    let image = match slice {
+        Ok((width, height, mut rgb)) => {
             // The segmentation as the slice shader draws it, so the fallback shows it too.
             if let Some(label) = labels {
                 let label_volume = &study.study.sequences[label].volume;
                 if let Ok(label_slice) =
                     extract_slice(&label_volume.data, label_volume.shape, label_volume.voxel_size_mm(), view, slice_index, convention)
                 {
-                    cue_render::paint_labels(&mut rgb, &label_slice.pixels, slice.width, settings.label_style, settings.label_opacity);
+                    cue_render::paint_labels(&mut rgb, &label_slice.pixels, width, settings.label_style, settings.label_opacity);
                 }
             }
             let pixels = rgb.into_iter().map(|[r, g, b]| egui::Color32::from_rgb(r, g, b)).collect();
-            egui::ColorImage::new([slice.width, slice.height], pixels)
+            egui::ColorImage::new([width, height], pixels)
         }
         Err(_) => egui::ColorImage::new([1, 1], vec![egui::Color32::BLACK]),
     };

@@ -258,17 +258,7 @@ impl SliceRenderer {
     pub fn upload(&mut self, device: &wgpu::Device, queue: &wgpu::Queue, id: VolumeId, shape: [usize; 3], data: &[f32]) {
         let this = self;
         let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_ne_bytes()).collect();
-        let view = create_texture(
-            device,
-            queue,
-            "cue volume",
-            wgpu::TextureFormat::R32Float,
-            shape.map(|d| d as u32),
-            wgpu::TextureDimension::D3,
-            &bytes,
-            4,
-        );
-        this.uploaded_bytes += bytes.len() as u64;
+        let view = this.volume_texture(device, queue, "cue volume", wgpu::TextureFormat::R32Float, shape, &bytes);
         this.volumes.insert(id, view);
         // A new volume under this id has no colours until they are uploaded for it: never
         // the previous volume's.
@@ -283,19 +273,24 @@ impl SliceRenderer {
     /// window or colormap. Upload the volume itself too: the 3-D view draws its intensities.
     pub fn upload_colours(&mut self, device: &wgpu::Device, queue: &wgpu::Queue, id: VolumeId, shape: [usize; 3], rgb: &[[u8; 3]]) {
         let bytes: Vec<u8> = rgb.iter().flat_map(|&[r, g, b]| [r, g, b, 255]).collect();
-        let view = create_texture(
-            device,
-            queue,
-            "cue volume colours",
-            wgpu::TextureFormat::Rgba8Unorm,
-            shape.map(|d| d as u32),
-            wgpu::TextureDimension::D3,
-            &bytes,
-            4,
-        );
-        self.uploaded_bytes += bytes.len() as u64;
+        let view = self.volume_texture(device, queue, "cue volume colours", wgpu::TextureFormat::Rgba8Unorm, shape, &bytes);
         self.colours.insert(id, view);
         self.slots.retain(|_, slot| slot.bound.0 != id);
+    }
+
+    /// A 3-D texture of four-byte texels holding `bytes`, counted in
+    /// [`SliceRenderer::uploaded_bytes`].
+    fn volume_texture(
+        &mut self,
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        label: &str,
+        format: wgpu::TextureFormat,
+        shape: [usize; 3],
+        bytes: &[u8],
+    ) -> wgpu::TextureView {
+        self.uploaded_bytes += bytes.len() as u64;
+        create_texture(device, queue, label, format, shape.map(|d| d as u32), wgpu::TextureDimension::D3, bytes, 4)
     }
 
     /// Frees a volume's textures (its colours too).

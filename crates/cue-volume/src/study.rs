@@ -168,11 +168,17 @@ impl Study {
                 });
             }
         }
-        let volumes = load_parallel_sources(sources.iter().map(|(s, _)| s).collect(), progress)?;
-        let mut sequences = Vec::with_capacity(volumes.len());
-        for ((kind, volume), (source, _)) in kinds.into_iter().zip(volumes).zip(sources) {
-            let colours = if kind.is_label() { None } else { source.read_canonical_colours(&volume)?.map(std::sync::Arc::from) };
-            sequences.push(Sequence { kind, volume, resampled: false, source: source.clone(), colours });
+        // Each image with, for a colour one, its colours, read in the same parallel pass.
+        let items: Vec<(&ImageSource, bool)> = sources.iter().zip(&kinds).map(|((source, _), kind)| (source, kind.is_label())).collect();
+        let loaded = crate::parallel::map_in_parallel(&items, progress, |&(source, is_label)| -> Result<(Volume, Option<Vec<[u8; 3]>>)> {
+            let volume = source.read_canonical()?;
+            let colours = if is_label { None } else { source.read_canonical_colours(&volume)? };
+            Ok((volume, colours))
+        });
+        let mut sequences = Vec::with_capacity(loaded.len());
+        for ((kind, read), (source, _)) in kinds.into_iter().zip(loaded).zip(sources) {
+            let (volume, colours) = read?;
+            sequences.push(Sequence { kind, volume, resampled: false, source: source.clone(), colours: colours.map(std::sync::Arc::from) });
         }
         sequences.sort_by(|a, b| (a.kind.is_label(), &a.kind).cmp(&(b.kind.is_label(), &b.kind)));
         let reference = sequences[0].volume.clone_grid();
